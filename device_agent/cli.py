@@ -1,0 +1,80 @@
+"""``drlc-agent``: run the device agent. argparse, not Typer: the agent installs with few dependencies."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from device_agent.errors import AgentError
+from device_agent.server import create_server
+from device_agent.settings import AgentLimits
+
+
+def default_data_dir() -> Path:
+    """$DRLC_AGENT_HOME, else ~/.local/share/drlc-agent (XDG_DATA_HOME respected)."""
+    if env := os.environ.get("DRLC_AGENT_HOME"):
+        return Path(env)
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "drlc-agent"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drlc-agent", description="drlc device agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve profile jobs over gRPC until stopped (Ctrl-C / SIGTERM)")
+    serve.add_argument(
+        "--address", default="127.0.0.1:50051", help="host:port to listen on (port 0: any free port)"
+    )
+    serve.add_argument("--data-dir", type=Path, default=None, help="where models and job records live")
+    serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here once serving")
+    serve.add_argument("--max-model-mb", type=float, default=AgentLimits.max_model_bytes / 2**20)
+    serve.add_argument("--max-job-duration-s", type=float, default=AgentLimits.max_job_duration_s)
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback address without token or TLS"
+    )
+    serve.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    limits = AgentLimits(
+        max_model_bytes=int(args.max_model_mb * 2**20), max_job_duration_s=args.max_job_duration_s
+    )
+    data_dir = args.data_dir or default_data_dir()
+    if args.insecure:
+        logging.warning("--insecure: anyone who can reach this port can upload and run models")
+    try:
+        agent = create_server(args.address, data_dir, limits, insecure=args.insecure)
+    except AgentError as exc:
+        print(f"drlc-agent: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.port_file:
+        tmp = args.port_file.with_suffix(".tmp")
+        tmp.write_text(str(agent.port))
+        tmp.replace(args.port_file)
+    print(f"drlc-agent serving on port {agent.port}", flush=True)
+    stop.wait()
+    agent.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

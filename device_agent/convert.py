@@ -1,0 +1,119 @@
+"""Between the worker's plain records and the wire messages; nothing else knows both."""
+
+from __future__ import annotations
+
+from device_agent._proto import agent_pb2 as pb
+from device_agent.results import EpisodeOutcome, JobEnd, MemoryFacts, RuntimeFacts
+from device_agent.settings import MeasurementSettings
+from device_agent.stats import LatencySummary, return_stats
+
+
+def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) -> MeasurementSettings:
+    """Zero / empty fields mean "the agent's default" (proto3 cannot tell unset from 0)."""
+    return MeasurementSettings(
+        n_episodes=msg.n_episodes or defaults.n_episodes,
+        seed=msg.seed,
+        warmup_calls=msg.warmup_calls or defaults.warmup_calls,
+        max_steps_per_episode=msg.max_steps_per_episode,
+        execution_providers=tuple(msg.execution_providers),
+        intra_op_threads=msg.intra_op_threads or defaults.intra_op_threads,
+        keep_latencies=msg.keep_latencies,
+    )
+
+
+def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
+    return pb.ProfileSettings(
+        n_episodes=settings.n_episodes,
+        seed=settings.seed,
+        warmup_calls=settings.warmup_calls,
+        max_steps_per_episode=settings.max_steps_per_episode,
+        execution_providers=list(settings.execution_providers),
+        intra_op_threads=settings.intra_op_threads,
+        keep_latencies=settings.keep_latencies,
+    )
+
+
+def latency_to_proto(s: LatencySummary) -> pb.LatencyStats:
+    return pb.LatencyStats(
+        count=s.count,
+        mean_ns=s.mean_ns,
+        std_ns=s.std_ns,
+        min_ns=s.min_ns,
+        p50_ns=s.p50_ns,
+        p90_ns=s.p90_ns,
+        p99_ns=s.p99_ns,
+        max_ns=s.max_ns,
+        p999_ns=s.p999_ns,
+        bucket_edges_ns=s.bucket_edges_ns,
+        bucket_counts=s.bucket_counts,
+    )
+
+
+def memory_to_proto(m: MemoryFacts) -> pb.MemoryStats:
+    msg = pb.MemoryStats(
+        rss_before_load_bytes=m.rss_before_load_bytes,
+        rss_after_load_bytes=m.rss_after_load_bytes,
+        peak_rss_bytes=m.peak_rss_bytes,
+        model_file_bytes=m.model_file_bytes,
+    )
+    if m.device_memory_bytes is not None:
+        msg.device_memory_bytes = m.device_memory_bytes
+    return msg
+
+
+def runtime_to_proto(r: RuntimeFacts) -> pb.RuntimeInfo:
+    return pb.RuntimeInfo(
+        execution_provider=r.execution_provider,
+        session_providers=r.session_providers,
+        onnxruntime_version=r.onnxruntime_version,
+        mujoco_version=r.mujoco_version,
+        gymnasium_version=r.gymnasium_version,
+        intra_op_threads=r.intra_op_threads,
+        env_id=r.env_id,
+        cpu_model=r.cpu_model,
+        cpu_flags=r.cpu_flags,
+        worker_pid=r.worker_pid,
+        timer_overhead_ns=r.timer_overhead_ns,
+    )
+
+
+def episode_to_proto(e: EpisodeOutcome) -> pb.EpisodeResult:
+    return pb.EpisodeResult(
+        index=e.index,
+        seed=e.seed,
+        episode_return=e.episode_return,
+        length=e.length,
+        terminated=e.terminated,
+        inference=latency_to_proto(e.inference),
+        env_step=latency_to_proto(e.env_step),
+        inference_ns=e.inference_ns,
+        wall_s=e.wall_s,
+    )
+
+
+def summary_to_proto(
+    end: JobEnd,
+    episodes: list[pb.EpisodeResult],
+    runtime: pb.RuntimeInfo,
+    requested: pb.ProfileSettings,
+    effective: pb.ProfileSettings,
+) -> pb.JobSummary:
+    stats = return_stats([e.episode_return for e in episodes])
+    msg = pb.JobSummary(
+        n_episodes=stats.n,
+        return_mean=stats.mean,
+        return_std=stats.std,
+        return_ci95_low=stats.ci95_low,
+        return_ci95_high=stats.ci95_high,
+        total_steps=end.total_steps,
+        inference=latency_to_proto(end.inference),
+        env_step=latency_to_proto(end.env_step),
+        memory=memory_to_proto(end.memory),
+        runtime=runtime,
+        requested=requested,
+        effective=effective,
+        wall_s=end.wall_s,
+    )
+    if end.runtime_floor is not None:
+        msg.runtime_floor.CopyFrom(latency_to_proto(end.runtime_floor))
+    return msg

@@ -1,0 +1,86 @@
+"""Build the agent's gRPC server, then serve it (as in the gRPC examples)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from device_agent._proto import agent_pb2, agent_pb2_grpc
+from device_agent.device_info import agent_fingerprint, available_providers
+from device_agent.errors import AgentError
+from device_agent.jobs import JobManager
+from device_agent.servicer import AgentServicer
+from device_agent.settings import AgentLimits
+from device_agent.storage import ModelStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
+CHUNK_BYTES = 1 << 20
+"""Upload chunk size the host uses; the message limit below leaves room for framing."""
+
+
+@dataclass
+class RunningAgent:
+    server: grpc.Server
+    port: int
+    jobs: JobManager
+    health: health.HealthServicer
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace_s).wait()
+        self.jobs.stop()
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_server(
+    address: str, data_dir: Path, limits: AgentLimits | None = None, insecure: bool = False
+) -> RunningAgent:
+    """Bind ``address`` (port 0 picks a free one) and start serving; returns the bound port."""
+    if not is_loopback(address) and not insecure:
+        raise AgentError(
+            f"refusing to listen on non-loopback address {address!r}: token and TLS are not implemented yet; "
+            "pass --insecure to accept unauthenticated plain-text access from the network"
+        )
+    limits = limits or AgentLimits()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    providers = available_providers()
+    store = ModelStore(data_dir, limits.max_model_bytes, limits.max_stored_models)
+    jobs = JobManager(data_dir, store, limits, providers, agent_fingerprint(data_dir))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="drlc-rpc"),
+        options=[
+            ("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
+            ("grpc.max_send_message_length", 64 << 20),
+        ],
+    )
+    agent_pb2_grpc.add_AgentServicer_to_server(
+        AgentServicer(data_dir, store, jobs, limits, providers), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        jobs.stop()
+        raise AgentError(f"could not bind {address!r} (in use, or not an address of this machine)")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("drlc agent serving on %s (port %d), data in %s", address, port, data_dir)
+    return RunningAgent(server, port, jobs, health_servicer)

@@ -1,0 +1,101 @@
+"""The host's side of the wire: a typed wrapper over the generated gRPC stub."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from device_agent._proto import agent_pb2 as pb
+from device_agent._proto import agent_pb2_grpc
+from device_agent.manifest import sha256_bytes
+from device_agent.server import CHUNK_BYTES, SERVICE_NAME
+from host.errors import DeviceError
+
+
+def describe_rpc_error(exc: grpc.RpcError, address: str) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return f"agent at {address} answered {code.name if code else 'an error'}: {details}"
+
+
+class AgentClient:
+    """One connection to one agent. Every method raises DeviceError with the agent's reason."""
+
+    def __init__(self, address: str, timeout_s: float = 30.0) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.stub = agent_pb2_grpc.AgentStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Poll the standard health service until the agent says SERVING."""
+        health = health_pb2_grpc.HealthStub(self.channel)
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=2.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = f"status {reply.status}"
+            except grpc.RpcError as exc:
+                last = describe_rpc_error(exc, self.address)
+            time.sleep(0.1)
+        raise DeviceError(f"agent at {self.address} did not become ready within {timeout_s:.0f} s ({last})")
+
+    def device_info(self) -> pb.DeviceInfo:
+        try:
+            return self.stub.GetDeviceInfo(pb.GetDeviceInfoRequest(), timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+
+    def has_models(self, sha256s: list[str]) -> set[str]:
+        try:
+            return set(
+                self.stub.HasModels(pb.HasModelsRequest(sha256=sha256s), timeout=self.timeout_s).present
+            )
+        except grpc.RpcError as exc:
+            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+
+    def upload(self, path: Path, sha256: str | None = None) -> pb.UploadModelResponse:
+        """Send one model file in chunks; the agent verifies the hash before storing it."""
+        data = path.read_bytes()
+        digest = sha256 or sha256_bytes(data)
+
+        def messages() -> Iterator[pb.UploadModelRequest]:
+            yield pb.UploadModelRequest(
+                header=pb.UploadHeader(sha256=digest, size_bytes=len(data), filename=path.name)
+            )
+            for start in range(0, len(data), CHUNK_BYTES):
+                yield pb.UploadModelRequest(chunk=data[start : start + CHUNK_BYTES])
+
+        try:
+            return self.stub.UploadModel(messages(), timeout=max(self.timeout_s, len(data) / 1e6))
+        except grpc.RpcError as exc:
+            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+
+    def run_profile(self, request: pb.ProfileRequest) -> Iterator[pb.ProfileEvent]:
+        """Stream a job's events. The stream may break; the job goes on and can be fetched by id."""
+        return self.stub.RunProfile(request)
+
+    def watch_job(self, job_id: str) -> Iterator[pb.ProfileEvent]:
+        return self.stub.WatchJob(pb.GetJobRequest(job_id=job_id))
+
+    def get_job(self, job_id: str) -> pb.JobRecord:
+        try:
+            return self.stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise DeviceError(describe_rpc_error(exc, self.address)) from exc

@@ -1,0 +1,162 @@
+"""The agent over real gRPC on loopback: uploads, profile jobs in real MuJoCo with real ONNX Runtime."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from device_agent._proto import agent_pb2 as pb
+from device_agent.server import create_server
+from host.agent_client import AgentClient
+from host.errors import DeviceError
+from tests.policies import random_policy
+
+
+def upload_bytes(client: AgentClient, data: bytes, sha: str, size: int | None = None) -> pb.UploadModelResponse:
+    def messages():
+        yield pb.UploadModelRequest(header=pb.UploadHeader(sha256=sha, size_bytes=len(data) if size is None else size))
+        for i in range(0, len(data), 1000):
+            yield pb.UploadModelRequest(chunk=data[i : i + 1000])
+
+    return client.stub.UploadModel(messages(), timeout=10)
+
+
+def profile_request(job_id: str, sha: str, episodes: int = 3, env_id: str = "", **settings) -> pb.ProfileRequest:
+    return pb.ProfileRequest(
+        job_id=job_id,
+        model_sha256=sha,
+        env_id=env_id,
+        settings=pb.ProfileSettings(n_episodes=episodes, seed=7, warmup_calls=10, keep_latencies=True, **settings),
+    )
+
+
+def test_health_and_device_info(client: AgentClient) -> None:
+    info = client.device_info()
+    assert info.fingerprint and info.n_cpu_logical >= 1
+    assert "CPUExecutionProvider" in info.execution_providers
+    assert info.versions["onnxruntime"]
+    assert info.limits.max_model_bytes > 0
+
+
+def test_upload_dedupe_and_restart(tmp_path, agent, client: AgentClient) -> None:
+    data, sha, manifest = random_policy()
+    first = upload_bytes(client, data, sha)
+    assert first.sha256 == sha and not first.already_present
+    assert manifest.name in first.manifest_json
+    assert client.has_models([sha, "0" * 64]) == {sha}
+    second = upload_bytes(client, data, sha)
+    assert second.already_present
+    stored = list((tmp_path / "agent-data" / "models").glob("*.onnx"))
+    assert [p.name for p in stored] == [f"{sha}.onnx"]
+    # a new agent on the same data dir still holds it
+    agent.stop(grace_s=0)
+    again = create_server("127.0.0.1:0", tmp_path / "agent-data")
+    try:
+        with AgentClient(f"127.0.0.1:{again.port}") as c2:
+            c2.wait_ready()
+            assert c2.has_models([sha]) == {sha}
+    finally:
+        again.stop(grace_s=0)
+
+
+def test_upload_refuses_hash_mismatch_and_bad_models(client: AgentClient) -> None:
+    data, sha, _ = random_policy()
+    other_sha = random_policy(seed=1)[1]
+    with pytest.raises(grpc.RpcError) as err:
+        upload_bytes(client, data, other_sha)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "sha256 mismatch" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        upload_bytes(client, data[:-10], sha, size=len(data))
+    assert "the upload was cut" in err.value.details()
+    junk = b"not an onnx model at all" * 10
+    from device_agent.manifest import sha256_bytes
+
+    with pytest.raises(grpc.RpcError) as err:
+        upload_bytes(client, junk, sha256_bytes(junk))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert client.has_models([sha, other_sha]) == set()
+    with pytest.raises(grpc.RpcError) as err:
+        upload_bytes(client, data, "../../etc/passwd")
+    assert "not a sha256" in err.value.details()
+
+
+def test_profile_job_streams_episodes_and_summary(client: AgentClient) -> None:
+    data, sha, _ = random_policy()
+    upload_bytes(client, data, sha)
+    events = list(client.run_profile(profile_request("job-1", sha, episodes=4)))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["accepted", "started", "episode", "episode", "episode", "episode", "summary"]
+    assert [e.sequence for e in events] == list(range(len(events)))
+    episodes = [e.episode for e in events if e.HasField("episode")]
+    assert [ep.seed for ep in episodes] == [7, 8, 9, 10]
+    for ep in episodes:
+        assert ep.length >= 1 and len(ep.inference_ns) == ep.length
+        assert 0 < ep.inference.p50_ns <= ep.inference.p99_ns <= ep.inference.max_ns
+        assert ep.env_step.count == ep.length
+        assert ep.episode_return == ep.length - int(ep.terminated)  # InvertedPendulum-v5: 1 per step, 0 on the fall
+    summary = events[-1].summary
+    assert summary.n_episodes == 4
+    assert summary.total_steps == sum(ep.length for ep in episodes)
+    assert summary.inference.count == summary.total_steps
+    assert summary.runtime.execution_provider == "CPUExecutionProvider"
+    assert summary.runtime.timer_overhead_ns > 0
+    mem = summary.memory
+    assert 0 < mem.rss_before_load_bytes <= mem.rss_after_load_bytes <= mem.peak_rss_bytes
+    assert mem.model_file_bytes == len(data)
+    assert summary.effective.execution_providers == ["CPUExecutionProvider"]
+    # same seed, same policy: the same returns (deterministic actions, seeded resets)
+    again = [e.episode for e in client.run_profile(profile_request("job-2", sha, episodes=4)) if e.HasField("episode")]
+    assert [ep.episode_return for ep in again] == [ep.episode_return for ep in episodes]
+    record = client.get_job("job-1")
+    assert record.state == pb.JOB_STATE_SUCCEEDED and len(record.episodes) == 4
+    assert record.summary.return_mean == pytest.approx(summary.return_mean)
+
+
+def test_lost_connection_then_fetch_by_id(client: AgentClient) -> None:
+    data, sha, _ = random_policy("HalfCheetah-v5", hidden=(32, 32))
+    upload_bytes(client, data, sha)
+    call = client.run_profile(profile_request("job-cut", sha, episodes=3))
+    first = next(call)
+    assert first.HasField("accepted")
+    call.cancel()  # the host goes away mid-job
+    deadline = time.monotonic() + 60
+    while (record := client.get_job("job-cut")).state != pb.JOB_STATE_SUCCEEDED:
+        assert record.state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING), record
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert len(record.episodes) == 3 and all(ep.length == 1000 for ep in record.episodes)
+    # re-attaching replays the whole job, marked as re-attached
+    replay = list(client.watch_job("job-cut"))
+    assert replay[0].accepted.reattached
+    assert [e.WhichOneof("event") for e in replay[1:]] == ["episode"] * 3 + ["summary"]
+    # the same job id with the same request re-attaches; with another request it is refused
+    assert next(iter(client.run_profile(profile_request("job-cut", sha, episodes=3)))).accepted.reattached
+    with pytest.raises(grpc.RpcError) as err:
+        list(client.run_profile(profile_request("job-cut", sha, episodes=5)))
+    assert err.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_bad_requests_fail_clearly_and_agent_keeps_serving(client: AgentClient) -> None:
+    data, sha, _ = random_policy()
+    upload_bytes(client, data, sha)
+    with pytest.raises(grpc.RpcError) as err:
+        list(client.run_profile(profile_request("no-model", "ab" * 32)))
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        list(client.run_profile(profile_request("../evil", sha)))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        list(client.run_profile(profile_request("too-many", sha, episodes=10**6)))
+    assert "n_episodes" in err.value.details()
+    failed = list(client.run_profile(profile_request("bad-env", sha, env_id="NoSuchEnv-v0")))
+    assert failed[-1].failed.error_type == "EnvUnavailableError"
+    wrong_shape = list(client.run_profile(profile_request("wrong-env", sha, env_id="HalfCheetah-v5")))
+    assert wrong_shape[-1].failed.error_type == "InvalidModelError"
+    assert "HalfCheetah-v5 has observations [17]" in wrong_shape[-1].failed.message
+    assert client.get_job("bad-env").state == pb.JOB_STATE_FAILED
+    ok = list(client.run_profile(profile_request("after", sha, episodes=1)))
+    assert ok[-1].HasField("summary")
+    with pytest.raises(DeviceError, match="NOT_FOUND"):
+        client.get_job("never-ran")

@@ -8,9 +8,15 @@ import numpy as np
 from device_agent.manifest import ArtifactManifest, sha256_bytes
 from host.export.onnx_builder import build_onnx
 from host.export.policy_spec import DenseLayer, PolicySpec
+import itertools
 
 
-def random_policy(env_id: str = "InvertedPendulum-v5", hidden: tuple[int, ...] = (16, 16), seed: int = 0, name: str | None = None) -> tuple[bytes, str, ArtifactManifest]:
+def random_policy(
+    env_id: str = "InvertedPendulum-v5",
+    hidden: tuple[int, ...] = (16, 16),
+    seed: int = 0,
+    name: str | None = None,
+) -> tuple[bytes, str, ArtifactManifest]:
     """A random tanh-rescaled MLP for ``env_id``: (onnx bytes, sha256, manifest)."""
     env = gym.make(env_id)
     obs_dim = int(env.observation_space.shape[0])
@@ -21,9 +27,11 @@ def random_policy(env_id: str = "InvertedPendulum-v5", hidden: tuple[int, ...] =
     sizes = [obs_dim, *hidden, act_dim]
     layers = tuple(
         DenseLayer(rng.normal(0, 1 / np.sqrt(i), size=(o, i)).astype(np.float32), np.zeros(o, np.float32))
-        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        for i, o in itertools.pairwise(sizes)
     )
-    spec = PolicySpec(layers=layers, activation="relu", postprocess="tanh_rescale", action_low=low, action_high=high)
+    spec = PolicySpec(
+        layers=layers, activation="relu", postprocess="tanh_rescale", action_low=low, action_high=high
+    )
     manifest = ArtifactManifest(
         name=name or f"random-{env_id}-{seed}",
         algo="sac",

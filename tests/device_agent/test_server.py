@@ -14,21 +14,29 @@ from host.errors import DeviceError
 from tests.policies import random_policy
 
 
-def upload_bytes(client: AgentClient, data: bytes, sha: str, size: int | None = None) -> pb.UploadModelResponse:
+def upload_bytes(
+    client: AgentClient, data: bytes, sha: str, size: int | None = None
+) -> pb.UploadModelResponse:
     def messages():
-        yield pb.UploadModelRequest(header=pb.UploadHeader(sha256=sha, size_bytes=len(data) if size is None else size))
+        yield pb.UploadModelRequest(
+            header=pb.UploadHeader(sha256=sha, size_bytes=len(data) if size is None else size)
+        )
         for i in range(0, len(data), 1000):
             yield pb.UploadModelRequest(chunk=data[i : i + 1000])
 
     return client.stub.UploadModel(messages(), timeout=10)
 
 
-def profile_request(job_id: str, sha: str, episodes: int = 3, env_id: str = "", **settings) -> pb.ProfileRequest:
+def profile_request(
+    job_id: str, sha: str, episodes: int = 3, env_id: str = "", **settings
+) -> pb.ProfileRequest:
     return pb.ProfileRequest(
         job_id=job_id,
         model_sha256=sha,
         env_id=env_id,
-        settings=pb.ProfileSettings(n_episodes=episodes, seed=7, warmup_calls=10, keep_latencies=True, **settings),
+        settings=pb.ProfileSettings(
+            n_episodes=episodes, seed=7, warmup_calls=10, keep_latencies=True, **settings
+        ),
     )
 
 
@@ -95,7 +103,9 @@ def test_profile_job_streams_episodes_and_summary(client: AgentClient) -> None:
         assert ep.length >= 1 and len(ep.inference_ns) == ep.length
         assert 0 < ep.inference.p50_ns <= ep.inference.p99_ns <= ep.inference.max_ns
         assert ep.env_step.count == ep.length
-        assert ep.episode_return == ep.length - int(ep.terminated)  # InvertedPendulum-v5: 1 per step, 0 on the fall
+        assert ep.episode_return == ep.length - int(
+            ep.terminated
+        )  # InvertedPendulum-v5: 1 per step, 0 on the fall
     summary = events[-1].summary
     assert summary.n_episodes == 4
     assert summary.total_steps == sum(ep.length for ep in episodes)
@@ -107,7 +117,11 @@ def test_profile_job_streams_episodes_and_summary(client: AgentClient) -> None:
     assert mem.model_file_bytes == len(data)
     assert summary.effective.execution_providers == ["CPUExecutionProvider"]
     # same seed, same policy: the same returns (deterministic actions, seeded resets)
-    again = [e.episode for e in client.run_profile(profile_request("job-2", sha, episodes=4)) if e.HasField("episode")]
+    again = [
+        e.episode
+        for e in client.run_profile(profile_request("job-2", sha, episodes=4))
+        if e.HasField("episode")
+    ]
     assert [ep.episode_return for ep in again] == [ep.episode_return for ep in episodes]
     record = client.get_job("job-1")
     assert record.state == pb.JOB_STATE_SUCCEEDED and len(record.episodes) == 4

@@ -1,0 +1,31 @@
+# The two commands a new user runs: `make demo` and `make test`. Each creates the virtualenv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_HOME ?= .drlc-demo
+
+.PHONY: demo test lint protos bench clean-demo
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned (a CPU wheel); an unpinned torch would pull a multi-GB CUDA build
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	DRLC_HOME=$(DEMO_HOME) VENV=$(VENV) bash tools/demo.sh
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check host device_agent tools tests
+	$(VENV)/bin/ruff format --check host device_agent tools tests
+
+protos: $(VENV)/.installed
+	$(PY) tools/gen_protos.py
+
+clean-demo:
+	rm -rf $(DEMO_HOME)

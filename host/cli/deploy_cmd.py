@@ -1,0 +1,77 @@
+"""`drlc-host deploy`: profile variants on a target device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from host.artifacts import select_models
+from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.deploy import DeployConfig, deploy
+from host.errors import StoreError
+from host.profiles import find_profile, load_profile
+from host.results_db import ModelRow
+
+
+def deploy_command(
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="profile name (profiles/NAME.toml) or a .toml path")
+    ] = "local",
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models",
+            "-m",
+            help="sha256 prefix, name or .onnx path; repeatable; default: every registered model",
+        ),
+    ] = None,
+    episodes: Annotated[int, typer.Option(help="episodes per model (the study used >= 10)", min=1)] = 10,
+    seed: Annotated[int, typer.Option(help="episode i is reset with seed + i")] = 0,
+    warmup_calls: Annotated[int, typer.Option(help="uncounted inference calls before timing", min=0)] = 100,
+    max_steps: Annotated[int, typer.Option(help="steps per episode; 0 = the env's own limit", min=0)] = 0,
+    force: Annotated[
+        bool, typer.Option(help="run again even if this target has results with these settings")
+    ] = False,
+    profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Upload variants to a target's agent, profile them in MuJoCo there, and store the results."""
+    with user_errors(), open_workspace(home) as (workspace, db):
+        profile = load_profile(find_profile(target, profiles_dir))
+        chosen = select_models(db, models)
+        if not chosen:
+            raise StoreError("no models to deploy: import or train one first (drlc-host import PATH)")
+        cfg = DeployConfig(
+            n_episodes=episodes,
+            seed=seed,
+            warmup_calls=warmup_calls,
+            max_steps_per_episode=max_steps,
+            force=force,
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("episodes"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def on_progress(model: ModelRow, done: int, total: int) -> None:
+                if model.sha256 not in tasks:
+                    tasks[model.sha256] = bar.add_task(f"{model.name} [{model.short[:8]}]", total=total)
+                bar.update(tasks[model.sha256], completed=done)
+
+            outcome = deploy(chosen, profile, workspace, db, cfg, on_progress)
+        console.print(
+            f"target [bold]{outcome.target}[/] ({outcome.fingerprint[:8]}): {len(outcome.succeeded)} profiled, "
+            f"{len(outcome.skipped)} already done, {len(outcome.uploaded)} uploaded, {len(outcome.failed)} failed"
+        )
+        for sha, error in outcome.failed.items():
+            console.print(f"[red]failed[/] {sha[:12]}: {error}")
+        if outcome.failed:
+            raise typer.Exit(code=1)

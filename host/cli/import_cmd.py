@@ -1,0 +1,45 @@
+"""`drlc-host import`: turn an SB3 / RL Zoo checkpoint into a drlc ONNX artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from host.artifacts import store_artifact
+from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.importer import import_checkpoint
+
+
+def import_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, resolve_path=True, help="SB3 .zip, or an RL Zoo folder holding <Env>.zip"
+        ),
+    ],
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", help="Gymnasium env id to run it in; default: the checkpoint's env, newest version"
+        ),
+    ] = None,
+    algo: Annotated[
+        str | None,
+        typer.Option("--algo", help="override the detected algorithm (ppo, trpo, a2c, sac, td3, ddpg, tqc)"),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Export a trained policy (with its VecNormalize statistics) as one self-describing ONNX file."""
+    with user_errors(), open_workspace(home) as (workspace, db):
+        exported = import_checkpoint(path, env_id=env, algo=algo)
+        for note in exported.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        row = store_artifact(workspace, db, exported.onnx_bytes, exported.manifest)
+        m = exported.manifest
+        console.print(
+            f"imported [bold]{m.name}[/] ({m.algo}, {m.env_id}, hidden {m.hidden_sizes}, {m.n_params} params, "
+            f"obs normalisation {'in graph' if m.obs_normalization else 'none'})"
+        )
+        console.print(f"sha256 {row.sha256}\n{row.path}")

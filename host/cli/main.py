@@ -1,0 +1,21 @@
+"""drlc-host: train or import deep-RL policies, compress them, profile them on devices, report."""
+
+from __future__ import annotations
+
+import typer
+
+from host.cli.deploy_cmd import deploy_command
+from host.cli.import_cmd import import_command
+from host.cli.models_cmd import models_command
+from host.cli.report_cmd import report_command
+from host.cli.train_cmd import train_command
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.command("train", rich_help_panel="Make policies")(train_command)
+app.command("import", rich_help_panel="Make policies")(import_command)
+app.command("models", rich_help_panel="Make policies")(models_command)
+app.command("deploy", rich_help_panel="Measure")(deploy_command)
+app.command("report", rich_help_panel="Measure")(report_command)
+
+if __name__ == "__main__":
+    app()

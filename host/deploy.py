@@ -1,0 +1,195 @@
+"""Ship policy variants to a target's agent, run profile jobs there, store results as they arrive.
+
+A deploy is resumable: models the device already holds are not uploaded again, and a
+model that already has a finished job on this target with the same settings is skipped.
+A job whose stream broke is re-attached by its id (with backoff) rather than re-run, and
+episodes are stored with (job_id, index) as key, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import grpc
+
+from device_agent._proto import agent_pb2 as pb
+from host.agent_client import AgentClient, describe_rpc_error
+from host.errors import DeviceError
+from host.local_agent import local_agent
+from host.profiles import TargetProfile
+from host.results_db import ModelRow, ResultsDB
+from host.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    n_episodes: int = 10
+    """Episodes per model; the study used >= 10."""
+    seed: int = 0
+    warmup_calls: int = 100
+    max_steps_per_episode: int = 0
+    """0: the env's own time limit."""
+    force: bool = False
+    """Run again even when this target already has a finished job with the same settings."""
+    reattach_attempts: int = 5
+    """How often a broken stream is re-attached (with exponential backoff) before the deploy gives up."""
+
+
+@dataclass
+class DeployOutcome:
+    target: str
+    fingerprint: str
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+# Progress callbacks: (model, episodes done, episodes total). The CLI draws a rich bar with them.
+ProgressFn = Callable[[ModelRow, int, int], None]
+
+
+def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSettings:
+    m = profile.measurement
+    return pb.ProfileSettings(
+        n_episodes=cfg.n_episodes,
+        seed=cfg.seed,
+        warmup_calls=cfg.warmup_calls if m.warmup_calls is None else m.warmup_calls,
+        max_steps_per_episode=cfg.max_steps_per_episode
+        if m.max_steps_per_episode is None
+        else m.max_steps_per_episode,
+        execution_providers=profile.execution_providers,
+        intra_op_threads=m.intra_op_threads or 0,
+        keep_latencies=True if m.keep_latencies is None else m.keep_latencies,
+    )
+
+
+def settings_key(settings: pb.ProfileSettings) -> str:
+    """Jobs with equal settings measure the same thing; their key decides what is already done."""
+    return hashlib.sha256(settings.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+@contextmanager
+def connect(profile: TargetProfile, workspace: Workspace) -> Iterator[AgentClient]:
+    with ExitStack() as stack:
+        address = (
+            stack.enter_context(local_agent(workspace.local_agent_dir, profile.address))
+            if profile.spawn_local
+            else profile.address
+        )
+        client = stack.enter_context(AgentClient(address))
+        client.wait_ready()
+        yield client
+
+
+def _consume(
+    db: ResultsDB,
+    job_id: str,
+    events: Iterator[pb.ProfileEvent],
+    model: ModelRow,
+    total: int,
+    progress: ProgressFn,
+) -> str | None:
+    """Store events as they arrive. Returns None on success, else the job's failure message."""
+    for event in events:
+        kind = event.WhichOneof("event")
+        if kind == "episode":
+            db.add_episode(job_id, event.episode)
+            progress(model, db.count_episodes(job_id), total)
+        elif kind == "summary":
+            db.finish_job(job_id, event.summary)
+            return None
+        elif kind == "failed":
+            message = f"{event.failed.error_type}: {event.failed.message}"
+            db.fail_job(job_id, message)
+            return message
+    raise DeviceError(f"the stream of job {job_id} ended without a summary")
+
+
+def run_job(
+    client: AgentClient,
+    db: ResultsDB,
+    job_id: str,
+    request: pb.ProfileRequest | None,
+    model: ModelRow,
+    total: int,
+    cfg: DeployConfig,
+    progress: ProgressFn,
+) -> str | None:
+    """Run (or re-attach to) one job until it ends; survives broken streams by re-attaching."""
+    attempt = 0
+    while True:
+        try:
+            events = client.run_profile(request) if request is not None else client.watch_job(job_id)
+            return _consume(db, job_id, events, model, total, progress)
+        except (grpc.RpcError, DeviceError) as exc:
+            if isinstance(exc, grpc.RpcError) and exc.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.ALREADY_EXISTS,
+            ):
+                message = describe_rpc_error(exc, client.address)
+                db.fail_job(job_id, message)
+                return message
+            if isinstance(exc, grpc.RpcError) and exc.code() is grpc.StatusCode.NOT_FOUND and request is None:
+                return "NOT_FOUND"  # the agent lost this job (e.g. its data dir was wiped): the caller re-submits
+            attempt += 1
+            if attempt > cfg.reattach_attempts:
+                raise DeviceError(
+                    f"lost job {job_id} on {client.address} after {attempt - 1} re-attach attempts: {exc}"
+                ) from exc
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
+            request = None  # from now on, follow the job the agent already has
+
+
+def deploy(
+    models: list[ModelRow],
+    profile: TargetProfile,
+    workspace: Workspace,
+    db: ResultsDB,
+    cfg: DeployConfig,
+    progress: ProgressFn | None = None,
+) -> DeployOutcome:
+    progress = progress or (lambda *_: None)
+    settings = profile_settings(profile, cfg)
+    key = settings_key(settings)
+    with connect(profile, workspace) as client:
+        info = client.device_info()
+        db.upsert_target(profile.name, info)
+        outcome = DeployOutcome(profile.name, info.fingerprint)
+        todo: list[tuple[ModelRow, str | None]] = []  # (model, job id to re-attach to)
+        for model in models:
+            previous = db.jobs_for(model.sha256, info.fingerprint, key)
+            if not cfg.force and any(j.state == "succeeded" for j in previous):
+                outcome.skipped.append(model.sha256)
+                continue
+            pending = [j for j in previous if j.state in ("queued", "running")]
+            todo.append((model, pending[-1].job_id if pending and not cfg.force else None))
+        present = client.has_models([m.sha256 for m, _ in todo])
+        for model, _ in todo:
+            if model.sha256 not in present:
+                client.upload(model.path, model.sha256)
+                outcome.uploaded.append(model.sha256)
+        for model, reattach_id in todo:
+            progress(model, 0, cfg.n_episodes)
+            error = None
+            if reattach_id is not None:
+                error = run_job(client, db, reattach_id, None, model, cfg.n_episodes, cfg, progress)
+                if error == "NOT_FOUND":
+                    db.fail_job(reattach_id, "the agent no longer knows this job; it was run again")
+                    reattach_id = None
+            if reattach_id is None:
+                job_id = f"{model.sha256[:12]}-{key[:8]}-{uuid.uuid4().hex[:12]}"
+                request = pb.ProfileRequest(job_id=job_id, model_sha256=model.sha256, settings=settings)
+                db.add_job(job_id, model.sha256, profile.name, info.fingerprint, key, request)
+                error = run_job(client, db, job_id, request, model, cfg.n_episodes, cfg, progress)
+            if error is None:
+                outcome.succeeded.append(model.sha256)
+            else:
+                outcome.failed[model.sha256] = error
+        return outcome

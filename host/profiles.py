@@ -1,0 +1,88 @@
+"""Target profiles: ``profiles/NAME.toml`` says where a device's agent is and how to measure there."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from host.errors import ProfileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class MeasurementOverrides(BaseModel):
+    """The device-specific measurement knobs (see device_agent.settings.MeasurementSettings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_episodes: int | None = None
+    warmup_calls: int | None = None
+    max_steps_per_episode: int | None = None
+    intra_op_threads: int | None = None
+    keep_latencies: bool | None = None
+
+
+class TargetProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    address: str = Field(description="host:port of the agent; ignored when spawn_local is true")
+    spawn_local: bool = Field(
+        default=False, description="start an agent on this machine for the deploy and stop it after"
+    )
+    execution_providers: list[str] = Field(
+        default_factory=list, description="preference order; empty: the device's best"
+    )
+    measurement: MeasurementOverrides = Field(default_factory=MeasurementOverrides)
+
+
+def profile_dirs(explicit: Path | None = None) -> list[Path]:
+    """Where profiles are looked up, first match wins: --profiles-dir, $DRLC_PROFILES, ./profiles, the checkout's."""
+    dirs = [explicit] if explicit else []
+    if env := os.environ.get("DRLC_PROFILES"):
+        dirs.append(Path(env))
+    dirs += [Path.cwd() / "profiles", Path(__file__).resolve().parents[1] / "profiles"]
+    return dirs
+
+
+def find_profile(name: str, explicit_dir: Path | None = None) -> Path:
+    candidate = Path(name)
+    if candidate.suffix == ".toml" and candidate.is_file():
+        return candidate
+    for folder in profile_dirs(explicit_dir):
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return path
+    searched = ", ".join(str(d) for d in profile_dirs(explicit_dir))
+    raise ProfileError(f"no profile {name!r}: looked for {name}.toml in {searched}")
+
+
+def load_profile(path: Path) -> TargetProfile:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"cannot read {path}: {exc}") from exc
+    data.setdefault("name", path.stem)
+    known = set(TargetProfile.model_fields)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ProfileError(f"unknown key {unknown[0]!r} in {path}; known keys: {', '.join(sorted(known))}")
+    try:
+        return TargetProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"{path}: {exc}") from exc
+
+
+def list_profiles(explicit_dir: Path | None = None) -> list[Path]:
+    seen: dict[str, Path] = {}
+    for folder in profile_dirs(explicit_dir):
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            seen.setdefault(path.stem, path)
+    return list(seen.values())

@@ -1,0 +1,324 @@
+"""The host's results database (SQLite): models, targets, jobs and their episodes.
+
+Rows are keyed by model sha256, target fingerprint and job id. Each write is one
+transaction, so a crash mid-deploy leaves a consistent database, and episodes use
+``INSERT OR IGNORE`` on (job_id, index) so a replayed stream never stores a result twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from device_agent._proto import agent_pb2 as pb
+from device_agent.manifest import ArtifactManifest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    sha256        TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    algo          TEXT NOT NULL,
+    env_id        TEXT NOT NULL,
+    method        TEXT NOT NULL,
+    method_params TEXT NOT NULL,
+    parent_sha256 TEXT,
+    path          TEXT NOT NULL,
+    file_bytes    INTEGER NOT NULL,
+    n_params      INTEGER NOT NULL,
+    manifest      TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS targets (
+    fingerprint TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    device_info TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id             TEXT PRIMARY KEY,
+    model_sha256       TEXT NOT NULL REFERENCES models(sha256),
+    target             TEXT NOT NULL,
+    target_fingerprint TEXT NOT NULL,
+    settings_key       TEXT NOT NULL,
+    request            TEXT NOT NULL,
+    state              TEXT NOT NULL,
+    summary            TEXT,
+    error              TEXT,
+    created_at         TEXT NOT NULL,
+    finished_at        TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_model_target ON jobs(model_sha256, target_fingerprint, settings_key);
+CREATE TABLE IF NOT EXISTS episodes (
+    job_id           TEXT NOT NULL REFERENCES jobs(job_id),
+    idx              INTEGER NOT NULL,
+    seed             INTEGER NOT NULL,
+    episode_return   REAL NOT NULL,
+    length           INTEGER NOT NULL,
+    terminated       INTEGER NOT NULL,
+    inference_p50_ns REAL,
+    inference_p99_ns REAL,
+    env_step_mean_ns REAL,
+    wall_s           REAL,
+    inference_ns     BLOB,
+    PRIMARY KEY (job_id, idx)
+);
+"""
+
+STATE_NAMES = {
+    pb.JOB_STATE_QUEUED: "queued",
+    pb.JOB_STATE_RUNNING: "running",
+    pb.JOB_STATE_SUCCEEDED: "succeeded",
+    pb.JOB_STATE_FAILED: "failed",
+    pb.JOB_STATE_CANCELLED: "cancelled",
+}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    sha256: str
+    name: str
+    algo: str
+    env_id: str
+    method: str
+    method_params: dict[str, Any]
+    parent_sha256: str | None
+    path: Path
+    file_bytes: int
+    n_params: int
+
+    @property
+    def short(self) -> str:
+        return self.sha256[:12]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job_id: str
+    model_sha256: str
+    target: str
+    target_fingerprint: str
+    settings_key: str
+    state: str
+    summary: dict[str, Any] | None
+    error: str | None
+
+
+class ResultsDB:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=30.0)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        with self.conn:
+            self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> ResultsDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.conn:
+            yield self.conn
+
+    # ------------------------------------------------------------------ models
+    def add_model(self, sha256: str, path: Path, manifest: ArtifactManifest) -> ModelRow:
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(sha256) DO UPDATE SET path=excluded.path""",
+                (
+                    sha256,
+                    manifest.name,
+                    manifest.algo,
+                    manifest.env_id,
+                    manifest.method,
+                    json.dumps(manifest.method_params, sort_keys=True),
+                    manifest.parent_sha256,
+                    str(path),
+                    path.stat().st_size,
+                    manifest.n_params,
+                    manifest.to_json(),
+                    now(),
+                ),
+            )
+        model = self.model(sha256)
+        assert model is not None
+        return model
+
+    @staticmethod
+    def _model(row: sqlite3.Row) -> ModelRow:
+        return ModelRow(
+            sha256=row["sha256"],
+            name=row["name"],
+            algo=row["algo"],
+            env_id=row["env_id"],
+            method=row["method"],
+            method_params=json.loads(row["method_params"]),
+            parent_sha256=row["parent_sha256"],
+            path=Path(row["path"]),
+            file_bytes=row["file_bytes"],
+            n_params=row["n_params"],
+        )
+
+    def model(self, sha256: str) -> ModelRow | None:
+        row = self.conn.execute("SELECT * FROM models WHERE sha256 = ?", (sha256,)).fetchone()
+        return self._model(row) if row else None
+
+    def models(self) -> list[ModelRow]:
+        return [self._model(r) for r in self.conn.execute("SELECT * FROM models ORDER BY created_at, name")]
+
+    # ------------------------------------------------------------------ targets
+    def upsert_target(self, name: str, info: pb.DeviceInfo) -> None:
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO targets VALUES (?,?,?,?)
+                   ON CONFLICT(fingerprint) DO UPDATE SET name=excluded.name, device_info=excluded.device_info,
+                   updated_at=excluded.updated_at""",
+                (
+                    info.fingerprint,
+                    name,
+                    json_format.MessageToJson(info, indent=None, preserving_proto_field_name=True),
+                    now(),
+                ),
+            )
+
+    def device_info(self, fingerprint: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT device_info FROM targets WHERE fingerprint = ?", (fingerprint,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # ------------------------------------------------------------------ jobs
+    def add_job(
+        self,
+        job_id: str,
+        model_sha256: str,
+        target: str,
+        fingerprint: str,
+        settings_key: str,
+        request: pb.ProfileRequest,
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, model_sha256, target, target_fingerprint, settings_key, request, state, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    model_sha256,
+                    target,
+                    fingerprint,
+                    settings_key,
+                    json_format.MessageToJson(request, indent=None, preserving_proto_field_name=True),
+                    "queued",
+                    now(),
+                ),
+            )
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> JobRow:
+        return JobRow(
+            job_id=row["job_id"],
+            model_sha256=row["model_sha256"],
+            target=row["target"],
+            target_fingerprint=row["target_fingerprint"],
+            settings_key=row["settings_key"],
+            state=row["state"],
+            summary=json.loads(row["summary"]) if row["summary"] else None,
+            error=row["error"],
+        )
+
+    def jobs_for(self, model_sha256: str, fingerprint: str, settings_key: str) -> list[JobRow]:
+        rows = self.conn.execute(
+            "SELECT * FROM jobs WHERE model_sha256=? AND target_fingerprint=? AND settings_key=? ORDER BY created_at",
+            (model_sha256, fingerprint, settings_key),
+        )
+        return [self._job(r) for r in rows]
+
+    def job(self, job_id: str) -> JobRow | None:
+        row = self.conn.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return self._job(row) if row else None
+
+    def add_episode(self, job_id: str, episode: pb.EpisodeResult) -> bool:
+        """Store one episode; returns False when it was already stored (a replayed stream)."""
+        blob = np.asarray(episode.inference_ns, dtype="<i8").tobytes() if episode.inference_ns else None
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO episodes VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    episode.index,
+                    episode.seed,
+                    episode.episode_return,
+                    episode.length,
+                    int(episode.terminated),
+                    episode.inference.p50_ns,
+                    episode.inference.p99_ns,
+                    episode.env_step.mean_ns,
+                    episode.wall_s,
+                    blob,
+                ),
+            )
+            if cur.rowcount:
+                db.execute("UPDATE jobs SET state='running' WHERE job_id=? AND state='queued'", (job_id,))
+            return bool(cur.rowcount)
+
+    def finish_job(self, job_id: str, summary: pb.JobSummary) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state='succeeded', summary=?, error=NULL, finished_at=? WHERE job_id=?",
+                (
+                    json_format.MessageToJson(summary, indent=None, preserving_proto_field_name=True),
+                    now(),
+                    job_id,
+                ),
+            )
+
+    def fail_job(self, job_id: str, error: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state='failed', error=?, finished_at=? WHERE job_id=?",
+                (error, now(), job_id),
+            )
+
+    def episode_returns(self, job_id: str) -> list[float]:
+        rows = self.conn.execute("SELECT episode_return FROM episodes WHERE job_id=? ORDER BY idx", (job_id,))
+        return [r[0] for r in rows]
+
+    def count_episodes(self, job_id: str) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM episodes WHERE job_id=?", (job_id,)).fetchone()[0])
+
+    def succeeded_jobs(self) -> list[sqlite3.Row]:
+        """Latest succeeded job per (model, target, settings), joined with its model and target name."""
+        return list(
+            self.conn.execute(
+                """SELECT j.*, m.name AS model_name, m.algo, m.env_id, m.method, m.method_params, m.parent_sha256,
+                          m.file_bytes, m.n_params
+                   FROM jobs j JOIN models m ON m.sha256 = j.model_sha256
+                   WHERE j.state = 'succeeded' AND j.finished_at = (
+                       SELECT MAX(k.finished_at) FROM jobs k
+                       WHERE k.model_sha256 = j.model_sha256 AND k.target_fingerprint = j.target_fingerprint
+                         AND k.settings_key = j.settings_key AND k.state = 'succeeded')
+                   ORDER BY j.target, m.algo, m.env_id, m.name"""
+            )
+        )

@@ -1,0 +1,142 @@
+"""Host side of the wire: deploy to real agents (spawned and in-process), SQLite results, reports."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from typer.testing import CliRunner
+
+from device_agent._proto import agent_pb2 as pb
+from host.agent_client import AgentClient
+from host.artifacts import store_artifact
+from host.cli.main import app
+from host.deploy import DeployConfig, deploy, profile_settings, run_job, settings_key
+from host.profiles import TargetProfile
+from host.results_db import ResultsDB
+from host.workspace import Workspace
+from tests.policies import random_policy
+
+runner = CliRunner()
+
+
+def register(workspace: Workspace, db: ResultsDB, **kwargs):
+    data, _, manifest = random_policy(**kwargs)
+    return store_artifact(workspace, db, data, manifest)
+
+
+def test_cli_deploy_local_then_report_and_resume(drlc_home) -> None:
+    workspace = Workspace.resolve()
+    with ResultsDB(workspace.db_path) as db:
+        a = register(workspace, db, seed=0)
+        b = register(workspace, db, seed=1, hidden=(8,))
+    result = runner.invoke(app, ["deploy", "--target", "local", "--episodes", "3", "--warmup-calls", "5"])
+    assert result.exit_code == 0, result.output
+    assert "2 profiled, 0 already done, 2 uploaded, 0 failed" in result.output
+    conn = sqlite3.connect(workspace.db_path)
+    assert conn.execute("SELECT COUNT(*), MIN(state), MAX(state) FROM jobs").fetchone() == (
+        2,
+        "succeeded",
+        "succeeded",
+    )
+    assert conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 6
+    assert conn.execute("SELECT COUNT(DISTINCT target_fingerprint) FROM jobs").fetchone()[0] == 1
+    # a second deploy with the same settings finds everything done and sends nothing
+    again = runner.invoke(app, ["deploy", "--target", "local", "--episodes", "3", "--warmup-calls", "5"])
+    assert again.exit_code == 0, again.output
+    assert "0 profiled, 2 already done, 0 uploaded" in again.output
+    # the spawned agent kept its models: a forced re-run profiles again without uploading
+    forced = runner.invoke(
+        app,
+        [
+            "deploy",
+            "--target",
+            "local",
+            "--episodes",
+            "3",
+            "--warmup-calls",
+            "5",
+            "--models",
+            a.sha256[:10],
+            "--force",
+        ],
+    )
+    assert "1 profiled, 0 already done, 0 uploaded" in forced.output, forced.output
+    md = runner.invoke(app, ["report", "--format", "md"])
+    assert md.exit_code == 0 and "## Target `local`" in md.output
+    assert a.name in md.output and b.name in md.output and "not measured" in md.output
+    csv_out = runner.invoke(app, ["report", "--format", "csv"])
+    lines = csv_out.output.strip().splitlines()
+    assert lines[0].startswith("target,model,sha256") and len(lines) == 3
+    table = runner.invoke(app, ["report"])
+    assert "target: local" in table.output
+
+
+def test_deploy_refuses_unknown_models_and_profiles(drlc_home) -> None:
+    result = runner.invoke(app, ["deploy", "--target", "local"])
+    assert result.exit_code == 1 and "no models to deploy" in result.output
+    result = runner.invoke(app, ["deploy", "--target", "no-such-device"])
+    assert result.exit_code == 1 and "no profile 'no-such-device'" in result.output
+
+
+def test_broken_stream_is_reattached_and_stored_once(tmp_path, agent, client: AgentClient) -> None:
+    """The host loses the stream mid-job (as when it crashed); the next deploy re-attaches by id."""
+    workspace = Workspace.resolve(tmp_path / "home")
+    profile = TargetProfile(name="loopback", address=f"127.0.0.1:{agent.port}")
+    cfg = DeployConfig(n_episodes=3, warmup_calls=5)
+    settings = profile_settings(profile, cfg)
+    with ResultsDB(workspace.db_path) as db:
+        model = register(workspace, db, env_id="HalfCheetah-v5", hidden=(32, 32))
+        client.upload(model.path, model.sha256)
+        info = client.device_info()
+        job_id = "cut-job"
+        request = pb.ProfileRequest(job_id=job_id, model_sha256=model.sha256, settings=settings)
+        db.add_job(job_id, model.sha256, profile.name, info.fingerprint, settings_key(settings), request)
+        stream = client.run_profile(request)
+        for event in stream:
+            if event.HasField("episode"):
+                db.add_episode(job_id, event.episode)
+                break
+        stream.cancel()
+        outcome = deploy([model], profile, workspace, db, cfg)
+        assert outcome.succeeded == [model.sha256] and outcome.uploaded == []
+        assert [j.job_id for j in db.jobs_for(model.sha256, info.fingerprint, settings_key(settings))] == [
+            job_id
+        ]
+        assert db.count_episodes(job_id) == 3
+        assert db.job(job_id).state == "succeeded"
+        # replaying a finished job again stores nothing twice
+        assert run_job(client, db, job_id, None, model, 3, cfg, lambda *_: None) is None
+        assert db.count_episodes(job_id) == 3
+
+
+def test_failed_job_is_reported(tmp_path, agent) -> None:
+    workspace = Workspace.resolve(tmp_path / "home")
+    profile = TargetProfile(
+        name="loopback", address=f"127.0.0.1:{agent.port}", execution_providers=["NoSuchExecutionProvider"]
+    )
+    with ResultsDB(workspace.db_path) as db:
+        model = register(workspace, db)
+        outcome = deploy([model], profile, workspace, db, DeployConfig(n_episodes=1))
+        assert list(outcome.failed) == [model.sha256]
+        assert "none of the requested execution providers" in outcome.failed[model.sha256]
+
+
+@pytest.mark.parametrize(
+    "bad", ["nonsense = 1\naddress='x'", "address = 5", "address = 'a:1'\n[measurement]\nfoo = 1"]
+)
+def test_profile_loader_rejects_bad_files(tmp_path, bad: str) -> None:
+    from host.errors import ProfileError
+    from host.profiles import load_profile
+
+    path = tmp_path / "pi5.toml"
+    path.write_text(bad)
+    with pytest.raises(ProfileError):
+        load_profile(path)
+
+
+def test_shipped_profiles_load() -> None:
+    from host.profiles import list_profiles, load_profile
+
+    profiles = {p.stem: load_profile(p) for p in list_profiles()}
+    assert profiles["local"].spawn_local

@@ -36,3 +36,7 @@ class DeviceError(DrlcError):
 
 class StoreError(DrlcError):
     """The local workspace (artifacts, results database) cannot serve the request."""
+
+
+class CompressionError(DrlcError):
+    """A compression method cannot make a valid variant from this baseline."""

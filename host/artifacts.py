@@ -12,7 +12,14 @@ from host.results_db import ModelRow, ResultsDB
 from host.workspace import Workspace
 
 
-def store_artifact(workspace: Workspace, db: ResultsDB, data: bytes, manifest: ArtifactManifest) -> ModelRow:
+def store_artifact(
+    workspace: Workspace,
+    db: ResultsDB,
+    data: bytes,
+    manifest: ArtifactManifest,
+    checkpoint: Path | None = None,
+    recipe_key: str | None = None,
+) -> ModelRow:
     """Write ``data`` as ``artifacts/<name>-<sha12>.onnx`` (once) and register it."""
     sha = sha256_bytes(data)
     path = workspace.artifacts_dir / f"{manifest.name}-{sha[:12]}.onnx"
@@ -21,16 +28,22 @@ def store_artifact(workspace: Workspace, db: ResultsDB, data: bytes, manifest: A
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    return db.add_model(sha, path, manifest)
+    return db.add_model(sha, path, manifest, checkpoint=checkpoint, recipe_key=recipe_key)
 
 
 def select_models(db: ResultsDB, selectors: list[str] | None) -> list[ModelRow]:
-    """Models by sha256 prefix, name or artifact path; all registered models when none is given."""
+    """Models by sha256 prefix, name or artifact path; ``sweep:SELECTOR`` is a baseline with all
+    its variants. All registered models when no selector is given."""
     models = db.models()
     if not selectors:
         return models
     chosen: dict[str, ModelRow] = {}
     for selector in selectors:
+        if selector.startswith("sweep:"):
+            for base in select_models(db, [selector.removeprefix("sweep:")]):
+                for m in [base, *db.variants_of(base.sha256)]:
+                    chosen.setdefault(m.sha256, m)
+            continue
         as_path = Path(selector)
         matches = [
             m

@@ -1,7 +1,9 @@
-"""Reports from the results database: one table per target.
+"""Reports from the results database: per target, variants grouped under their baseline.
 
 Statistics are recomputed here from the stored per-episode returns (the agent's summary is
-kept for the latency and memory figures it alone could measure).
+kept for the latency and memory figures only it could measure). The study's rule picks the
+best pruning per (algorithm, env, target): the highest ratio whose mean return keeps at
+least 90 % of the baseline's on the same target.
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
+from typing import Any
 
 from device_agent.stats import return_stats
 from host.results_db import ResultsDB
+
+KEEP_FRACTION = 0.9
+"""The study's threshold: a pruned variant counts while it keeps >= 90 % of the baseline's return."""
+PRUNING_METHODS = ("l1", "l2")
 
 
 class ReportFormat(str, Enum):
@@ -28,14 +36,17 @@ class ReportRow:
     target: str
     model: str
     sha256: str
+    baseline_sha256: str
     algo: str
     env_id: str
     method: str
+    ratio: float | None
     params: str
     return_mean: float
     return_std: float
     return_ci95_low: float
     return_ci95_high: float
+    return_pct_of_baseline: float | None
     n_episodes: int
     latency_p50_us: float
     latency_p99_us: float
@@ -44,8 +55,21 @@ class ReportRow:
     peak_rss_mb: float
     file_kb: float
     n_params: int
+    action_error_mean_abs: float | None
     execution_provider: str
     energy: str
+
+
+@dataclass(frozen=True)
+class BestPruning:
+    target: str
+    algo: str
+    env_id: str
+    baseline: str
+    baseline_return: float
+    method: str
+    ratio: float
+    return_pct_of_baseline: float
 
 
 def _get(d: dict, *path: str, default: float = math.nan) -> float:
@@ -63,40 +87,103 @@ def energy_text(summary: dict) -> str:
     return ", ".join(f"{e['meter']} {float(e.get('net_j', e['gross_j'])):.3g} J" for e in readings)
 
 
+def _params_text(params: dict[str, Any]) -> str:
+    shown = {k: v for k, v in params.items() if not isinstance(v, dict | list)}
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+
+
 def collect_rows(db: ResultsDB) -> list[ReportRow]:
-    rows = []
+    raw: list[dict[str, Any]] = []
     for job in db.succeeded_jobs():
         summary = json.loads(job["summary"])
         stats = return_stats(db.episode_returns(job["job_id"]))
         memory = summary.get("memory", {})
         params = json.loads(job["method_params"])
-        rows.append(
-            ReportRow(
-                target=job["target"],
-                model=job["model_name"],
-                sha256=job["model_sha256"],
-                algo=job["algo"],
-                env_id=job["env_id"],
-                method=job["method"],
-                params=", ".join(f"{k}={v}" for k, v in sorted(params.items())),
-                return_mean=stats.mean,
-                return_std=stats.std,
-                return_ci95_low=stats.ci95_low,
-                return_ci95_high=stats.ci95_high,
-                n_episodes=stats.n,
-                latency_p50_us=_get(summary, "inference", "p50_ns") / 1e3,
-                latency_p99_us=_get(summary, "inference", "p99_ns") / 1e3,
-                env_step_us=_get(summary, "env_step", "mean_ns") / 1e3,
-                model_rss_mb=(_get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes"))
+        manifest = db.manifest(job["model_sha256"])
+        raw.append(
+            {
+                "target": job["target"],
+                "model": job["model_name"],
+                "sha256": job["model_sha256"],
+                "baseline_sha256": job["parent_sha256"] or job["model_sha256"],
+                "algo": job["algo"],
+                "env_id": job["env_id"],
+                "method": job["method"],
+                "ratio": float(params["ratio"]) if "ratio" in params else None,
+                "params": _params_text(params),
+                "return_mean": stats.mean,
+                "return_std": stats.std,
+                "return_ci95_low": stats.ci95_low,
+                "return_ci95_high": stats.ci95_high,
+                "n_episodes": stats.n,
+                "latency_p50_us": _get(summary, "inference", "p50_ns") / 1e3,
+                "latency_p99_us": _get(summary, "inference", "p99_ns") / 1e3,
+                "env_step_us": _get(summary, "env_step", "mean_ns") / 1e3,
+                "model_rss_mb": (_get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes"))
                 / 2**20,
-                peak_rss_mb=_get(memory, "peak_rss_bytes") / 2**20,
-                file_kb=job["file_bytes"] / 1024,
-                n_params=job["n_params"],
-                execution_provider=summary.get("runtime", {}).get("execution_provider", ""),
-                energy=energy_text(summary),
-            )
+                "peak_rss_mb": _get(memory, "peak_rss_bytes") / 2**20,
+                "file_kb": job["file_bytes"] / 1024,
+                "n_params": job["n_params"],
+                "action_error_mean_abs": manifest.metrics.get("action_error_mean_abs") if manifest else None,
+                "execution_provider": summary.get("runtime", {}).get("execution_provider", ""),
+                "energy": energy_text(summary),
+            }
         )
-    return rows
+    baseline_return = {(r["target"], r["sha256"]): r["return_mean"] for r in raw if r["method"] == "baseline"}
+    rows = []
+    for r in raw:
+        base = baseline_return.get((r["target"], r["baseline_sha256"]))
+        pct = 100.0 * r["return_mean"] / base if base is not None and base > 0 else None
+        rows.append(ReportRow(**r, return_pct_of_baseline=pct))
+    return sorted(rows, key=sort_key)
+
+
+def sort_key(row: ReportRow) -> tuple:
+    order = {"baseline": 0, "ptdq": 1, "ptsq": 2, "qat": 3, "l1": 4, "l2": 5}
+    return (
+        row.target,
+        row.algo,
+        row.env_id,
+        row.baseline_sha256,
+        order.get(row.method, 9),
+        row.ratio or 0.0,
+        row.params,
+    )
+
+
+def best_pruning(rows: Iterable[ReportRow]) -> list[BestPruning]:
+    """Per (target, baseline): the highest pruning ratio that keeps >= 90 % of the baseline's return."""
+    rows = list(rows)
+    out = []
+    for base in (r for r in rows if r.method == "baseline"):
+        if base.return_mean <= 0:
+            continue  # a percentage of a non-positive return says nothing
+        kept = [
+            r
+            for r in rows
+            if r.target == base.target
+            and r.baseline_sha256 == base.sha256
+            and r.method in PRUNING_METHODS
+            and r.ratio is not None
+            and r.return_mean >= KEEP_FRACTION * base.return_mean
+        ]
+        if not kept:
+            continue
+        top = max(r.ratio for r in kept if r.ratio is not None)
+        for r in sorted((r for r in kept if r.ratio == top), key=lambda r: r.method):
+            out.append(
+                BestPruning(
+                    base.target,
+                    base.algo,
+                    base.env_id,
+                    base.model,
+                    base.return_mean,
+                    r.method,
+                    top,
+                    r.return_pct_of_baseline or math.nan,
+                )
+            )
+    return out
 
 
 HEADERS = [
@@ -104,6 +191,7 @@ HEADERS = [
     "method",
     "return mean ± std",
     "95% CI",
+    "% base",
     "n",
     "p50 µs",
     "p99 µs",
@@ -112,19 +200,24 @@ HEADERS = [
     "peak MB",
     "file KB",
     "params",
+    "mean abs Δa",
     "energy",
 ]
 """Latency is the inference call alone; step is one env.step; model MB is the worker's RSS growth when
-the model loaded; peak MB the worker's high-water RSS."""
+the model loaded; peak MB the worker's high-water RSS; mean abs Δa the action error vs the baseline on
+held-out observations, measured when the variant was made."""
 
 
 def cells(row: ReportRow) -> list[str]:
     method = row.method + (f" ({row.params})" if row.params else "")
+    pct = f"{row.return_pct_of_baseline:.1f}" if row.return_pct_of_baseline is not None else "–"
+    error = f"{row.action_error_mean_abs:.4f}" if row.action_error_mean_abs is not None else "–"
     return [
         f"{row.model} [{row.sha256[:8]}]",
         method,
         f"{row.return_mean:.1f} ± {row.return_std:.1f}",
         f"[{row.return_ci95_low:.1f}, {row.return_ci95_high:.1f}]",
+        pct,
         str(row.n_episodes),
         f"{row.latency_p50_us:.1f}",
         f"{row.latency_p99_us:.1f}",
@@ -133,7 +226,23 @@ def cells(row: ReportRow) -> list[str]:
         f"{row.peak_rss_mb:.1f}",
         f"{row.file_kb:.1f}",
         str(row.n_params),
+        error,
         row.energy,
+    ]
+
+
+BEST_HEADERS = ["algo", "env", "baseline", "baseline return", "best pruning", "ratio", "% base"]
+
+
+def best_cells(b: BestPruning) -> list[str]:
+    return [
+        b.algo,
+        b.env_id,
+        b.baseline,
+        f"{b.baseline_return:.1f}",
+        b.method,
+        f"{b.ratio:.2f}",
+        f"{b.return_pct_of_baseline:.1f}",
     ]
 
 
@@ -144,11 +253,27 @@ def by_target(rows: list[ReportRow]) -> dict[str, list[ReportRow]]:
     return groups
 
 
+def _md_table(headers: list[str], body: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(c) + " |" for c in body),
+    ]
+
+
 def render_markdown(rows: list[ReportRow]) -> str:
     out = []
     for target, group in by_target(rows).items():
-        out += [f"## Target `{target}`", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        out += ["| " + " | ".join(cells(r)) + " |" for r in group]
+        out += [f"## Target `{target}`", ""]
+        out += _md_table(HEADERS, [cells(r) for r in group])
+        best = best_pruning(group)
+        if best:
+            out += [
+                "",
+                f"Best pruning by the study's rule (highest ratio keeping ≥ {KEEP_FRACTION:.0%} of the baseline's return):",
+                "",
+            ]
+            out += _md_table(BEST_HEADERS, [best_cells(b) for b in best])
         out.append("")
     return "\n".join(out)
 
@@ -165,12 +290,26 @@ def render_csv(rows: list[ReportRow]) -> str:
 def render_rich(rows: list[ReportRow]) -> list[object]:
     from rich.table import Table
 
-    tables = []
+    tables: list[object] = []
     for target, group in by_target(rows).items():
         table = Table(title=f"target: {target}", title_justify="left")
         for header in HEADERS:
             table.add_column(header, justify="left" if header in ("model", "method", "energy") else "right")
+        previous = None
         for row in group:
+            if previous is not None and row.baseline_sha256 != previous:
+                table.add_section()
+            previous = row.baseline_sha256
             table.add_row(*cells(row))
         tables.append(table)
+        best = best_pruning(group)
+        if best:
+            best_table = Table(
+                *BEST_HEADERS,
+                title=f"best pruning on {target} (≥ {KEEP_FRACTION:.0%} of baseline return)",
+                title_justify="left",
+            )
+            for b in best:
+                best_table.add_row(*best_cells(b))
+            tables.append(best_table)
     return tables

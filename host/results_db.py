@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS models (
     file_bytes    INTEGER NOT NULL,
     n_params      INTEGER NOT NULL,
     manifest      TEXT NOT NULL,
-    created_at    TEXT NOT NULL
+    created_at    TEXT NOT NULL,
+    checkpoint    TEXT,
+    recipe_key    TEXT
 );
 CREATE TABLE IF NOT EXISTS targets (
     fingerprint TEXT PRIMARY KEY,
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at         TEXT NOT NULL,
     finished_at        TEXT
 );
+CREATE INDEX IF NOT EXISTS models_by_recipe ON models(recipe_key);
 CREATE INDEX IF NOT EXISTS jobs_by_model_target ON jobs(model_sha256, target_fingerprint, settings_key);
 CREATE TABLE IF NOT EXISTS episodes (
     job_id           TEXT NOT NULL REFERENCES jobs(job_id),
@@ -98,6 +101,7 @@ class ModelRow:
     path: Path
     file_bytes: int
     n_params: int
+    checkpoint: Path | None = None
 
     @property
     def short(self) -> str:
@@ -125,7 +129,16 @@ class ResultsDB:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         with self.conn:
+            self._migrate()
             self.conn.executescript(SCHEMA)
+
+    def _migrate(self) -> None:
+        """Columns added after a database was first made (SQLite cannot add them in CREATE IF NOT EXISTS)."""
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(models)")}
+        if columns:
+            for name in ("checkpoint", "recipe_key"):
+                if name not in columns:
+                    self.conn.execute(f"ALTER TABLE models ADD COLUMN {name} TEXT")
 
     def close(self) -> None:
         self.conn.close()
@@ -142,11 +155,22 @@ class ResultsDB:
             yield self.conn
 
     # ------------------------------------------------------------------ models
-    def add_model(self, sha256: str, path: Path, manifest: ArtifactManifest) -> ModelRow:
+    def add_model(
+        self,
+        sha256: str,
+        path: Path,
+        manifest: ArtifactManifest,
+        checkpoint: Path | None = None,
+        recipe_key: str | None = None,
+    ) -> ModelRow:
+        """Register an artifact. ``checkpoint``: the SB3 zip it came from (QAT's rl mode needs it);
+        ``recipe_key``: hash of (parent, method, requested config), so a sweep can skip what it made."""
         with self.transaction() as db:
             db.execute(
-                """INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(sha256) DO UPDATE SET path=excluded.path""",
+                """INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(sha256) DO UPDATE SET path=excluded.path,
+                   checkpoint=COALESCE(excluded.checkpoint, models.checkpoint),
+                   recipe_key=COALESCE(excluded.recipe_key, models.recipe_key)""",
                 (
                     sha256,
                     manifest.name,
@@ -160,6 +184,8 @@ class ResultsDB:
                     manifest.n_params,
                     manifest.to_json(),
                     now(),
+                    str(checkpoint) if checkpoint else None,
+                    recipe_key,
                 ),
             )
         model = self.model(sha256)
@@ -179,7 +205,22 @@ class ResultsDB:
             path=Path(row["path"]),
             file_bytes=row["file_bytes"],
             n_params=row["n_params"],
+            checkpoint=Path(row["checkpoint"]) if row["checkpoint"] else None,
         )
+
+    def model_by_recipe(self, recipe_key: str) -> ModelRow | None:
+        row = self.conn.execute("SELECT * FROM models WHERE recipe_key = ?", (recipe_key,)).fetchone()
+        return self._model(row) if row else None
+
+    def manifest(self, sha256: str) -> ArtifactManifest | None:
+        row = self.conn.execute("SELECT manifest FROM models WHERE sha256 = ?", (sha256,)).fetchone()
+        return ArtifactManifest.from_json(row[0]) if row else None
+
+    def variants_of(self, parent_sha256: str) -> list[ModelRow]:
+        rows = self.conn.execute(
+            "SELECT * FROM models WHERE parent_sha256 = ? ORDER BY created_at, name", (parent_sha256,)
+        )
+        return [self._model(r) for r in rows]
 
     def model(self, sha256: str) -> ModelRow | None:
         row = self.conn.execute("SELECT * FROM models WHERE sha256 = ?", (sha256,)).fetchone()

@@ -9,6 +9,7 @@ import typer
 
 from host.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.export.sb3_loader import resolve_checkpoint_path
 from host.importer import import_checkpoint
 
 
@@ -36,7 +37,9 @@ def import_command(
         exported = import_checkpoint(path, env_id=env, algo=algo)
         for note in exported.notes:
             console.print(f"[yellow]note:[/] {note}")
-        row = store_artifact(workspace, db, exported.onnx_bytes, exported.manifest)
+        row = store_artifact(
+            workspace, db, exported.onnx_bytes, exported.manifest, checkpoint=resolve_checkpoint_path(path)
+        )
         m = exported.manifest
         console.print(
             f"imported [bold]{m.name}[/] ({m.algo}, {m.env_id}, hidden {m.hidden_sizes}, {m.n_params} params, "

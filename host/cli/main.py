@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from host.cli.compress_cmd import compress_command
 from host.cli.deploy_cmd import deploy_command
 from host.cli.import_cmd import import_command
 from host.cli.models_cmd import models_command
@@ -14,6 +15,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.command("train", rich_help_panel="Make policies")(train_command)
 app.command("import", rich_help_panel="Make policies")(import_command)
 app.command("models", rich_help_panel="Make policies")(models_command)
+app.command("compress", rich_help_panel="Make policies")(compress_command)
 app.command("deploy", rich_help_panel="Measure")(deploy_command)
 app.command("report", rich_help_panel="Measure")(report_command)
 

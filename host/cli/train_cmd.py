@@ -65,7 +65,9 @@ def train_command(
                 bar.update(task, completed=done, ret=f"return {recent:.1f}" if recent is not None else "")
 
             result = train(cfg, workspace.runs_dir, on_progress)
-        row = store_artifact(workspace, db, result.exported.onnx_bytes, result.exported.manifest)
+        row = store_artifact(
+            workspace, db, result.exported.onnx_bytes, result.exported.manifest, checkpoint=result.checkpoint
+        )
         console.print(
             f"trained {cfg.algo} on {cfg.env_id} for {cfg.total_steps} steps in {result.wall_s:.0f} s ({cfg.total_steps / result.wall_s:.0f} steps/s)"
         )

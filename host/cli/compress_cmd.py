@@ -1,0 +1,192 @@
+"""`drlc-host compress`: make compressed variants of a baseline (one, or the study's whole grid)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from host.artifacts import select_models, store_artifact
+from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.compress import make_variant, method_config
+from host.compress.sweep import PlannedVariant, SweepConfig, plan, recipe_key, run_sweep
+from host.compress.variant import Baseline, Variant
+from host.errors import CompressionError, DrlcError
+from host.results_db import ModelRow, ResultsDB
+from host.workspace import Workspace
+
+
+class Method(str, Enum):
+    ptdq = "ptdq"
+    ptsq = "ptsq"
+    qat = "qat"
+    l1 = "l1"
+    l2 = "l2"
+
+
+def parse_opts(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DrlcError(f"--opt takes key=value, got {item!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def variants_table(rows: list[tuple[ModelRow, dict[str, Any]]]) -> Table:
+    table = Table("sha256", "variant", "params", "file KB", "mean |Δa|", "max |Δa|")
+    for row, metrics in rows:
+        table.add_row(
+            row.short,
+            row.name,
+            str(row.n_params),
+            f"{row.file_bytes / 1024:.1f}",
+            f"{metrics.get('action_error_mean_abs', float('nan')):.4f}",
+            f"{metrics.get('action_error_max_abs', float('nan')):.4f}",
+        )
+    return table
+
+
+def compress_command(
+    baseline: Annotated[str, typer.Argument(help="the baseline: sha256 prefix, name, or a .onnx file")],
+    method: Annotated[Method | None, typer.Option(help="one variant by this method")] = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="the study's grid: 3 int8 methods + L1/L2 x 5 %..70 %")
+    ] = False,
+    ratio: Annotated[
+        float | None, typer.Option(help="pruning ratio per hidden layer, 0.05..0.7 (l1, l2)")
+    ] = None,
+    fp32_first_layer: Annotated[
+        bool | None, typer.Option("--fp32-first-layer", help="keep the first layer in fp32 (int8 methods)")
+    ] = None,
+    calibration_episodes: Annotated[int | None, typer.Option(help="PTSQ calibration rollouts")] = None,
+    calibration_method: Annotated[
+        str | None, typer.Option(help="PTSQ: minmax, entropy or percentile")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="QAT: gradient steps (distill) or env steps (rl)")] = None,
+    mode: Annotated[str | None, typer.Option(help="QAT: distill (fast) or rl (continue RL training)")] = None,
+    finetune_steps: Annotated[
+        int | None, typer.Option(help="pruning: fine-tuning steps after pruning (0: none, as in the study)")
+    ] = None,
+    opt: Annotated[
+        list[str] | None, typer.Option(help="any other method option as key=value; repeatable")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(exists=True, help="the SB3 checkpoint of the baseline (QAT rl mode)")
+    ] = None,
+    no_fp32_first_layer_variants: Annotated[
+        bool, typer.Option("--no-fp32-first-layer-variants", help="sweep: only the study's all-int8 variants")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Make compressed variants of a baseline; each is an ordinary drlc ONNX file with its lineage."""
+    with user_errors(), open_workspace(home) as (workspace, db):
+        base_row = resolve_baseline(db, workspace, baseline)
+        base = Baseline.load(base_row.path, checkpoint=checkpoint or base_row.checkpoint)
+        if sweep == (method is not None):
+            raise CompressionError("give either --method M or --sweep")
+        if sweep:
+            cfg = SweepConfig(
+                fp32_first_layer_variants=not no_fp32_first_layer_variants,
+                qat_mode=mode or "distill",
+                qat_steps=steps,
+                calibration_episodes=calibration_episodes or 20,
+            )
+            made = do_sweep(db, workspace, base, cfg)
+            console.print(variants_table(made))
+            console.print(
+                f"deploy them all with: drlc-host deploy --target local --models sweep:{base.sha256[:12]}"
+            )
+            return
+        assert method is not None  # for mypy: checked above
+        options = {
+            "ratio": ratio,
+            "fp32_first_layer": fp32_first_layer,
+            "calibration_episodes": calibration_episodes,
+            "calibration_method": calibration_method,
+            "steps": steps,
+            "mode": mode,
+            "finetune_steps": finetune_steps,
+        }
+        options = {k: v for k, v in options.items() if v is not None} | parse_opts(opt)
+        config = method_config(method.value, **options)
+        key = recipe_key(base.sha256, method.value, config)
+        existing = db.model_by_recipe(key)
+        if existing is not None:
+            console.print(f"already made: {existing.name} [{existing.short}] {existing.path}")
+            return
+        with console.status(f"{method.value} on {base.manifest.name}..."):
+            variant = make_variant(base, method.value, config)
+        row = store(db, workspace, variant, key)
+        console.print(variants_table([(row, variant.manifest.metrics)]))
+        console.print(str(row.path))
+
+
+def resolve_baseline(db: ResultsDB, workspace: Workspace, selector: str) -> ModelRow:
+    path = Path(selector)
+    if path.suffix == ".onnx" and path.is_file():
+        base = Baseline.load(path)
+        return store_artifact(workspace, db, base.data, base.manifest)
+    rows = select_models(db, [selector])
+    baselines = [r for r in rows if r.method == "baseline"]
+    if len(baselines) != 1:
+        names = ", ".join(f"{r.name} [{r.short}]" for r in rows)
+        raise CompressionError(
+            f"{selector!r} matches {len(baselines)} baselines ({names}); give a longer sha256 prefix"
+        )
+    return baselines[0]
+
+
+def store(db: ResultsDB, workspace: Workspace, variant: Variant, key: str) -> ModelRow:
+    return store_artifact(workspace, db, variant.data, variant.manifest, recipe_key=key)
+
+
+def do_sweep(
+    db: ResultsDB, workspace: Workspace, base: Baseline, cfg: SweepConfig
+) -> list[tuple[ModelRow, dict[str, Any]]]:
+    planned = plan(cfg)
+    failures: list[str] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"sweep {base.manifest.name}", total=len(planned))
+
+        def on_progress(item: PlannedVariant, status: str) -> None:
+            if status.startswith("failed"):
+                failures.append(f"{item.label}: {status}")
+            bar.update(
+                task,
+                advance=1,
+                description=f"sweep {base.manifest.name}: {item.label} {status.split(':')[0]}",
+            )
+
+        outcome = run_sweep(
+            base,
+            cfg,
+            lambda key: db.model_by_recipe(key) is not None,
+            lambda v, key: store(db, workspace, v, key),
+            on_progress,
+        )
+    console.print(
+        f"{len(outcome['made'])} made, {len(outcome['skipped'])} already there, {len(outcome['failed'])} failed"
+    )
+    for line in failures:
+        console.print(f"[red]{line}[/]")
+    rows = [(r, m.metrics if (m := db.manifest(r.sha256)) else {}) for r in db.variants_of(base.sha256)]
+    if failures:
+        console.print(variants_table(rows))
+        raise typer.Exit(code=1)
+    return rows

@@ -81,7 +81,7 @@ def check_spaces(env: Any, manifest: ArtifactManifest, env_id: str) -> None:
         )
 
 
-def open_session(model_path: Path, settings: MeasurementSettings) -> Any:
+def open_session(model_path: Path | bytes, settings: MeasurementSettings) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -89,8 +89,9 @@ def open_session(model_path: Path, settings: MeasurementSettings) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
+        source = model_path if isinstance(model_path, bytes) else str(model_path)
         return ort.InferenceSession(
-            str(model_path), sess_options=options, providers=list(settings.execution_providers)
+            source, sess_options=options, providers=list(settings.execution_providers)
         )
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
         raise InvalidModelError(f"ONNX Runtime cannot load the model: {type(exc).__name__}: {exc}") from exc
@@ -171,6 +172,26 @@ def run_episode(
     return outcome, inference_ns, step_ns
 
 
+def measure_floor(
+    manifest: ArtifactManifest, settings: MeasurementSettings, n_calls: int = 2000
+) -> list[int]:
+    """Time the same provider and options on a trivial graph of the policy's shapes."""
+    from device_agent.floor import floor_model_bytes
+
+    buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
+    infer = make_infer(
+        open_session(floor_model_bytes(buffer.shape[1], manifest.action_shape[0]), settings), buffer
+    )
+    clock = time.perf_counter_ns
+    samples = []
+    for i in range(n_calls + n_calls // 10):
+        t0 = clock()
+        infer()
+        if i >= n_calls // 10:  # the first tenth warms up
+            samples.append(clock() - t0)
+    return samples
+
+
 def run_profile(
     model_path: Path, manifest: ArtifactManifest, env_id: str, settings: MeasurementSettings, emit: Emit
 ) -> None:
@@ -213,6 +234,7 @@ def run_profile(
         all_steps += steps_ns
         emit(outcome)
     env.close()
+    floor = measure_floor(manifest, settings)
     emit(
         JobEnd(
             memory=MemoryFacts(rss_before, rss_after, peak_rss_bytes(), model_bytes),
@@ -220,5 +242,6 @@ def run_profile(
             env_step=latency_summary(all_steps),
             total_steps=len(all_calls),
             wall_s=time.perf_counter() - wall0,
+            runtime_floor=latency_summary(floor),
         )
     )

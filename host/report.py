@@ -50,6 +50,7 @@ class ReportRow:
     n_episodes: int
     latency_p50_us: float
     latency_p99_us: float
+    floor_p50_us: float
     env_step_us: float
     model_rss_mb: float
     peak_rss_mb: float
@@ -118,6 +119,7 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "n_episodes": stats.n,
                 "latency_p50_us": _get(summary, "inference", "p50_ns") / 1e3,
                 "latency_p99_us": _get(summary, "inference", "p99_ns") / 1e3,
+                "floor_p50_us": _get(summary, "runtime_floor", "p50_ns") / 1e3,
                 "env_step_us": _get(summary, "env_step", "mean_ns") / 1e3,
                 "model_rss_mb": (_get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes"))
                 / 2**20,
@@ -195,6 +197,7 @@ HEADERS = [
     "n",
     "p50 µs",
     "p99 µs",
+    "floor µs",
     "step µs",
     "model MB",
     "peak MB",
@@ -203,7 +206,8 @@ HEADERS = [
     "mean abs Δa",
     "energy",
 ]
-"""Latency is the inference call alone; step is one env.step; model MB is the worker's RSS growth when
+"""Latency is the inference call alone; floor is the p50 of the same runtime on a trivial graph of the
+same shapes (what no compression can remove); step is one env.step; model MB is the worker's RSS growth when
 the model loaded; peak MB the worker's high-water RSS; mean abs Δa the action error vs the baseline on
 held-out observations, measured when the variant was made."""
 
@@ -221,6 +225,7 @@ def cells(row: ReportRow) -> list[str]:
         str(row.n_episodes),
         f"{row.latency_p50_us:.1f}",
         f"{row.latency_p99_us:.1f}",
+        f"{row.floor_p50_us:.1f}",
         f"{row.env_step_us:.1f}",
         f"{row.model_rss_mb:.1f}",
         f"{row.peak_rss_mb:.1f}",

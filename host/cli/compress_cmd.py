@@ -77,6 +77,7 @@ def compress_command(
     finetune_steps: Annotated[
         int | None, typer.Option(help="pruning: fine-tuning steps after pruning (0: none, as in the study)")
     ] = None,
+    finetune_mode: Annotated[str | None, typer.Option(help="pruning: how to fine-tune (distill)")] = None,
     opt: Annotated[
         list[str] | None, typer.Option(help="any other method option as key=value; repeatable")
     ] = None,
@@ -116,6 +117,7 @@ def compress_command(
             "steps": steps,
             "mode": mode,
             "finetune_steps": finetune_steps,
+            "finetune_mode": finetune_mode,
         }
         options = {k: v for k, v in options.items() if v is not None} | parse_opts(opt)
         config = method_config(method.value, **options)

@@ -112,6 +112,8 @@ def test_profile_job_streams_episodes_and_summary(client: AgentClient) -> None:
     assert summary.inference.count == summary.total_steps
     assert summary.runtime.execution_provider == "CPUExecutionProvider"
     assert summary.runtime.timer_overhead_ns > 0
+    assert summary.HasField("runtime_floor") and summary.runtime_floor.count == 2000
+    assert 0 < summary.runtime_floor.p50_ns
     mem = summary.memory
     assert 0 < mem.rss_before_load_bytes <= mem.rss_after_load_bytes <= mem.peak_rss_bytes
     assert mem.model_file_bytes == len(data)

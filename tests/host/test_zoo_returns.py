@@ -26,7 +26,9 @@ runner = CliRunner()
 
 @pytest.mark.zoo
 def test_zoo_agents_reach_published_returns_on_the_local_agent(zoo_dir, drlc_home) -> None:
-    reference = {(r["algo"], r["env_id"]): r for r in csv.DictReader((zoo_dir / "reference_returns.csv").open())}
+    reference = {
+        (r["algo"], r["env_id"]): r for r in csv.DictReader((zoo_dir / "reference_returns.csv").open())
+    }
     for algo, folder in ZOO_AGENTS:
         env_v5 = folder.replace("-v3", "-v5")
         result = runner.invoke(app, ["import", str(zoo_dir / algo / folder), "--env", env_v5])
@@ -42,4 +44,6 @@ def test_zoo_agents_reach_published_returns_on_the_local_agent(zoo_dir, drlc_hom
         mean, std = float(ref["mean_return"]), float(ref["std_return"])
         bound = max(std, 0.02 * abs(mean))
         assert row.n_episodes == 10
-        assert abs(row.return_mean - mean) <= bound, f"{algo} {folder}: measured {row.return_mean:.1f}, published {mean:.1f} ± {std:.1f}"
+        assert abs(row.return_mean - mean) <= bound, (
+            f"{algo} {folder}: measured {row.return_mean:.1f}, published {mean:.1f} ± {std:.1f}"
+        )

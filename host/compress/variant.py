@@ -23,6 +23,7 @@ from host.compress.observations import HELD_OUT_SEED, ObservationSet, actions, c
 from host.errors import CompressionError
 from host.export.onnx_reader import spec_from_onnx
 from host.export.policy_spec import PolicySpec
+from host.importer import package_versions
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +121,18 @@ def variant_name(base: ArtifactManifest, method: str, params: dict[str, Any]) ->
     return f"{base.name}-{suffix}"
 
 
+def _compression_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("onnxruntime", "torch-pruning"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def _set_manifest(model: onnx.ModelProto, manifest: ArtifactManifest) -> bytes:
     props = [p for p in model.metadata_props if p.key != MANIFEST_KEY]
     del model.metadata_props[:]
@@ -139,6 +152,8 @@ def finalize(baseline: Baseline, method: str, out: MethodOutput, ctx: Compressio
             "hidden_sizes": out.hidden_sizes,
             "n_params": out.n_params,
             "metrics": {},
+            # the tools that made this variant, not only those that made its baseline
+            "versions": {**baseline.manifest.versions, **package_versions(), **_compression_versions()},
         }
     )
     draft = _set_manifest(out.model, manifest)

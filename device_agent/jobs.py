@@ -43,6 +43,7 @@ class Job:
     env_id: str
     events: list[pb.ProfileEvent] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
 
     @property
     def done(self) -> bool:
@@ -164,6 +165,19 @@ class JobManager:
             raise JobNotFoundError(f"no job {job_id!r} on this device")
         return record
 
+    def cancel(self, job_id: str) -> pb.JobRecord:
+        """Cancel a queued or running job: the runner kills its worker within one poll (0.2 s)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            job.cancel_requested.set()
+            with job.changed:  # an RLock: _append may take it again
+                if job.record.state == pb.JOB_STATE_QUEUED:
+                    self._cancelled(job)  # never started: the runner skips it when it comes up
+                while not job.done:
+                    job.changed.wait(timeout=0.5)
+        return self.record(job_id)
+
     def follow(
         self, job_id: str, is_active: Callable[[], bool], reattached: bool = False
     ) -> Iterator[pb.ProfileEvent]:
@@ -230,7 +244,12 @@ class JobManager:
             if job is None:
                 return
             try:
-                self._run(job)
+                with job.changed:
+                    skip = job.done
+                    if not skip:
+                        job.record.state = pb.JOB_STATE_RUNNING
+                if not skip:
+                    self._run(job)
             except Exception as exc:  # the runner thread must survive anything a job does
                 log.exception("job %s failed inside the agent", job.record.job_id)
                 self._append(
@@ -243,8 +262,6 @@ class JobManager:
                     self._jobs.pop(job.record.job_id, None)
 
     def _run(self, job: Job) -> None:
-        with job.changed:
-            job.record.state = pb.JOB_STATE_RUNNING
         model_path = self.store.require(job.record.request.model_sha256)
         parent_conn, child_conn = self._mp.Pipe(duplex=False)
         process = self._mp.Process(
@@ -261,6 +278,9 @@ class JobManager:
         runtime = pb.RuntimeInfo()
         try:
             while True:
+                if job.cancel_requested.is_set():
+                    self._cancelled(job)
+                    return
                 if time.monotonic() > deadline:
                     self._fail(
                         job,
@@ -307,6 +327,10 @@ class JobManager:
             if process.is_alive():
                 process.kill()
             process.join(timeout=5)
+
+    def _cancelled(self, job: Job) -> None:
+        failed = pb.JobFailed(error_type="Cancelled", message="the job was cancelled by a client")
+        self._append(job, pb.ProfileEvent(failed=failed), pb.JOB_STATE_CANCELLED)
 
     def _fail(self, job: Job, error_type: str, message: str) -> None:
         self._append(

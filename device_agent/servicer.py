@@ -117,3 +117,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             return self.jobs.record(request.job_id)
         except Exception as exc:
             abort(context, exc)
+
+    def CancelJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobRecord:
+        try:
+            return self.jobs.cancel(request.job_id)
+        except Exception as exc:
+            abort(context, exc)

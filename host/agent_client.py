@@ -99,3 +99,9 @@ class AgentClient:
             return self.stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
         except grpc.RpcError as exc:
             raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+
+    def cancel_job(self, job_id: str) -> pb.JobRecord:
+        try:
+            return self.stub.CancelJob(pb.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise DeviceError(describe_rpc_error(exc, self.address)) from exc

@@ -64,6 +64,11 @@ class AgentStub:
                 request_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/drlc.agent.v1.Agent/CancelJob',
+                request_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -112,6 +117,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Stop a queued or running job; its worker is killed and the device is free for the next job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +154,11 @@ def add_AgentServicer_to_server(servicer, server):
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
+                    request_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.FromString,
+                    response_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
                     request_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.FromString,
                     response_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.SerializeToString,
             ),
@@ -306,6 +323,33 @@ class Agent:
             request,
             target,
             '/drlc.agent.v1.Agent/GetJob',
+            drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.SerializeToString,
+            drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drlc.agent.v1.Agent/CancelJob',
             drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.SerializeToString,
             drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.FromString,
             options,

@@ -176,3 +176,27 @@ def test_bad_requests_fail_clearly_and_agent_keeps_serving(client: AgentClient) 
     assert ok[-1].HasField("summary")
     with pytest.raises(DeviceError, match="NOT_FOUND"):
         client.get_job("never-ran")
+
+
+def test_cancel_frees_the_device_promptly(client: AgentClient) -> None:
+    data, sha, _ = random_policy("HalfCheetah-v5", hidden=(32, 32))
+    upload_bytes(client, data, sha)
+    long_job = client.run_profile(profile_request("long", sha, episodes=200))
+    queued = client.run_profile(profile_request("queued", sha, episodes=1))
+    never = client.run_profile(profile_request("never", sha, episodes=1))
+    assert (
+        next(long_job).HasField("accepted")
+        and next(queued).HasField("accepted")
+        and next(never).HasField("accepted")
+    )
+    assert client.cancel_job("never").state == pb.JOB_STATE_CANCELLED  # still queued: cancelled at once
+    assert list(never)[-1].failed.error_type == "Cancelled"
+    while client.get_job("long").state != pb.JOB_STATE_RUNNING:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    record = client.cancel_job("long")
+    assert record.state == pb.JOB_STATE_CANCELLED and time.monotonic() - t0 < 5
+    assert len(record.episodes) < 200
+    events = list(queued)  # the next job runs right after
+    assert events[-1].HasField("summary")
+    assert client.cancel_job("queued").state == pb.JOB_STATE_SUCCEEDED  # finished jobs stay as they are

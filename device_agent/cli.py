@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from device_agent.errors import AgentError
+from device_agent.security import TOKEN_ENV, SecurityConfig
 from device_agent.server import create_server
 from device_agent.settings import AgentLimits
 
@@ -35,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-model-mb", type=float, default=AgentLimits.max_model_bytes / 2**20)
     serve.add_argument("--max-job-duration-s", type=float, default=AgentLimits.max_job_duration_s)
     serve.add_argument(
+        "--token-file", type=Path, default=None, help=f"file holding the client token (else ${TOKEN_ENV})"
+    )
+    serve.add_argument("--tls-cert", type=Path, default=None, help="PEM server certificate (chain)")
+    serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key of the certificate")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, default=None, help="PEM CA: require client certificates (mutual TLS)"
+    )
+    serve.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback address without token or TLS"
     )
     serve.add_argument("--log-level", default="INFO")
@@ -52,7 +61,8 @@ def serve(args: argparse.Namespace) -> int:
     if args.insecure:
         logging.warning("--insecure: anyone who can reach this port can upload and run models")
     try:
-        agent = create_server(args.address, data_dir, limits, insecure=args.insecure)
+        security = SecurityConfig.load(args.token_file, args.tls_cert, args.tls_key, args.tls_client_ca)
+        agent = create_server(args.address, data_dir, limits, insecure=args.insecure, security=security)
     except AgentError as exc:
         print(f"drlc-agent: {exc}", file=sys.stderr)
         return 2

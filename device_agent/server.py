@@ -15,6 +15,7 @@ from device_agent._proto import agent_pb2, agent_pb2_grpc
 from device_agent.device_info import agent_fingerprint, available_providers
 from device_agent.errors import AgentError
 from device_agent.jobs import JobManager
+from device_agent.security import TOKEN_ENV, SecurityConfig, TokenInterceptor
 from device_agent.servicer import AgentServicer
 from device_agent.settings import AgentLimits
 from device_agent.storage import ModelStore
@@ -50,13 +51,23 @@ def is_loopback(address: str) -> bool:
 
 
 def create_server(
-    address: str, data_dir: Path, limits: AgentLimits | None = None, insecure: bool = False
+    address: str,
+    data_dir: Path,
+    limits: AgentLimits | None = None,
+    insecure: bool = False,
+    security: SecurityConfig | None = None,
 ) -> RunningAgent:
-    """Bind ``address`` (port 0 picks a free one) and start serving; returns the bound port."""
-    if not is_loopback(address) and not insecure:
+    """Bind ``address`` (port 0 picks a free one) and start serving; returns the bound port.
+
+    Off this machine the agent needs both a token and TLS, unless ``insecure`` says otherwise.
+    """
+    security = security or SecurityConfig()
+    if not is_loopback(address) and not insecure and not (security.token and security.tls):
+        missing = " and ".join(n for n, ok in (("a token", security.token), ("TLS", security.tls)) if not ok)
         raise AgentError(
-            f"refusing to listen on non-loopback address {address!r}: token and TLS are not implemented yet; "
-            "pass --insecure to accept unauthenticated plain-text access from the network"
+            f"refusing to listen on non-loopback address {address!r} without {missing}: set {TOKEN_ENV} "
+            "(or --token-file) and --tls-cert/--tls-key, or pass --insecure to accept unauthenticated "
+            "plain-text access from the network"
         )
     limits = limits or AgentLimits()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +76,7 @@ def create_server(
     jobs = JobManager(data_dir, store, limits, providers, agent_fingerprint(data_dir))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="drlc-rpc"),
+        interceptors=[TokenInterceptor(security.token)] if security.token else [],
         options=[
             ("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
             ("grpc.max_send_message_length", 64 << 20),
@@ -75,7 +87,8 @@ def create_server(
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(address)
+    credentials = security.server_credentials()
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         jobs.stop()
         raise AgentError(f"could not bind {address!r} (in use, or not an address of this machine)")

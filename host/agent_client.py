@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -22,13 +23,85 @@ def describe_rpc_error(exc: grpc.RpcError, address: str) -> str:
     return f"agent at {address} answered {code.name if code else 'an error'}: {details}"
 
 
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How the host proves itself to an agent and checks the agent is the right one."""
+
+    token: str | None = None
+    tls_ca: bytes | None = None
+    """PEM CA that signed the agent's certificate; with it the channel is TLS."""
+    tls_client_cert: bytes | None = None
+    tls_client_key: bytes | None = None
+    tls_server_name: str | None = None
+    """Expected name in the agent's certificate, when the address does not carry it."""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None
+
+
+class _TokenAuth(grpc.AuthMetadataPlugin):
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def __call__(self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback) -> None:
+        callback(self._metadata, None)
+
+
+def open_channel(address: str, security: ClientSecurity) -> grpc.Channel:
+    options: list[tuple[str, object]] = [("grpc.max_receive_message_length", 64 << 20)]
+    if security.tls:
+        credentials = grpc.ssl_channel_credentials(
+            security.tls_ca, security.tls_client_key, security.tls_client_cert
+        )
+        if security.token:
+            credentials = grpc.composite_channel_credentials(
+                credentials, grpc.metadata_call_credentials(_TokenAuth(security.token))
+            )
+        if security.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", security.tls_server_name))
+        return grpc.secure_channel(address, credentials, options=options)
+    channel = grpc.insecure_channel(address, options=options)
+    if (
+        security.token
+    ):  # plain text with a token: only sensible on loopback; gRPC refuses call credentials here
+        channel = grpc.intercept_channel(channel, _PlainTokenInterceptor(security.token))
+    return channel
+
+
+class _PlainTokenInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    def __init__(self, token: str) -> None:
+        self._pair = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = [*(details.metadata or ()), self._pair]
+        return details._replace(metadata=metadata)  # type: ignore[attr-defined]
+
+    def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+        return continuation(self._details(details), request_iterator)
+
+
 class AgentClient:
     """One connection to one agent. Every method raises DeviceError with the agent's reason."""
 
-    def __init__(self, address: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, address: str, timeout_s: float = 30.0, security: ClientSecurity | None = None) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.channel = open_channel(address, security or ClientSecurity())
         self.stub = agent_pb2_grpc.AgentStub(self.channel)
 
     def close(self) -> None:

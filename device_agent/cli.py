@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback address without token or TLS"
     )
+    serve.add_argument(
+        "--allow-env",
+        action="append",
+        default=[],
+        metavar="ENV_ID",
+        help="allow this env id (repeatable); default: Gymnasium MuJoCo envs",
+    )
     serve.add_argument("--log-level", default="INFO")
     return parser
 
@@ -55,7 +62,9 @@ def serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     limits = AgentLimits(
-        max_model_bytes=int(args.max_model_mb * 2**20), max_job_duration_s=args.max_job_duration_s
+        max_model_bytes=int(args.max_model_mb * 2**20),
+        max_job_duration_s=args.max_job_duration_s,
+        allowed_envs=tuple(args.allow_env),
     )
     data_dir = args.data_dir or default_data_dir()
     if args.insecure:

@@ -35,3 +35,7 @@ class JobConflictError(AgentError):
 
 class WorkerError(AgentError):
     """The worker process running a job failed (crash, NaN actions, env error)."""
+
+
+class EnvNotAllowedError(AgentError):
+    """The requested env is not on this agent's allow-list."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from device_agent import convert
 from device_agent._proto import agent_pb2 as pb
+from device_agent.envs import check_env_allowed
 from device_agent.errors import InvalidRequestError, JobConflictError, JobNotFoundError
 from device_agent.manifest import ArtifactManifest
 from device_agent.results import EpisodeOutcome, JobEnd, JobError, JobStart
@@ -48,6 +49,15 @@ class Job:
     @property
     def done(self) -> bool:
         return self.record.state in TERMINAL
+
+
+def worker_rss(pid: int | None) -> int:
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).memory_info().rss) if pid else 0
+    except psutil.Error:
+        return 0
 
 
 class JobManager:
@@ -137,6 +147,11 @@ class JobManager:
             requested = convert.settings_from_proto(request.settings, self.defaults)
             settings = effective_settings(requested, self.limits, self.available_providers)
             env_id = request.env_id or manifest.env_id
+            check_env_allowed(env_id, self.limits.allowed_envs)
+            if sum(1 for j in self._jobs.values() if not j.done) >= self.limits.max_queued_jobs:
+                raise InvalidRequestError(
+                    f"this agent already has {self.limits.max_queued_jobs} jobs waiting; try again later"
+                )
             record = pb.JobRecord(
                 job_id=request.job_id,
                 state=pb.JOB_STATE_QUEUED,
@@ -289,6 +304,13 @@ class JobManager:
                     )
                     return
                 if not parent_conn.poll(0.2):
+                    if worker_rss(process.pid) > self.limits.max_worker_rss_bytes:
+                        self._fail(
+                            job,
+                            "WorkerMemoryLimit",
+                            f"the worker's memory passed this agent's limit of {self.limits.max_worker_rss_bytes >> 20} MiB",
+                        )
+                        return
                     if not process.is_alive() and not parent_conn.poll(0):
                         self._fail(
                             job,

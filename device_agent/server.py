@@ -72,7 +72,7 @@ def create_server(
     limits = limits or AgentLimits()
     data_dir.mkdir(parents=True, exist_ok=True)
     providers = available_providers()
-    store = ModelStore(data_dir, limits.max_model_bytes, limits.max_stored_models)
+    store = ModelStore(data_dir, limits.max_model_bytes, limits.max_stored_models, limits.max_store_bytes)
     jobs = JobManager(data_dir, store, limits, providers, agent_fingerprint(data_dir))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="drlc-rpc"),

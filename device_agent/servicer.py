@@ -17,6 +17,7 @@ from device_agent._proto import agent_pb2_grpc
 from device_agent.device_info import device_info
 from device_agent.errors import (
     AgentError,
+    EnvNotAllowedError,
     EnvUnavailableError,
     InvalidModelError,
     InvalidRequestError,
@@ -39,6 +40,7 @@ STATUS_OF: dict[type[AgentError], grpc.StatusCode] = {
     JobNotFoundError: grpc.StatusCode.NOT_FOUND,
     JobConflictError: grpc.StatusCode.ALREADY_EXISTS,
     EnvUnavailableError: grpc.StatusCode.FAILED_PRECONDITION,
+    EnvNotAllowedError: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

@@ -43,8 +43,16 @@ class AgentLimits:
     max_steps_per_episode: int = 100_000
     max_job_duration_s: float = 3600.0
     max_stored_models: int = 10_000
+    max_store_bytes: int = 4 * 1024**3
+    """Total size of stored models; uploads beyond it are refused, so clients cannot fill the disk."""
+    max_queued_jobs: int = 256
+    """Jobs waiting or running at once; more are refused, so clients cannot exhaust memory."""
+    max_worker_rss_bytes: int = 4 * 1024**3
+    """A worker whose resident memory grows past this is killed and its job fails."""
     allowed_providers: tuple[str, ...] = field(default=())
     """Empty: whatever the onnxruntime build offers."""
+    allowed_envs: tuple[str, ...] = field(default=())
+    """Empty: every Gymnasium MuJoCo env."""
 
 
 def effective_settings(

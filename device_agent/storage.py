@@ -31,11 +31,14 @@ def check_sha256(value: str) -> str:
 class ModelStore:
     """Stores verified models by hash; survives restarts because the files are the index."""
 
-    def __init__(self, root: Path, max_model_bytes: int, max_models: int = 10_000) -> None:
+    def __init__(
+        self, root: Path, max_model_bytes: int, max_models: int = 10_000, max_store_bytes: int = 4 * 1024**3
+    ) -> None:
         self.root = root / "models"
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_model_bytes = max_model_bytes
         self.max_models = max_models
+        self.max_store_bytes = max_store_bytes
         for stale in self.root.glob(".upload-*"):  # left by a crash mid-upload
             stale.unlink(missing_ok=True)
 
@@ -55,6 +58,9 @@ class ModelStore:
 
     def count(self) -> int:
         return sum(1 for _ in self.root.glob("*.onnx"))
+
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.glob("*.onnx"))
 
     def put(self, sha256: str, size_bytes: int, chunks: Iterable[bytes]) -> ArtifactManifest:
         """Receive, verify and store one model; the chunks are consumed as they arrive."""

@@ -166,12 +166,20 @@ def test_bad_requests_fail_clearly_and_agent_keeps_serving(client: AgentClient) 
     with pytest.raises(grpc.RpcError) as err:
         list(client.run_profile(profile_request("too-many", sha, episodes=10**6)))
     assert "n_episodes" in err.value.details()
-    failed = list(client.run_profile(profile_request("bad-env", sha, env_id="NoSuchEnv-v0")))
-    assert failed[-1].failed.error_type == "EnvUnavailableError"
+    for env_id in (
+        "NoSuchEnv-v0",
+        "CartPole-v1",
+    ):  # unknown, and known but not MuJoCo: refused before queueing
+        with pytest.raises(grpc.RpcError) as err:
+            list(client.run_profile(profile_request(f"env-{env_id}", sha, env_id=env_id)))
+        assert (
+            err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            and "not a Gymnasium MuJoCo env" in err.value.details()
+        )
     wrong_shape = list(client.run_profile(profile_request("wrong-env", sha, env_id="HalfCheetah-v5")))
     assert wrong_shape[-1].failed.error_type == "InvalidModelError"
     assert "HalfCheetah-v5 has observations [17]" in wrong_shape[-1].failed.message
-    assert client.get_job("bad-env").state == pb.JOB_STATE_FAILED
+    assert client.get_job("wrong-env").state == pb.JOB_STATE_FAILED
     ok = list(client.run_profile(profile_request("after", sha, episodes=1)))
     assert ok[-1].HasField("summary")
     with pytest.raises(DeviceError, match="NOT_FOUND"):

@@ -88,9 +88,20 @@ def energy_text(summary: dict) -> str:
     return ", ".join(f"{e['meter']} {float(e.get('net_j', e['gross_j'])):.3g} J" for e in readings)
 
 
+SHOWN_PARAMS = ("ratio", "mode", "fp32_first_layer", "per_channel", "finetune_steps", "calibration")
+"""The parameters that tell variants of one baseline apart; the manifest holds the rest."""
+
+
 def _params_text(params: dict[str, Any]) -> str:
-    shown = {k: v for k, v in params.items() if not isinstance(v, dict | list)}
-    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+    shown = []
+    for key in SHOWN_PARAMS:
+        value = params.get(key)
+        if isinstance(value, dict):
+            value = value.get("method")
+        if value in (None, False, 0):
+            continue
+        shown.append(key if value is True else f"{key}={value}")
+    return ", ".join(shown)
 
 
 def collect_rows(db: ResultsDB) -> list[ReportRow]:
@@ -212,6 +223,10 @@ the model loaded; peak MB the worker's high-water RSS; mean abs Δa the action e
 held-out observations, measured when the variant was made."""
 
 
+def _num(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.1f}"
+
+
 def cells(row: ReportRow) -> list[str]:
     method = row.method + (f" ({row.params})" if row.params else "")
     pct = f"{row.return_pct_of_baseline:.1f}" if row.return_pct_of_baseline is not None else "–"
@@ -223,12 +238,12 @@ def cells(row: ReportRow) -> list[str]:
         f"[{row.return_ci95_low:.1f}, {row.return_ci95_high:.1f}]",
         pct,
         str(row.n_episodes),
-        f"{row.latency_p50_us:.1f}",
-        f"{row.latency_p99_us:.1f}",
-        f"{row.floor_p50_us:.1f}",
-        f"{row.env_step_us:.1f}",
-        f"{row.model_rss_mb:.1f}",
-        f"{row.peak_rss_mb:.1f}",
+        _num(row.latency_p50_us),
+        _num(row.latency_p99_us),
+        _num(row.floor_p50_us),
+        _num(row.env_step_us),
+        _num(row.model_rss_mb),
+        _num(row.peak_rss_mb),
         f"{row.file_kb:.1f}",
         str(row.n_params),
         error,

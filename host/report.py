@@ -59,6 +59,13 @@ class ReportRow:
     action_error_mean_abs: float | None
     execution_provider: str
     energy: str
+    latency_p999_us: float
+    deadline_misses: int | None
+    """Control-rate jobs only: ticks whose work overran the env's control period."""
+    energy_episode_j: float | None
+    """Net joules per episode from the first meter that measured (GPU, CPU package, board rail, battery)."""
+    energy_inference_j: float | None
+    """Net joules per inference call from the inference-only phase, same meter."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +88,61 @@ def _get(d: dict, *path: str, default: float = math.nan) -> float:
     return float(d)
 
 
+def _per_item(reading: dict | None) -> tuple[float | None, bool]:
+    """(joules per item, net?) of one reading; None when it is below the meter's resolution."""
+    if reading is None or reading.get("below_resolution") or not int(reading.get("n_items", 0)):
+        return None, False
+    if "net_j_per_item" in reading:
+        return float(reading["net_j_per_item"]), True
+    return float(reading.get("gross_j", 0.0)) / int(reading["n_items"]), False
+
+
+def energy_per_item(summary: dict) -> tuple[float | None, float | None]:
+    """Net (else gross) J per episode and per inference from the first meter that has either."""
+    episodes = {e["meter"]: e for e in summary.get("energy", [])}
+    inference = {e["meter"]: e for e in summary.get("inference_phase", {}).get("energy", [])}
+    for meter in dict.fromkeys([*episodes, *inference]):
+        episode_j, inference_j = _per_item(episodes.get(meter))[0], _per_item(inference.get(meter))[0]
+        if episode_j is not None or inference_j is not None:
+            return episode_j, inference_j
+    return None, None
+
+
 def energy_text(summary: dict) -> str:
-    readings = [e for e in summary.get("energy", []) if not e.get("below_resolution")]
-    if not readings:
+    """The energy column: per meter, J per episode and µJ per inference (net of idle power unless marked
+    gross), "below resolution" for windows too short for the meter, or why nothing was measured."""
+    episodes = {e["meter"]: e for e in summary.get("energy", [])}
+    inference = {e["meter"]: e for e in summary.get("inference_phase", {}).get("energy", [])}
+    parts = []
+    for meter in dict.fromkeys([*episodes, *inference]):
+        shown = []
+        for reading, scale, unit in (
+            (episodes.get(meter), 1.0, "J/episode"),
+            (inference.get(meter), 1e6, "µJ/inference"),
+        ):
+            if reading is None:
+                continue
+            value, net = _per_item(reading)
+            if value is None:
+                shown.append(f"{unit.split('/')[1]} below resolution")
+            else:
+                shown.append(f"{value * scale:.3g} {unit}" + ("" if net else " gross"))
+        parts.append(f"{meter}: {', '.join(shown)}")
+    if parts:
+        return "; ".join(parts)
+    meters = summary.get("energy_meters", [])
+    if not meters:
         return "not measured"
-    return ", ".join(f"{e['meter']} {float(e.get('net_j', e['gross_j'])):.3g} J" for e in readings)
+    broken = [
+        m for m in meters if m.get("available") or str(m.get("reason", "")).startswith("failed mid-job")
+    ]
+    if broken:
+        return (
+            "not measured ("
+            + "; ".join(f"{m['name']}: {m.get('reason') or 'no reading'}" for m in broken)
+            + ")"
+        )
+    return "not measured (no meter on this device)"
 
 
 SHOWN_PARAMS = ("ratio", "mode", "fp32_first_layer", "per_channel", "finetune_steps", "calibration")
@@ -140,6 +197,12 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "action_error_mean_abs": manifest.metrics.get("action_error_mean_abs") if manifest else None,
                 "execution_provider": summary.get("runtime", {}).get("execution_provider", ""),
                 "energy": energy_text(summary),
+                "latency_p999_us": _get(summary, "inference", "p999_ns") / 1e3,
+                "deadline_misses": int(summary["control_rate"].get("deadline_misses", 0))
+                if "control_rate" in summary
+                else None,
+                "energy_episode_j": energy_per_item(summary)[0],
+                "energy_inference_j": energy_per_item(summary)[1],
             }
         )
     baseline_return = {(r["target"], r["sha256"]): r["return_mean"] for r in raw if r["method"] == "baseline"}
@@ -160,7 +223,7 @@ def sort_key(row: ReportRow) -> tuple:
         row.baseline_sha256,
         order.get(row.method, 9),
         row.ratio or 0.0,
-        row.params,
+        row.model,
     )
 
 
@@ -208,8 +271,10 @@ HEADERS = [
     "n",
     "p50 µs",
     "p99 µs",
+    "p99.9 µs",
     "floor µs",
     "step µs",
+    "misses",
     "model MB",
     "peak MB",
     "file KB",
@@ -217,10 +282,12 @@ HEADERS = [
     "mean abs Δa",
     "energy",
 ]
-"""Latency is the inference call alone; floor is the p50 of the same runtime on a trivial graph of the
-same shapes (what no compression can remove); step is one env.step; model MB is the worker's RSS growth when
-the model loaded; peak MB the worker's high-water RSS; mean abs Δa the action error vs the baseline on
-held-out observations, measured when the variant was made."""
+"""Latency is the inference call alone (p99.9 needs >= 1000 calls to mean anything); misses counts the
+control-rate ticks that overran the env's control period ("–": the job ran back-to-back); floor is the p50 of
+the same runtime on a trivial graph of the same shapes (what no compression can remove); step is one env.step;
+model MB is the worker's RSS growth when the model loaded; peak MB the worker's high-water RSS; mean abs Δa the
+action error vs the baseline on held-out observations, measured when the variant was made; energy is net of
+idle power, J per episode and µJ per call of the inference-only phase, or "not measured" and why."""
 
 
 def _num(value: float) -> str:
@@ -240,8 +307,10 @@ def cells(row: ReportRow) -> list[str]:
         str(row.n_episodes),
         _num(row.latency_p50_us),
         _num(row.latency_p99_us),
+        _num(row.latency_p999_us),
         _num(row.floor_p50_us),
         _num(row.env_step_us),
+        "–" if row.deadline_misses is None else str(row.deadline_misses),
         _num(row.model_rss_mb),
         _num(row.peak_rss_mb),
         f"{row.file_kb:.1f}",

@@ -149,7 +149,7 @@ SHOWN_PARAMS = ("ratio", "mode", "fp32_first_layer", "per_channel", "finetune_st
 """The parameters that tell variants of one baseline apart; the manifest holds the rest."""
 
 
-def _params_text(params: dict[str, Any]) -> str:
+def params_text(params: dict[str, Any]) -> str:
     shown = []
     for key in SHOWN_PARAMS:
         value = params.get(key)
@@ -179,7 +179,7 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "env_id": job["env_id"],
                 "method": job["method"],
                 "ratio": float(params["ratio"]) if "ratio" in params else None,
-                "params": _params_text(params),
+                "params": params_text(params),
                 "return_mean": stats.mean,
                 "return_std": stats.std,
                 "return_ci95_low": stats.ci95_low,

@@ -93,6 +93,7 @@ def main() -> None:
     from device_agent.platform_facts import cpu_model_and_flags
     from host.artifacts import select_models
     from host.compress.observations import collect_observations
+    from host.report import params_text
     from host.export.onnx_reader import spec_from_onnx
     from host.results_db import ResultsDB
     from host.workspace import Workspace
@@ -114,9 +115,7 @@ def main() -> None:
         base.name: ("baseline", ort_call(base_bytes)),
     }
     for v in variants:
-        params = ", ".join(
-            f"{k}={val}" for k, val in sorted(v.method_params.items()) if not isinstance(val, dict | list)
-        )
+        params = params_text(v.method_params)
         candidates[v.name] = (f"{v.method} ({params})" if params else v.method, ort_call(v.path.read_bytes()))
 
     samples: dict[str, list[np.ndarray]] = {name: [] for name in candidates}

@@ -17,6 +17,26 @@ from device_agent.server import CHUNK_BYTES, SERVICE_NAME
 from host.errors import DeviceError
 
 
+class AgentUnavailableError(DeviceError):
+    """The agent could not be reached (down, restarting, network): worth retrying, unlike a refusal."""
+
+
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+def device_error(exc: grpc.RpcError, address: str) -> DeviceError:
+    code = exc.code() if hasattr(exc, "code") else None
+    kind = AgentUnavailableError if code in TRANSIENT_CODES else DeviceError
+    return kind(describe_rpc_error(exc, address))
+
+
 def describe_rpc_error(exc: grpc.RpcError, address: str) -> str:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -127,13 +147,15 @@ class AgentClient:
             except grpc.RpcError as exc:
                 last = describe_rpc_error(exc, self.address)
             time.sleep(0.1)
-        raise DeviceError(f"agent at {self.address} did not become ready within {timeout_s:.0f} s ({last})")
+        raise AgentUnavailableError(
+            f"agent at {self.address} did not become ready within {timeout_s:.0f} s ({last})"
+        )
 
     def device_info(self) -> pb.DeviceInfo:
         try:
             return self.stub.GetDeviceInfo(pb.GetDeviceInfoRequest(), timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+            raise device_error(exc, self.address) from exc
 
     def has_models(self, sha256s: list[str]) -> set[str]:
         try:
@@ -141,7 +163,7 @@ class AgentClient:
                 self.stub.HasModels(pb.HasModelsRequest(sha256=sha256s), timeout=self.timeout_s).present
             )
         except grpc.RpcError as exc:
-            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+            raise device_error(exc, self.address) from exc
 
     def upload(self, path: Path, sha256: str | None = None) -> pb.UploadModelResponse:
         """Send one model file in chunks; the agent verifies the hash before storing it."""
@@ -158,7 +180,7 @@ class AgentClient:
         try:
             return self.stub.UploadModel(messages(), timeout=max(self.timeout_s, len(data) / 1e6))
         except grpc.RpcError as exc:
-            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+            raise device_error(exc, self.address) from exc
 
     def run_profile(self, request: pb.ProfileRequest) -> Iterator[pb.ProfileEvent]:
         """Stream a job's events. The stream may break; the job goes on and can be fetched by id."""
@@ -171,10 +193,10 @@ class AgentClient:
         try:
             return self.stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+            raise device_error(exc, self.address) from exc
 
     def cancel_job(self, job_id: str) -> pb.JobRecord:
         try:
             return self.stub.CancelJob(pb.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            raise DeviceError(describe_rpc_error(exc, self.address)) from exc
+            raise device_error(exc, self.address) from exc

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from device_agent._proto import agent_pb2 as pb
-from host.agent_client import AgentClient, describe_rpc_error
+from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
 from host.errors import DeviceError
 from host.local_agent import local_agent
 from host.profiles import TargetProfile
@@ -38,6 +38,8 @@ class DeployConfig:
     """Run again even when this target already has a finished job with the same settings."""
     reattach_attempts: int = 5
     """How often a broken stream is re-attached (with exponential backoff) before the deploy gives up."""
+    max_attempts: int = 8
+    """How often one model is retried when the agent drops the connection or loses the job (restarts)."""
 
 
 @dataclass
@@ -78,7 +80,7 @@ def settings_key(settings: pb.ProfileSettings) -> str:
 def connect(profile: TargetProfile, workspace: Workspace) -> Iterator[AgentClient]:
     with ExitStack() as stack:
         address = (
-            stack.enter_context(local_agent(workspace.local_agent_dir, profile.address))
+            stack.enter_context(local_agent(workspace.local_agent_dir, profile.address)).address
             if profile.spawn_local
             else profile.address
         )
@@ -108,7 +110,7 @@ def _consume(
             message = f"{event.failed.error_type}: {event.failed.message}"
             db.fail_job(job_id, message)
             return message
-    raise DeviceError(f"the stream of job {job_id} ended without a summary")
+    raise AgentUnavailableError(f"the stream of job {job_id} ended without a summary (the agent stopped?)")
 
 
 def run_job(
@@ -132,6 +134,8 @@ def run_job(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 grpc.StatusCode.ALREADY_EXISTS,
+                grpc.StatusCode.PERMISSION_DENIED,
+                grpc.StatusCode.UNAUTHENTICATED,
             ):
                 message = describe_rpc_error(exc, client.address)
                 db.fail_job(job_id, message)
@@ -140,11 +144,67 @@ def run_job(
                 return "NOT_FOUND"  # the agent lost this job (e.g. its data dir was wiped): the caller re-submits
             attempt += 1
             if attempt > cfg.reattach_attempts:
-                raise DeviceError(
+                raise AgentUnavailableError(
                     f"lost job {job_id} on {client.address} after {attempt - 1} re-attach attempts: {exc}"
                 ) from exc
             time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
             request = None  # from now on, follow the job the agent already has
+
+
+TRANSIENT = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+)
+RESTARTED = ("NOT_FOUND", "AgentRestarted")
+"""Job outcomes that mean the agent lost the job (not that the model failed): run it again."""
+
+
+def _is_transient(exc: Exception) -> bool:
+    """A dropped connection or an agent being restarted, as opposed to a refusal."""
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in TRANSIENT_CODES
+    return isinstance(exc, AgentUnavailableError)
+
+
+def _profile_one(
+    client: AgentClient,
+    db: ResultsDB,
+    model: ModelRow,
+    reattach_id: str | None,
+    new_request: Callable[[], pb.ProfileRequest],
+    cfg: DeployConfig,
+    progress: ProgressFn,
+) -> tuple[str | None, bool]:
+    """One model to the end: upload if missing, run or re-attach, re-run if the agent lost the job.
+
+    :return: (error or None, whether the model was uploaded)
+    """
+    uploaded = False
+    for attempt in range(cfg.max_attempts):
+        try:
+            if model.sha256 not in client.has_models([model.sha256]):
+                client.upload(model.path, model.sha256)
+                uploaded = True
+            if reattach_id is not None:
+                error = run_job(client, db, reattach_id, None, model, cfg.n_episodes, cfg, progress)
+            else:
+                request = new_request()
+                reattach_id = request.job_id  # if the connection drops from here on, follow this job
+                error = run_job(client, db, request.job_id, request, model, cfg.n_episodes, cfg, progress)
+            if error is not None and error.startswith(RESTARTED):
+                if reattach_id is not None:
+                    db.fail_job(reattach_id, f"the agent lost this job ({error}); it was run again")
+                reattach_id = None
+                continue
+            return error, uploaded
+        except (grpc.RpcError, DeviceError) as exc:
+            if not _is_transient(exc) or attempt + 1 >= cfg.max_attempts:
+                raise
+            time.sleep(min(0.5 * 2**attempt, 10.0))
+            client.wait_ready(timeout_s=60)
+    return f"gave up after {cfg.max_attempts} attempts: the agent kept losing the job", uploaded
 
 
 def deploy(
@@ -162,32 +222,25 @@ def deploy(
         info = client.device_info()
         db.upsert_target(profile.name, info)
         outcome = DeployOutcome(profile.name, info.fingerprint)
-        todo: list[tuple[ModelRow, str | None]] = []  # (model, job id to re-attach to)
         for model in models:
             previous = db.jobs_for(model.sha256, info.fingerprint, key)
             if not cfg.force and any(j.state == "succeeded" for j in previous):
                 outcome.skipped.append(model.sha256)
                 continue
             pending = [j for j in previous if j.state in ("queued", "running")]
-            todo.append((model, pending[-1].job_id if pending and not cfg.force else None))
-        present = client.has_models([m.sha256 for m, _ in todo])
-        for model, _ in todo:
-            if model.sha256 not in present:
-                client.upload(model.path, model.sha256)
-                outcome.uploaded.append(model.sha256)
-        for model, reattach_id in todo:
-            progress(model, 0, cfg.n_episodes)
-            error = None
-            if reattach_id is not None:
-                error = run_job(client, db, reattach_id, None, model, cfg.n_episodes, cfg, progress)
-                if error == "NOT_FOUND":
-                    db.fail_job(reattach_id, "the agent no longer knows this job; it was run again")
-                    reattach_id = None
-            if reattach_id is None:
+            reattach_id = pending[-1].job_id if pending and not cfg.force else None
+
+            def new_request(model: ModelRow = model) -> pb.ProfileRequest:
+                # recorded before it is sent: a host that dies right after can re-attach by this id
                 job_id = f"{model.sha256[:12]}-{key[:8]}-{uuid.uuid4().hex[:12]}"
                 request = pb.ProfileRequest(job_id=job_id, model_sha256=model.sha256, settings=settings)
                 db.add_job(job_id, model.sha256, profile.name, info.fingerprint, key, request)
-                error = run_job(client, db, job_id, request, model, cfg.n_episodes, cfg, progress)
+                return request
+
+            progress(model, 0, cfg.n_episodes)
+            error, uploaded = _profile_one(client, db, model, reattach_id, new_request, cfg, progress)
+            if uploaded:
+                outcome.uploaded.append(model.sha256)
             if error is None:
                 outcome.succeeded.append(model.sha256)
             else:

@@ -1,0 +1,64 @@
+"""Faults on real processes: the agent killed mid-deploy loses nothing and stores nothing twice."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+from host.artifacts import store_artifact
+from host.deploy import DeployConfig, deploy
+from host.local_agent import local_agent
+from host.profiles import TargetProfile
+from host.results_db import ResultsDB
+from host.workspace import Workspace
+from tests.policies import random_policy
+
+KILLS = 3
+EPISODES = 4
+
+
+def test_agent_killed_k_times_during_a_multi_model_deploy(tmp_path) -> None:
+    workspace = Workspace.resolve(tmp_path / "home")
+    with ResultsDB(workspace.db_path) as db:
+        models = []
+        for seed in range(4):
+            data, _, manifest = random_policy("HalfCheetah-v5", hidden=(64, 64), seed=seed)
+            models.append(store_artifact(workspace, db, data, manifest))
+        with local_agent(tmp_path / "agent") as agent:
+            profile = TargetProfile(name="flaky", address=agent.address)
+            kills: list[float] = []
+
+            def killer() -> None:
+                start = time.monotonic()
+                for k in range(KILLS):
+                    time.sleep(2.0 + 0.7 * k)  # mid-job: a job here takes a few seconds
+                    agent.process.kill()  # SIGKILL: no graceful shutdown, as in a power cut
+                    kills.append(time.monotonic() - start)
+                    while agent.restarts <= k:
+                        time.sleep(0.05)
+
+            thread = threading.Thread(target=killer)
+            thread.start()
+            outcome = deploy(
+                models, profile, workspace, db, DeployConfig(n_episodes=EPISODES, warmup_calls=5)
+            )
+            thread.join()
+        assert len(kills) == KILLS and agent.restarts == KILLS
+        assert outcome.failed == {}
+        assert sorted(outcome.succeeded) == sorted(m.sha256 for m in models)
+
+    conn = sqlite3.connect(workspace.db_path)
+    per_model = dict(
+        conn.execute("SELECT model_sha256, COUNT(*) FROM jobs WHERE state='succeeded' GROUP BY model_sha256")
+    )
+    assert per_model == {m.sha256: 1 for m in models}  # every expected result exactly once
+    rows = conn.execute(
+        "SELECT j.model_sha256, COUNT(e.idx), COUNT(DISTINCT e.idx) FROM jobs j JOIN episodes e ON e.job_id = j.job_id "
+        "WHERE j.state='succeeded' GROUP BY j.job_id"
+    ).fetchall()
+    assert sorted(r[1:] for r in rows) == [(EPISODES, EPISODES)] * len(models)  # no episode lost, none twice
+    # jobs the kills interrupted are recorded as failed, not silently dropped
+    states = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"))
+    print("job states after the kills:", states)
+    assert states.get("succeeded") == len(models) and not states.get("queued") and not states.get("running")

@@ -208,3 +208,81 @@ def test_cancel_frees_the_device_promptly(client: AgentClient) -> None:
     events = list(queued)  # the next job runs right after
     assert events[-1].HasField("summary")
     assert client.cancel_job("queued").state == pb.JOB_STATE_SUCCEEDED  # finished jobs stay as they are
+
+
+def nan_policy() -> tuple[bytes, str]:
+    """A valid drlc model whose output layer is all NaN: it loads, then returns NaN actions."""
+    import onnx
+
+    from device_agent.manifest import sha256_bytes
+
+    data, _, _ = random_policy("Hopper-v5", hidden=(8,))
+    model = onnx.load_from_string(data)
+    for i, tensor in enumerate(model.graph.initializer):
+        if tensor.name == "layers.1.bias":
+            broken = onnx.numpy_helper.to_array(tensor) * float("nan")
+            model.graph.initializer[i].CopyFrom(onnx.numpy_helper.from_array(broken, tensor.name))
+    data = model.SerializeToString()
+    return data, sha256_bytes(data)
+
+
+def test_nan_crash_and_hang_fail_only_their_job(tmp_path) -> None:
+    import os
+    import signal
+
+    from device_agent.settings import AgentLimits
+
+    agent = create_server("127.0.0.1:0", tmp_path / "agent", limits=AgentLimits(max_job_duration_s=3.0))
+    try:
+        with AgentClient(f"127.0.0.1:{agent.port}") as c:
+            c.wait_ready()
+            good, good_sha, _ = random_policy("Hopper-v5", hidden=(8,))
+            bad, bad_sha = nan_policy()
+            upload_bytes(c, good, good_sha)
+            upload_bytes(c, bad, bad_sha)
+            nan_events = list(c.run_profile(profile_request("nan", bad_sha, episodes=1)))
+            assert nan_events[-1].failed.error_type == "WorkerError"
+            assert "non-finite action" in nan_events[-1].failed.message
+            # a worker that dies (segfault in the runtime) fails only its job
+            crash = c.run_profile(profile_request("crash", good_sha, episodes=500))
+            started = next(e for e in crash if e.HasField("started"))
+            os.kill(started.started.runtime.worker_pid, signal.SIGSEGV)
+            last = list(crash)[-1]
+            assert last.failed.error_type == "WorkerCrashed" and "exit code -11" in last.failed.message
+            # a job that runs too long (a hanging model) is stopped at the agent's limit
+            hang = list(c.run_profile(profile_request("hang", good_sha, episodes=1000)))
+            assert hang[-1].failed.error_type == "JobTimeout"
+            after = list(c.run_profile(profile_request("after", good_sha, episodes=1)))
+            assert after[-1].HasField("summary")
+            assert [c.get_job(j).state for j in ("nan", "crash", "hang", "after")] == [
+                pb.JOB_STATE_FAILED,
+                pb.JOB_STATE_FAILED,
+                pb.JOB_STATE_FAILED,
+                pb.JOB_STATE_SUCCEEDED,
+            ]
+    finally:
+        agent.stop(grace_s=0)
+
+
+def test_two_hosts_at_once_are_queued_not_interleaved(agent) -> None:
+    import threading
+
+    data, sha, _ = random_policy("HalfCheetah-v5", hidden=(32, 32))
+    arrivals: list[tuple[float, str, str]] = []
+    lock = threading.Lock()
+
+    def host(name: str) -> None:
+        with AgentClient(f"127.0.0.1:{agent.port}") as c:
+            upload_bytes(c, data, sha)
+            for event in c.run_profile(profile_request(f"host-{name}", sha, episodes=3)):
+                with lock:
+                    arrivals.append((time.monotonic(), name, event.WhichOneof("event")))
+
+    threads = [threading.Thread(target=host, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    measured = [name for _, name, kind in sorted(arrivals) if kind in ("started", "episode", "summary")]
+    first = measured[0]
+    assert measured == [first] * 5 + [("b" if first == "a" else "a")] * 5  # one whole job, then the other

@@ -62,3 +62,60 @@ def test_agent_killed_k_times_during_a_multi_model_deploy(tmp_path) -> None:
     states = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"))
     print("job states after the kills:", states)
     assert states.get("succeeded") == len(models) and not states.get("queued") and not states.get("running")
+
+
+def test_host_killed_mid_deploy_then_deploy_again_finishes_only_the_rest(tmp_path) -> None:
+    """SIGKILL the whole host (and its local agent) mid-deploy; the database stays consistent and
+    a second deploy does only what is missing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from host.cli.main import app
+
+    home = tmp_path / "home"
+    workspace = Workspace.resolve(home)
+    with ResultsDB(workspace.db_path) as db:
+        models = []
+        for seed in range(3):
+            data, _, manifest = random_policy("HalfCheetah-v5", hidden=(32, 32), seed=seed)
+            models.append(store_artifact(workspace, db, data, manifest))
+    args = ["deploy", "--target", "local", "--episodes", "4", "--warmup-calls", "5", "--home", str(home)]
+    host = subprocess.Popen(
+        [sys.executable, "-m", "host.cli.main", *args],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while True:  # wait until one job is done and the next has stored an episode
+        assert time.monotonic() < deadline and host.poll() is None
+        with sqlite3.connect(workspace.db_path) as conn:
+            done = conn.execute("SELECT COUNT(*) FROM jobs WHERE state='succeeded'").fetchone()[0]
+            partial = conn.execute(
+                "SELECT COUNT(*) FROM episodes e JOIN jobs j ON j.job_id=e.job_id WHERE j.state!='succeeded'"
+            ).fetchone()[0]
+        if done >= 1 and partial >= 1:
+            break
+        time.sleep(0.05)
+    os.killpg(host.pid, signal.SIGKILL)  # the host and the agent it started, mid-write
+    host.wait()
+    conn = sqlite3.connect(workspace.db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    done_before = conn.execute("SELECT COUNT(*) FROM jobs WHERE state='succeeded'").fetchone()[0]
+    assert 1 <= done_before < len(models)
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"{len(models) - done_before} profiled, {done_before} already done" in result.output
+    per_model = dict(
+        conn.execute("SELECT model_sha256, COUNT(*) FROM jobs WHERE state='succeeded' GROUP BY model_sha256")
+    )
+    assert per_model == {m.sha256: 1 for m in models}
+    counts = conn.execute(
+        "SELECT COUNT(*) FROM episodes e JOIN jobs j ON j.job_id=e.job_id WHERE j.state='succeeded' GROUP BY j.job_id"
+    ).fetchall()
+    assert counts == [(4,)] * len(models)

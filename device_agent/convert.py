@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from device_agent._proto import agent_pb2 as pb
-from device_agent.results import EpisodeOutcome, JobEnd, MemoryFacts, RuntimeFacts
+from device_agent.energy.base import MeterStatus
+from device_agent.results import (
+    ControlRateOutcome,
+    EnergyFigure,
+    EpisodeOutcome,
+    InferencePhaseOutcome,
+    JobEnd,
+    MemoryFacts,
+    RuntimeFacts,
+)
 from device_agent.settings import MeasurementSettings
 from device_agent.stats import LatencySummary, return_stats
 
 
 def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) -> MeasurementSettings:
-    """Zero / empty fields mean "the agent's default" (proto3 cannot tell unset from 0)."""
+    """Zero / empty fields mean "the agent's default" (proto3 cannot tell unset from 0), except the
+    ``optional`` ones (idle_s, inference_phase_s), where unset is the default and 0 means none."""
     return MeasurementSettings(
         n_episodes=msg.n_episodes or defaults.n_episodes,
         seed=msg.seed,
@@ -18,6 +28,12 @@ def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) 
         execution_providers=tuple(msg.execution_providers),
         intra_op_threads=msg.intra_op_threads or defaults.intra_op_threads,
         keep_latencies=msg.keep_latencies,
+        cpu_affinity=tuple(msg.cpu_affinity) or defaults.cpu_affinity,
+        control_rate=msg.control_rate,
+        idle_s=msg.idle_s if msg.HasField("idle_s") else defaults.idle_s,
+        inference_phase_s=msg.inference_phase_s
+        if msg.HasField("inference_phase_s")
+        else defaults.inference_phase_s,
     )
 
 
@@ -30,6 +46,10 @@ def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
         execution_providers=list(settings.execution_providers),
         intra_op_threads=settings.intra_op_threads,
         keep_latencies=settings.keep_latencies,
+        cpu_affinity=list(settings.cpu_affinity),
+        control_rate=settings.control_rate,
+        idle_s=settings.idle_s,
+        inference_phase_s=settings.inference_phase_s,
     )
 
 
@@ -58,7 +78,53 @@ def memory_to_proto(m: MemoryFacts) -> pb.MemoryStats:
     )
     if m.device_memory_bytes is not None:
         msg.device_memory_bytes = m.device_memory_bytes
+    if m.model_parameters is not None:
+        msg.model_parameters = m.model_parameters
     return msg
+
+
+def energy_to_proto(f: EnergyFigure) -> pb.EnergyReading:
+    msg = pb.EnergyReading(
+        meter=f.meter,
+        gross_j=f.gross_j,
+        window_s=f.window_s,
+        below_resolution=f.below_resolution,
+        n_items=f.n_items,
+    )
+    if f.net_j is not None:
+        msg.net_j = f.net_j
+    if f.idle_power_w is not None:
+        msg.idle_power_w = f.idle_power_w
+    if f.net_j_per_item is not None:
+        msg.net_j_per_item = f.net_j_per_item
+    return msg
+
+
+def meter_to_proto(s: MeterStatus) -> pb.EnergyMeterInfo:
+    return pb.EnergyMeterInfo(
+        name=s.name,
+        available=s.available,
+        reason=s.reason,
+        resolution_j=s.resolution_j,
+        update_period_s=s.update_period_s,
+        scope=s.scope,
+    )
+
+
+def inference_phase_to_proto(p: InferencePhaseOutcome) -> pb.InferencePhase:
+    return pb.InferencePhase(
+        calls=p.calls,
+        wall_s=p.wall_s,
+        mean_call_ns=p.wall_s * 1e9 / p.calls if p.calls else 0.0,
+        distinct_observations=p.distinct_observations,
+        energy=[energy_to_proto(f) for f in p.energy],
+    )
+
+
+def control_rate_to_proto(c: ControlRateOutcome) -> pb.ControlRate:
+    return pb.ControlRate(
+        period_s=c.period_s, ticks=c.ticks, deadline_misses=c.deadline_misses, max_overrun_ns=c.max_overrun_ns
+    )
 
 
 def runtime_to_proto(r: RuntimeFacts) -> pb.RuntimeInfo:
@@ -74,11 +140,12 @@ def runtime_to_proto(r: RuntimeFacts) -> pb.RuntimeInfo:
         cpu_flags=r.cpu_flags,
         worker_pid=r.worker_pid,
         timer_overhead_ns=r.timer_overhead_ns,
+        cpu_affinity=r.cpu_affinity,
     )
 
 
 def episode_to_proto(e: EpisodeOutcome) -> pb.EpisodeResult:
-    return pb.EpisodeResult(
+    msg = pb.EpisodeResult(
         index=e.index,
         seed=e.seed,
         episode_return=e.episode_return,
@@ -88,7 +155,13 @@ def episode_to_proto(e: EpisodeOutcome) -> pb.EpisodeResult:
         env_step=latency_to_proto(e.env_step),
         inference_ns=e.inference_ns,
         wall_s=e.wall_s,
+        energy=[energy_to_proto(f) for f in e.energy],
     )
+    if e.deadline_misses is not None:
+        msg.deadline_misses = e.deadline_misses
+    if e.max_overrun_ns is not None:
+        msg.max_overrun_ns = e.max_overrun_ns
+    return msg
 
 
 def summary_to_proto(
@@ -116,4 +189,11 @@ def summary_to_proto(
     )
     if end.runtime_floor is not None:
         msg.runtime_floor.CopyFrom(latency_to_proto(end.runtime_floor))
+    msg.energy_meters.extend(meter_to_proto(m) for m in end.meters)
+    msg.idle_energy.extend(energy_to_proto(f) for f in end.idle_energy)
+    msg.energy.extend(energy_to_proto(f) for f in end.energy)
+    if end.inference_phase is not None:
+        msg.inference_phase.CopyFrom(inference_phase_to_proto(end.inference_phase))
+    if end.control_rate is not None:
+        msg.control_rate.CopyFrom(control_rate_to_proto(end.control_rate))
     return msg

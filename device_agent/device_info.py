@@ -7,7 +7,9 @@ import socket
 import uuid
 from pathlib import Path
 
+from device_agent import energy
 from device_agent._proto import agent_pb2 as pb
+from device_agent.convert import meter_to_proto
 from device_agent.platform_facts import cpu_model_and_flags, library_versions
 from device_agent.settings import AgentLimits
 
@@ -63,7 +65,7 @@ def device_info(data_dir: Path, limits: AgentLimits, providers: list[str]) -> pb
         gpus=nvidia_gpus(),
         execution_providers=providers,
         versions=library_versions(),
-        energy_meters=[],
+        energy_meters=[meter_to_proto(s) for s in energy.statuses()],
         limits=pb.AgentLimits(
             max_model_bytes=limits.max_model_bytes,
             max_episodes=limits.max_episodes,

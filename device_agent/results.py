@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from device_agent.energy.base import MeterStatus
 from device_agent.stats import LatencySummary
 
 
@@ -24,6 +25,7 @@ class RuntimeFacts:
     cpu_flags: list[str]
     worker_pid: int
     timer_overhead_ns: float
+    cpu_affinity: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,37 @@ class MemoryFacts:
     peak_rss_bytes: int
     model_file_bytes: int
     device_memory_bytes: int | None = None
+    model_parameters: int | None = None
+
+
+@dataclass(frozen=True)
+class EnergyFigure:
+    """Joules one meter counted over one window (see device_agent.energy.recorder.figure)."""
+
+    meter: str
+    gross_j: float
+    window_s: float
+    below_resolution: bool
+    net_j: float | None = None
+    idle_power_w: float | None = None
+    n_items: int = 0
+    net_j_per_item: float | None = None
+
+
+@dataclass(frozen=True)
+class InferencePhaseOutcome:
+    calls: int
+    wall_s: float
+    distinct_observations: int
+    energy: list[EnergyFigure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ControlRateOutcome:
+    period_s: float
+    ticks: int
+    deadline_misses: int
+    max_overrun_ns: float
 
 
 @dataclass(frozen=True)
@@ -52,6 +85,10 @@ class EpisodeOutcome:
     env_step: LatencySummary
     wall_s: float
     inference_ns: list[int] = field(default_factory=list)
+    energy: list[EnergyFigure] = field(default_factory=list)
+    deadline_misses: int | None = None
+    """Control-rate mode only, as is max_overrun_ns."""
+    max_overrun_ns: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +101,13 @@ class JobEnd:
     total_steps: int
     wall_s: float
     runtime_floor: LatencySummary | None = None
+    meters: list[MeterStatus] = field(default_factory=list)
+    """Every meter the worker looked for, available or not."""
+    idle_energy: list[EnergyFigure] = field(default_factory=list)
+    energy: list[EnergyFigure] = field(default_factory=list)
+    """The episodes phase, one window per meter from the first episode's start to the last one's end."""
+    inference_phase: InferencePhaseOutcome | None = None
+    control_rate: ControlRateOutcome | None = None
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,16 @@ Runs inside a job's worker process. Between ``env.step`` and the inference call 
 only what the measurement needs: copy the observation into a preallocated float32 buffer,
 read the clock, call the runtime, read the clock. Statistics are computed per episode,
 after the episode, outside the timed region.
+
+A job's phases: idle window (where an energy meter works), warm-up, the episodes (paced at
+the env's control period in control-rate mode), the inference-only phase (observations
+recorded in the env, replayed back-to-back: what energy per inference is measured on), the
+runtime floor. Energy meters are read only between phases and between episodes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import resource
@@ -19,11 +25,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from device_agent.errors import EnvUnavailableError, InvalidModelError, WorkerError
+from device_agent.energy.recorder import EnergyRecorder, Marks, open_recorder
+from device_agent.errors import EnvUnavailableError, InvalidModelError, InvalidRequestError, WorkerError
 from device_agent.manifest import ArtifactManifest
 from device_agent.platform_facts import cpu_model_and_flags, library_versions
-from device_agent.results import EpisodeOutcome, JobEnd, JobStart, MemoryFacts, RuntimeFacts
-from device_agent.settings import MeasurementSettings
+from device_agent.results import (
+    ControlRateOutcome,
+    EnergyFigure,
+    EpisodeOutcome,
+    InferencePhaseOutcome,
+    JobEnd,
+    JobStart,
+    MemoryFacts,
+    RuntimeFacts,
+)
+from device_agent.settings import INFERENCE_PHASE_DEFAULT_S, MeasurementSettings
 from device_agent.stats import latency_summary
 
 Emit = Callable[[object], None]
@@ -172,6 +188,133 @@ def run_episode(
     return outcome, inference_ns, step_ns
 
 
+def run_paced_episode(
+    env: Any,
+    infer: Policy,
+    obs_buffer: np.ndarray,
+    index: int,
+    seed: int,
+    keep_latencies: bool,
+    period_ns: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[EpisodeOutcome, list[int], list[int]]:
+    """``run_episode`` paced as a control loop: one tick per control period, as on a robot.
+
+    Tick k is due at start + k x period. Its work (observation copy, inference, env step) must finish
+    before tick k + 1 is due, or it is a deadline miss; the loop then starts the next tick at once and
+    keeps the period from there (no burst of catch-up ticks). Between ticks it sleeps, as a robot's
+    timer would, so the inference call meets whatever caches and clocks a spaced-out call meets.
+    """
+    clock = time.perf_counter_ns
+    isfinite = math.isfinite
+    inference_ns: list[int] = []
+    step_ns: list[int] = []
+    expected = (1, *env.action_space.shape)
+    total = 0.0
+    misses, worst = 0, 0
+    terminated = truncated = False
+    wall0 = time.perf_counter()
+    obs, _ = env.reset(seed=seed)
+    tick = clock()
+    while not (terminated or truncated):
+        obs_buffer[0] = obs
+        t0 = clock()
+        action = infer()
+        t1 = clock()
+        row = action[0]
+        if action.shape != expected or not isfinite(sum(row.tolist())):
+            _check_action(action, expected)
+        obs, reward, terminated, truncated, _ = env.step(row)
+        t2 = clock()
+        inference_ns.append(t1 - t0)
+        step_ns.append(t2 - t1)
+        total += float(reward)
+        due = tick + period_ns
+        if t2 > due:
+            misses += 1
+            worst = max(worst, t2 - due)
+            tick = t2
+        else:
+            sleep((due - t2) / 1e9)
+            tick = due
+    outcome = EpisodeOutcome(
+        index=index,
+        seed=seed,
+        episode_return=total,
+        length=len(inference_ns),
+        terminated=bool(terminated),
+        inference=latency_summary(inference_ns),
+        env_step=latency_summary(step_ns),
+        wall_s=time.perf_counter() - wall0,
+        inference_ns=inference_ns if keep_latencies else [],
+        deadline_misses=misses,
+        max_overrun_ns=float(worst),
+    )
+    return outcome, inference_ns, step_ns
+
+
+def control_period_ns(env: Any, env_id: str) -> int:
+    dt = getattr(env.unwrapped, "dt", None)
+    if not dt or dt <= 0:
+        raise InvalidRequestError(
+            f"control-rate mode needs the env's control period (dt), and {env_id} does not define one; "
+            "run without control_rate"
+        )
+    return round(float(dt) * 1e9)
+
+
+def record_observations(env: Any, infer: Policy, obs_buffer: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded rollout of the policy (untimed): the observations the inference-only phase replays."""
+    recorded = np.empty((n, *obs_buffer.shape[1:]), dtype=np.float32)
+    obs, _ = env.reset(seed=seed)
+    for i in range(n):
+        recorded[i] = obs
+        obs_buffer[0] = obs
+        action = infer()
+        obs, _, terminated, truncated, _ = env.step(action[0])
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return recorded
+
+
+def inference_phase(
+    infer: Policy,
+    obs_buffer: np.ndarray,
+    observations: np.ndarray,
+    min_s: float,
+    energy: EnergyRecorder | None,
+) -> InferencePhaseOutcome:
+    """Replay ``observations`` through the model back-to-back, in whole passes, for at least ``min_s``.
+
+    Only the pass loop is timed (one clock read per pass); the meters are read before and after it.
+    """
+    clock = time.perf_counter
+    start = energy.mark() if energy else {}
+    t0 = clock()
+    calls = 0
+    while True:
+        for row in observations:
+            obs_buffer[0] = row
+            infer()
+        calls += len(observations)
+        if clock() - t0 >= min_s:
+            break
+    wall = clock() - t0
+    end = energy.mark() if energy else {}
+    figures = energy.figures(start, end, n_items=calls) if energy else []
+    distinct = len(np.unique(observations, axis=0))
+    return InferencePhaseOutcome(calls=calls, wall_s=wall, distinct_observations=distinct, energy=figures)
+
+
+def inference_phase_length_s(settings: MeasurementSettings, energy: EnergyRecorder | None) -> float:
+    """0 when the phase is skipped; else its minimum length (at least 10 updates of the slowest meter)."""
+    has_meter = bool(energy and energy.meters)
+    if settings.inference_phase_s == 0 or (settings.inference_phase_s is None and not has_meter):
+        return 0.0
+    wanted = INFERENCE_PHASE_DEFAULT_S if settings.inference_phase_s is None else settings.inference_phase_s
+    return max(wanted, energy.min_window_s * 1.05 if energy else 0.0)
+
+
 def measure_floor(
     manifest: ArtifactManifest, settings: MeasurementSettings, n_calls: int = 2000
 ) -> list[int]:
@@ -192,23 +335,31 @@ def measure_floor(
     return samples
 
 
-def run_profile(
-    model_path: Path, manifest: ArtifactManifest, env_id: str, settings: MeasurementSettings, emit: Emit
-) -> None:
-    """Run one job and emit JobStart, one EpisodeOutcome per episode, then JobEnd."""
+def apply_affinity(cpus: tuple[int, ...]) -> list[int]:
+    """Pin this worker (and the threads ONNX Runtime will start) to ``cpus``; returns the CPUs it runs on."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, set(cpus))
+        except OSError as exc:
+            raise InvalidRequestError(f"cannot pin the worker to CPUs {list(cpus)}: {exc}") from exc
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def device_memory_bytes(provider: str) -> int | None:
+    """GPU memory the session holds, where the provider's device reports it (NVML, discrete GPUs)."""
+    if provider not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        return None
+    from device_agent.energy.nvml import process_device_memory_bytes
+
+    return process_device_memory_bytes(os.getpid())
+
+
+def runtime_facts(session: Any, settings: MeasurementSettings, env_id: str, cpus: list[int]) -> RuntimeFacts:
     import onnxruntime as ort
 
-    wall0 = time.perf_counter()
-    env = make_env(env_id, settings.max_steps_per_episode)
-    check_spaces(env, manifest, env_id)
-    obs_buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
-    rss_before = rss_bytes()
-    session = open_session(model_path, settings)
-    rss_after = rss_bytes()
-    infer = make_infer(session, obs_buffer)
     cpu_model, cpu_flags = cpu_model_and_flags()
     versions = library_versions()
-    runtime = RuntimeFacts(
+    return RuntimeFacts(
         execution_provider=session.get_providers()[0],
         session_providers=list(session.get_providers()),
         onnxruntime_version=ort.__version__,
@@ -220,28 +371,121 @@ def run_profile(
         cpu_flags=cpu_flags,
         worker_pid=os.getpid(),
         timer_overhead_ns=timer_overhead_ns(),
+        cpu_affinity=cpus,
     )
-    model_bytes = model_path.stat().st_size
-    emit(JobStart(runtime, MemoryFacts(rss_before, rss_after, peak_rss_bytes(), model_bytes)))
-    warm_up(env, infer, obs_buffer, settings.warmup_calls, seed=settings.seed + 1_000_003)
-    all_calls: list[int] = []
-    all_steps: list[int] = []
-    for i in range(settings.n_episodes):
-        outcome, calls_ns, steps_ns = run_episode(
-            env, infer, obs_buffer, i, settings.seed + i, settings.keep_latencies
+
+
+@dataclasses.dataclass
+class EpisodesPhase:
+    """What the episodes phase pooled: raw times, the whole phase's energy, control-rate totals."""
+
+    calls_ns: list[int] = dataclasses.field(default_factory=list)
+    steps_ns: list[int] = dataclasses.field(default_factory=list)
+    energy: list[EnergyFigure] = dataclasses.field(default_factory=list)
+    deadline_misses: int = 0
+    max_overrun_ns: float = 0.0
+
+    def control_rate(self, period_ns: int | None) -> ControlRateOutcome | None:
+        if period_ns is None:
+            return None
+        return ControlRateOutcome(
+            period_ns / 1e9, len(self.calls_ns), self.deadline_misses, self.max_overrun_ns
         )
-        all_calls += calls_ns
-        all_steps += steps_ns
+
+
+def run_episodes(
+    env: Any,
+    infer: Policy,
+    obs_buffer: np.ndarray,
+    settings: MeasurementSettings,
+    period_ns: int | None,
+    energy: EnergyRecorder | None,
+    emit: Emit,
+) -> EpisodesPhase:
+    """Every episode, each emitted as it ends; meters are read between episodes, never inside one."""
+    phase = EpisodesPhase()
+    first: Marks = {}
+    before: Marks = {}
+    after: Marks = {}
+    for i in range(settings.n_episodes):
+        if energy:
+            before = energy.mark()
+            first = first or before
+        if period_ns is None:
+            outcome, calls_ns, steps_ns = run_episode(
+                env, infer, obs_buffer, i, settings.seed + i, settings.keep_latencies
+            )
+        else:
+            outcome, calls_ns, steps_ns = run_paced_episode(
+                env, infer, obs_buffer, i, settings.seed + i, settings.keep_latencies, period_ns
+            )
+        if energy:
+            after = energy.mark()
+            outcome = dataclasses.replace(outcome, energy=energy.figures(before, after, n_items=1))
+        phase.calls_ns += calls_ns
+        phase.steps_ns += steps_ns
+        phase.deadline_misses += outcome.deadline_misses or 0
+        phase.max_overrun_ns = max(phase.max_overrun_ns, outcome.max_overrun_ns or 0.0)
         emit(outcome)
+    if energy:
+        phase.energy = energy.figures(first, after, n_items=settings.n_episodes)
+    return phase
+
+
+def run_profile(
+    model_path: Path, manifest: ArtifactManifest, env_id: str, settings: MeasurementSettings, emit: Emit
+) -> None:
+    """Run one job and emit JobStart, one EpisodeOutcome per episode, then JobEnd."""
+    wall0 = time.perf_counter()
+    cpus = apply_affinity(settings.cpu_affinity)
+    env = make_env(env_id, settings.max_steps_per_episode)
+    check_spaces(env, manifest, env_id)
+    period_ns = control_period_ns(env, env_id) if settings.control_rate else None
+    obs_buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
+    rss_before = rss_bytes()
+    session = open_session(model_path, settings)
+    rss_after = rss_bytes()
+    infer = make_infer(session, obs_buffer)
+    runtime = runtime_facts(session, settings, env_id, cpus)
+    model_bytes = model_path.stat().st_size
+    gpu_bytes = device_memory_bytes(runtime.execution_provider)
+    emit(
+        JobStart(
+            runtime,
+            MemoryFacts(rss_before, rss_after, peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params),
+        )
+    )
+    with open_recorder(avoid_cpus=set(settings.cpu_affinity)) as recorder:
+        energy = recorder if recorder.meters else None
+        idle = energy.measure_idle(settings.idle_s) if energy and settings.idle_s > 0 else []
+        warm_up(env, infer, obs_buffer, settings.warmup_calls, seed=settings.seed + 1_000_003)
+        episodes = run_episodes(env, infer, obs_buffer, settings, period_ns, energy, emit)
+        replay = None
+        if (replay_s := inference_phase_length_s(settings, energy)) > 0:
+            observations = record_observations(
+                env, infer, obs_buffer, settings.replay_observations, seed=settings.seed + 2_000_003
+            )
+            replay = inference_phase(infer, obs_buffer, observations, replay_s, energy)
+        meters = recorder.statuses
     env.close()
+    gpu_end = device_memory_bytes(runtime.execution_provider)
+    if gpu_end is not None:
+        gpu_bytes = max(gpu_bytes or 0, gpu_end)
     floor = measure_floor(manifest, settings)
     emit(
         JobEnd(
-            memory=MemoryFacts(rss_before, rss_after, peak_rss_bytes(), model_bytes),
-            inference=latency_summary(all_calls),
-            env_step=latency_summary(all_steps),
-            total_steps=len(all_calls),
+            memory=MemoryFacts(
+                rss_before, rss_after, peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params
+            ),
+            inference=latency_summary(episodes.calls_ns),
+            env_step=latency_summary(episodes.steps_ns),
+            total_steps=len(episodes.calls_ns),
             wall_s=time.perf_counter() - wall0,
             runtime_floor=latency_summary(floor),
+            meters=meters,
+            idle_energy=idle,
+            energy=episodes.energy,
+            inference_phase=replay,
+            control_rate=episodes.control_rate(period_ns),
         )
     )

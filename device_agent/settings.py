@@ -3,13 +3,18 @@
 Stopping rule: a job runs ``n_episodes`` seeded episodes (episode ``i`` is reset with
 ``seed + i``), each until the env terminates or truncates (its own time limit, or
 ``max_steps_per_episode`` when that is > 0), after ``warmup_calls`` uncounted inference
-calls. Requested settings are clamped to the agent's ``AgentLimits``; both the requested
+calls. Requested settings are checked against the agent's ``AgentLimits``; both the requested
 and the effective settings are reported with every result.
+
+Phases of a job, in order: idle window (``idle_s``, only where an energy meter works), warm-up,
+the episodes (paced at the env's control period when ``control_rate``), the inference-only
+phase (``inference_phase_s``), the runtime floor.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from device_agent.errors import InvalidRequestError
@@ -33,6 +38,32 @@ class MeasurementSettings:
     keep_latencies: bool = True
     """Send every per-call latency back, so the host can compute any statistic later."""
 
+    # CPU placement
+    cpu_affinity: tuple[int, ...] = ()
+    """CPUs the worker process (and so ONNX Runtime's threads) may run on; empty: the agent's own set."""
+
+    # Control-rate mode
+    control_rate: bool = False
+    """Pace the loop at the env's control period (dt) as a robot would, sleeping between ticks, and count
+    ticks whose work (inference and env step) overran it. Spaced-out calls meet colder caches and lower
+    clocks than back-to-back ones. An episode then lasts steps x dt of wall time (1000 x 0.05 s = 50 s for
+    HalfCheetah). False: back-to-back, as fast as the device goes."""
+
+    # Energy (only where a meter works; a device without one skips these phases)
+    idle_s: float = 3.0
+    """Idle window before the job, stretched to 10 updates of the slowest meter; its power is subtracted to
+    give net energy. 0: no idle window, gross energy only."""
+    inference_phase_s: float | None = None
+    """Minimum length of the inference-only phase (observations recorded in the env, replayed back-to-back),
+    stretched to 10 updates of the slowest meter. None: run it only where a meter works, for at least
+    INFERENCE_PHASE_DEFAULT_S. 0: never. > 0: always (its mean call time is reported even without a meter)."""
+    replay_observations: int = 1000
+    """Observations recorded for the inference-only phase (a seeded rollout of the policy, untimed)."""
+
+
+INFERENCE_PHASE_DEFAULT_S = 2.0
+"""Inference-only phase length when a meter works and the request leaves it unset."""
+
 
 @dataclass(frozen=True)
 class AgentLimits:
@@ -55,8 +86,41 @@ class AgentLimits:
     """Empty: every Gymnasium MuJoCo env."""
 
 
+def usable_cpus() -> set[int]:
+    """The CPUs this device has. Not the agent's own affinity: a CPU kept out of it with isolcpus is
+    exactly where a measurement should run. A CPU the worker still may not use (a container's cpuset)
+    fails the job with the OS's reason."""
+    return set(range(os.cpu_count() or 1))
+
+
+def check_affinity(cpu_affinity: tuple[int, ...], cpus: set[int]) -> None:
+    if not cpu_affinity:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise InvalidRequestError("cpu_affinity is not supported on this operating system; leave it empty")
+    missing = sorted(set(cpu_affinity) - cpus)
+    if missing:
+        raise InvalidRequestError(
+            f"cpu_affinity asks for CPUs {missing} that this device does not have; its CPUs: {sorted(cpus)}"
+        )
+
+
+def check_energy_settings(requested: MeasurementSettings) -> None:
+    if not 0.0 <= requested.idle_s <= 600.0:
+        raise InvalidRequestError(f"idle_s={requested.idle_s} is outside 0..600 seconds")
+    if requested.inference_phase_s is not None and not 0.0 <= requested.inference_phase_s <= 3600.0:
+        raise InvalidRequestError(
+            f"inference_phase_s={requested.inference_phase_s} is outside 0..3600 seconds (unset: automatic)"
+        )
+    if not 1 <= requested.replay_observations <= 100_000:
+        raise InvalidRequestError(f"replay_observations={requested.replay_observations} is outside 1..100000")
+
+
 def effective_settings(
-    requested: MeasurementSettings, limits: AgentLimits, available_providers: list[str]
+    requested: MeasurementSettings,
+    limits: AgentLimits,
+    available_providers: list[str],
+    cpus: set[int] | None = None,
 ) -> MeasurementSettings:
     """Fill defaults, check limits and pick providers this device has.
 
@@ -76,6 +140,8 @@ def effective_settings(
         raise InvalidRequestError(f"warmup_calls={requested.warmup_calls} is outside 0..100000")
     if requested.intra_op_threads < 0 or requested.intra_op_threads > 1024:
         raise InvalidRequestError(f"intra_op_threads={requested.intra_op_threads} is outside 0..1024")
+    check_energy_settings(requested)
+    check_affinity(requested.cpu_affinity, usable_cpus() if cpus is None else cpus)
     usable = [p for p in available_providers if not limits.allowed_providers or p in limits.allowed_providers]
     wanted = [p for p in requested.execution_providers if p in usable]
     if requested.execution_providers and not wanted:
@@ -86,7 +152,11 @@ def effective_settings(
     providers = wanted or [p for p in PROVIDER_PREFERENCE if p in usable] or ["CPUExecutionProvider"]
     if "CPUExecutionProvider" not in providers:
         providers.append("CPUExecutionProvider")
-    return dataclasses.replace(requested, execution_providers=tuple(providers))
+    return dataclasses.replace(
+        requested,
+        execution_providers=tuple(providers),
+        cpu_affinity=tuple(sorted(set(requested.cpu_affinity))),
+    )
 
 
 PROVIDER_PREFERENCE: tuple[str, ...] = (

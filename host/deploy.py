@@ -57,6 +57,8 @@ ProgressFn = Callable[[ModelRow, int, int], None]
 
 
 def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSettings:
+    """The job settings for one target. Options the profile leaves unset stay unset on the wire, so the
+    agent's defaults apply and the settings key (what counts as already done) does not change."""
     m = profile.measurement
     return pb.ProfileSettings(
         n_episodes=cfg.n_episodes,
@@ -68,6 +70,10 @@ def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSet
         execution_providers=profile.execution_providers,
         intra_op_threads=m.intra_op_threads or 0,
         keep_latencies=True if m.keep_latencies is None else m.keep_latencies,
+        cpu_affinity=m.cpu_affinity or [],
+        control_rate=bool(m.control_rate),
+        idle_s=m.idle_s,
+        inference_phase_s=m.inference_phase_s,
     )
 
 

@@ -26,6 +26,20 @@ class MeasurementOverrides(BaseModel):
     max_steps_per_episode: int | None = None
     intra_op_threads: int | None = None
     keep_latencies: bool | None = None
+    cpu_affinity: list[int] | None = Field(
+        default=None, description="CPUs the agent's worker may run on (e.g. [3] on a Pi with isolcpus=3)"
+    )
+    control_rate: bool | None = Field(
+        default=None, description="pace the loop at the env's control period and count deadline misses"
+    )
+    idle_s: float | None = Field(
+        default=None, ge=0, description="idle window before each job where a meter works (agent default 3 s)"
+    )
+    inference_phase_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="minimum inference-only phase; unset: only where a meter works (2 s), 0: never",
+    )
 
 
 class TargetProfile(BaseModel):
@@ -39,6 +53,11 @@ class TargetProfile(BaseModel):
     )
     execution_providers: list[str] = Field(
         default_factory=list, description="preference order; empty: the device's best"
+    )
+    meters: list[str] = Field(
+        default_factory=list,
+        description="energy meters this device should have (nvml, rapl, ina3221, battery); "
+        "`drlc-host targets` warns when its agent has none of one kind",
     )
     measurement: MeasurementOverrides = Field(default_factory=MeasurementOverrides)
 

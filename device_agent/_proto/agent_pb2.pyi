@@ -27,18 +27,20 @@ class GetDeviceInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class EnergyMeterInfo(_message.Message):
-    __slots__ = ("name", "available", "reason", "resolution_j", "update_period_s")
+    __slots__ = ("name", "available", "reason", "resolution_j", "update_period_s", "scope")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_J_FIELD_NUMBER: _ClassVar[int]
     UPDATE_PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     available: bool
     reason: str
     resolution_j: float
     update_period_s: float
-    def __init__(self, name: _Optional[str] = ..., available: _Optional[bool] = ..., reason: _Optional[str] = ..., resolution_j: _Optional[float] = ..., update_period_s: _Optional[float] = ...) -> None: ...
+    scope: str
+    def __init__(self, name: _Optional[str] = ..., available: _Optional[bool] = ..., reason: _Optional[str] = ..., resolution_j: _Optional[float] = ..., update_period_s: _Optional[float] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class DeviceInfo(_message.Message):
     __slots__ = ("hostname", "fingerprint", "os", "machine", "cpu_model", "n_cpu_logical", "n_cpu_physical", "cpu_flags", "memory_total_bytes", "gpus", "execution_providers", "versions", "energy_meters", "limits")
@@ -134,7 +136,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., already_present: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
 class ProfileSettings(_message.Message):
-    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies")
+    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     WARMUP_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +144,10 @@ class ProfileSettings(_message.Message):
     EXECUTION_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     INTRA_OP_THREADS_FIELD_NUMBER: _ClassVar[int]
     KEEP_LATENCIES_FIELD_NUMBER: _ClassVar[int]
+    CPU_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_RATE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_S_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_PHASE_S_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     seed: int
     warmup_calls: int
@@ -149,7 +155,11 @@ class ProfileSettings(_message.Message):
     execution_providers: _containers.RepeatedScalarFieldContainer[str]
     intra_op_threads: int
     keep_latencies: bool
-    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ...) -> None: ...
+    cpu_affinity: _containers.RepeatedScalarFieldContainer[int]
+    control_rate: bool
+    idle_s: float
+    inference_phase_s: float
+    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
     __slots__ = ("job_id", "model_sha256", "env_id", "settings")
@@ -190,37 +200,45 @@ class LatencyStats(_message.Message):
     def __init__(self, count: _Optional[int] = ..., mean_ns: _Optional[float] = ..., std_ns: _Optional[float] = ..., min_ns: _Optional[float] = ..., p50_ns: _Optional[float] = ..., p90_ns: _Optional[float] = ..., p99_ns: _Optional[float] = ..., max_ns: _Optional[float] = ..., p999_ns: _Optional[float] = ..., bucket_edges_ns: _Optional[_Iterable[float]] = ..., bucket_counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EnergyReading(_message.Message):
-    __slots__ = ("meter", "gross_j", "net_j", "window_s", "below_resolution", "estimated")
+    __slots__ = ("meter", "gross_j", "net_j", "window_s", "below_resolution", "estimated", "idle_power_w", "n_items", "net_j_per_item")
     METER_FIELD_NUMBER: _ClassVar[int]
     GROSS_J_FIELD_NUMBER: _ClassVar[int]
     NET_J_FIELD_NUMBER: _ClassVar[int]
     WINDOW_S_FIELD_NUMBER: _ClassVar[int]
     BELOW_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    IDLE_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    N_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NET_J_PER_ITEM_FIELD_NUMBER: _ClassVar[int]
     meter: str
     gross_j: float
     net_j: float
     window_s: float
     below_resolution: bool
     estimated: bool
-    def __init__(self, meter: _Optional[str] = ..., gross_j: _Optional[float] = ..., net_j: _Optional[float] = ..., window_s: _Optional[float] = ..., below_resolution: _Optional[bool] = ..., estimated: _Optional[bool] = ...) -> None: ...
+    idle_power_w: float
+    n_items: int
+    net_j_per_item: float
+    def __init__(self, meter: _Optional[str] = ..., gross_j: _Optional[float] = ..., net_j: _Optional[float] = ..., window_s: _Optional[float] = ..., below_resolution: _Optional[bool] = ..., estimated: _Optional[bool] = ..., idle_power_w: _Optional[float] = ..., n_items: _Optional[int] = ..., net_j_per_item: _Optional[float] = ...) -> None: ...
 
 class MemoryStats(_message.Message):
-    __slots__ = ("rss_before_load_bytes", "rss_after_load_bytes", "peak_rss_bytes", "device_memory_bytes", "model_file_bytes")
+    __slots__ = ("rss_before_load_bytes", "rss_after_load_bytes", "peak_rss_bytes", "device_memory_bytes", "model_file_bytes", "model_parameters")
     RSS_BEFORE_LOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     RSS_AFTER_LOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     PEAK_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     rss_before_load_bytes: int
     rss_after_load_bytes: int
     peak_rss_bytes: int
     device_memory_bytes: int
     model_file_bytes: int
-    def __init__(self, rss_before_load_bytes: _Optional[int] = ..., rss_after_load_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., device_memory_bytes: _Optional[int] = ..., model_file_bytes: _Optional[int] = ...) -> None: ...
+    model_parameters: int
+    def __init__(self, rss_before_load_bytes: _Optional[int] = ..., rss_after_load_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., device_memory_bytes: _Optional[int] = ..., model_file_bytes: _Optional[int] = ..., model_parameters: _Optional[int] = ...) -> None: ...
 
 class EpisodeResult(_message.Message):
-    __slots__ = ("index", "seed", "episode_return", "length", "terminated", "inference", "env_step", "inference_ns", "energy", "wall_s")
+    __slots__ = ("index", "seed", "episode_return", "length", "terminated", "inference", "env_step", "inference_ns", "energy", "wall_s", "deadline_misses", "max_overrun_ns")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     EPISODE_RETURN_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +249,8 @@ class EpisodeResult(_message.Message):
     INFERENCE_NS_FIELD_NUMBER: _ClassVar[int]
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     WALL_S_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MISSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_OVERRUN_NS_FIELD_NUMBER: _ClassVar[int]
     index: int
     seed: int
     episode_return: float
@@ -241,10 +261,12 @@ class EpisodeResult(_message.Message):
     inference_ns: _containers.RepeatedScalarFieldContainer[int]
     energy: _containers.RepeatedCompositeFieldContainer[EnergyReading]
     wall_s: float
-    def __init__(self, index: _Optional[int] = ..., seed: _Optional[int] = ..., episode_return: _Optional[float] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., inference_ns: _Optional[_Iterable[int]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., wall_s: _Optional[float] = ...) -> None: ...
+    deadline_misses: int
+    max_overrun_ns: float
+    def __init__(self, index: _Optional[int] = ..., seed: _Optional[int] = ..., episode_return: _Optional[float] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., inference_ns: _Optional[_Iterable[int]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., wall_s: _Optional[float] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ...) -> None: ...
 
 class RuntimeInfo(_message.Message):
-    __slots__ = ("execution_provider", "session_providers", "onnxruntime_version", "mujoco_version", "gymnasium_version", "intra_op_threads", "env_id", "cpu_model", "cpu_flags", "worker_pid", "timer_overhead_ns")
+    __slots__ = ("execution_provider", "session_providers", "onnxruntime_version", "mujoco_version", "gymnasium_version", "intra_op_threads", "env_id", "cpu_model", "cpu_flags", "worker_pid", "timer_overhead_ns", "cpu_affinity")
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SESSION_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -256,6 +278,7 @@ class RuntimeInfo(_message.Message):
     CPU_FLAGS_FIELD_NUMBER: _ClassVar[int]
     WORKER_PID_FIELD_NUMBER: _ClassVar[int]
     TIMER_OVERHEAD_NS_FIELD_NUMBER: _ClassVar[int]
+    CPU_AFFINITY_FIELD_NUMBER: _ClassVar[int]
     execution_provider: str
     session_providers: _containers.RepeatedScalarFieldContainer[str]
     onnxruntime_version: str
@@ -267,10 +290,37 @@ class RuntimeInfo(_message.Message):
     cpu_flags: _containers.RepeatedScalarFieldContainer[str]
     worker_pid: int
     timer_overhead_ns: float
-    def __init__(self, execution_provider: _Optional[str] = ..., session_providers: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., mujoco_version: _Optional[str] = ..., gymnasium_version: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., env_id: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ..., worker_pid: _Optional[int] = ..., timer_overhead_ns: _Optional[float] = ...) -> None: ...
+    cpu_affinity: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, execution_provider: _Optional[str] = ..., session_providers: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., mujoco_version: _Optional[str] = ..., gymnasium_version: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., env_id: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ..., worker_pid: _Optional[int] = ..., timer_overhead_ns: _Optional[float] = ..., cpu_affinity: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class InferencePhase(_message.Message):
+    __slots__ = ("calls", "wall_s", "mean_call_ns", "distinct_observations", "energy")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    WALL_S_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CALL_NS_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    calls: int
+    wall_s: float
+    mean_call_ns: float
+    distinct_observations: int
+    energy: _containers.RepeatedCompositeFieldContainer[EnergyReading]
+    def __init__(self, calls: _Optional[int] = ..., wall_s: _Optional[float] = ..., mean_call_ns: _Optional[float] = ..., distinct_observations: _Optional[int] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ...) -> None: ...
+
+class ControlRate(_message.Message):
+    __slots__ = ("period_s", "ticks", "deadline_misses", "max_overrun_ns")
+    PERIOD_S_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MISSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_OVERRUN_NS_FIELD_NUMBER: _ClassVar[int]
+    period_s: float
+    ticks: int
+    deadline_misses: int
+    max_overrun_ns: float
+    def __init__(self, period_s: _Optional[float] = ..., ticks: _Optional[int] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor")
+    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     RETURN_MEAN_FIELD_NUMBER: _ClassVar[int]
     RETURN_STD_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +336,10 @@ class JobSummary(_message.Message):
     EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
     WALL_S_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_METERS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_ENERGY_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_RATE_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     return_mean: float
     return_std: float
@@ -301,7 +355,11 @@ class JobSummary(_message.Message):
     effective: ProfileSettings
     wall_s: float
     runtime_floor: LatencyStats
-    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ...) -> None: ...
+    energy_meters: _containers.RepeatedCompositeFieldContainer[EnergyMeterInfo]
+    idle_energy: _containers.RepeatedCompositeFieldContainer[EnergyReading]
+    inference_phase: InferencePhase
+    control_rate: ControlRate
+    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ...) -> None: ...
 
 class JobAccepted(_message.Message):
     __slots__ = ("job_id", "queue_position", "reattached")

@@ -9,6 +9,7 @@ from host.cli.deploy_cmd import deploy_command
 from host.cli.import_cmd import import_command
 from host.cli.models_cmd import models_command
 from host.cli.report_cmd import report_command
+from host.cli.targets_cmd import targets_command
 from host.cli.train_cmd import train_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -18,6 +19,7 @@ app.command("models", rich_help_panel="Make policies")(models_command)
 app.command("compress", rich_help_panel="Make policies")(compress_command)
 app.command("deploy", rich_help_panel="Measure")(deploy_command)
 app.command("report", rich_help_panel="Measure")(report_command)
+app.command("targets", rich_help_panel="Measure")(targets_command)
 
 if __name__ == "__main__":
     app()

@@ -90,7 +90,7 @@ def connect(profile: TargetProfile, workspace: Workspace) -> Iterator[AgentClien
             if profile.spawn_local
             else profile.address
         )
-        client = stack.enter_context(AgentClient(address))
+        client = stack.enter_context(AgentClient(address, security=profile.client_security()))
         client.wait_ready()
         yield client
 

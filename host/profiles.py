@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from host.agent_client import ClientSecurity
 from host.errors import ProfileError
 
 if sys.version_info >= (3, 11):
@@ -60,6 +61,61 @@ class TargetProfile(BaseModel):
         "`drlc-host targets` warns when its agent has none of one kind",
     )
     measurement: MeasurementOverrides = Field(default_factory=MeasurementOverrides)
+    security: SecurityOverrides = Field(default_factory=lambda: SecurityOverrides())
+
+    def client_security(self) -> ClientSecurity:
+        return self.security.load(self.name)
+
+
+class SecurityOverrides(BaseModel):
+    """How the host authenticates to this target's agent. Secrets are never written in the profile:
+    the token comes from an environment variable or a file the profile names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_env: str | None = Field(default=None, description="environment variable holding the agent token")
+    token_file: str | None = Field(default=None, description="file holding the agent token")
+    tls_ca: str | None = Field(
+        default=None, description="PEM CA that signed the agent's certificate (turns on TLS)"
+    )
+    tls_client_cert: str | None = Field(default=None, description="PEM client certificate, for mutual TLS")
+    tls_client_key: str | None = Field(default=None, description="PEM client key, for mutual TLS")
+    tls_server_name: str | None = Field(
+        default=None, description="name in the agent's certificate, if not the address"
+    )
+
+    def load(self, profile: str) -> ClientSecurity:
+        def read(path: str | None, what: str) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).expanduser().read_bytes()
+            except OSError as exc:
+                raise ProfileError(f"profile {profile!r}: cannot read the {what} {path}: {exc}") from exc
+
+        token = None
+        if self.token_env is not None:
+            token = os.environ.get(self.token_env)
+            if not token:
+                raise ProfileError(
+                    f"profile {profile!r} takes its agent token from ${self.token_env}, which is not set"
+                )
+        elif self.token_file is not None:
+            token = (read(self.token_file, "token file") or b"").decode().strip()
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ProfileError(
+                f"profile {profile!r}: mutual TLS needs both tls_client_cert and tls_client_key"
+            )
+        return ClientSecurity(
+            token=token or None,
+            tls_ca=read(self.tls_ca, "TLS CA"),
+            tls_client_cert=read(self.tls_client_cert, "client certificate"),
+            tls_client_key=read(self.tls_client_key, "client key"),
+            tls_server_name=self.tls_server_name,
+        )
+
+
+TargetProfile.model_rebuild()
 
 
 def profile_dirs(explicit: Path | None = None) -> list[Path]:

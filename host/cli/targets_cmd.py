@@ -51,7 +51,7 @@ def ping(profile: TargetProfile, workspace: Workspace, timeout_s: float, spawn_l
         with _address(profile, workspace, spawn_local) as address:
             if address is None:
                 return Ping(False, "started on demand (not pinged: --no-spawn-local)")
-            with AgentClient(address, timeout_s=timeout_s) as client:
+            with AgentClient(address, timeout_s=timeout_s, security=profile.client_security()) as client:
                 client.wait_ready(timeout_s=timeout_s)
                 t0 = time.perf_counter()
                 info = client.device_info()

@@ -140,3 +140,23 @@ def test_shipped_profiles_load() -> None:
 
     profiles = {p.stem: load_profile(p) for p in list_profiles()}
     assert profiles["local"].spawn_local
+
+
+def test_profile_security_reads_token_from_env_and_files(tmp_path, monkeypatch) -> None:
+    from host.errors import ProfileError
+    from host.profiles import load_profile
+
+    path = tmp_path / "robot.toml"
+    path.write_text('address = "robot1:50051"\n[security]\ntoken_env = "ROBOT1_TOKEN"\ntls_ca = "' + str(tmp_path / "ca.pem") + '"\n')
+    profile = load_profile(path)
+    with pytest.raises(ProfileError, match=r"\$ROBOT1_TOKEN, which is not set"):
+        profile.client_security()
+    monkeypatch.setenv("ROBOT1_TOKEN", "t0ken-t0ken-t0ken-t0ken")
+    with pytest.raises(ProfileError, match="cannot read the TLS CA"):
+        profile.client_security()
+    (tmp_path / "ca.pem").write_bytes(b"PEM")
+    security = profile.client_security()
+    assert security.token == "t0ken-t0ken-t0ken-t0ken" and security.tls_ca == b"PEM" and security.tls
+    path.write_text('address = "x:1"\n[security]\ntoken = "inline secrets are refused"\n')
+    with pytest.raises(ProfileError):
+        load_profile(path)

@@ -13,11 +13,14 @@ import io
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
-from device_agent.stats import return_stats
+import numpy as np
+
+from device_agent.stats import ReturnStats, t_quantile_975
 from host.results_db import ResultsDB
 
 KEEP_FRACTION = 0.9
@@ -29,6 +32,7 @@ class ReportFormat(str, Enum):
     table = "table"
     md = "md"
     csv = "csv"
+    html = "html"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,13 @@ class ReportRow:
     """Net joules per episode from the first meter that measured (GPU, CPU package, board rail, battery)."""
     energy_inference_j: float | None
     """Net joules per inference call from the inference-only phase, same meter."""
+    returns: tuple[float, ...] = ()
+    """Per-episode returns, in episode order (the sample every return statistic is computed from)."""
+    latency_samples_us: tuple[float, ...] = ()
+    """The sample latency tests and CIs use: each episode's median inference latency (episodes are independent
+    runs, the calls within one are not); for a job whose episodes ran in parallel, untimed, the medians of
+    LATENCY_BATCHES consecutive batches of its latency phase's calls (batch means, for correlated calls)."""
+    target_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,14 +172,91 @@ def params_text(params: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
+@dataclass(frozen=True)
+class Moments:
+    """What every statistic of a report needs from a sample: its size, mean and unbiased variance."""
+
+    n: int
+    mean: float
+    var: float
+
+
+@lru_cache(maxsize=65536)
+def moments(values: tuple[float, ...]) -> Moments:
+    """Plain Python on purpose: for the 10-ish episodes of a job it is ~20x faster than numpy's small-array
+    overhead, which dominated a 10 000-result report. Cached: a baseline's sample meets every variant."""
+    n = len(values)
+    if n == 0:
+        return Moments(0, math.nan, math.nan)
+    mean = math.fsum(values) / n
+    var = math.fsum((x - mean) ** 2 for x in values) / (n - 1) if n > 1 else 0.0
+    return Moments(n, mean, var)
+
+
+def return_stats(returns: tuple[float, ...]) -> ReturnStats:
+    """device_agent.stats.return_stats (mean, sample std, Student-t 95 % CI), from cached moments."""
+    m = moments(returns)
+    if m.n == 0:
+        return ReturnStats(0, math.nan, math.nan, math.nan, math.nan)
+    std = math.sqrt(m.var)
+    half = t_quantile_975(m.n - 1) * std / math.sqrt(m.n) if m.n > 1 else math.nan
+    return ReturnStats(m.n, m.mean, std, m.mean - half, m.mean + half)
+
+
+def _episodes_by_job(db: ResultsDB) -> dict[str, tuple[list[float], list[float]]]:
+    """(returns, p50 latencies in µs) of every job's episodes, in episode order: one query for all jobs."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for job_id, ret, p50 in db.conn.execute(
+        "SELECT e.job_id, e.episode_return, e.inference_p50_ns FROM episodes e"
+        " JOIN jobs j ON j.job_id = e.job_id WHERE j.state = 'succeeded' ORDER BY e.job_id, e.idx"
+    ):
+        returns, latencies = out.setdefault(job_id, ([], []))
+        returns.append(ret)
+        if p50 is not None and p50 > 0:
+            latencies.append(p50 / 1e3)
+    return out
+
+
+def _metrics_by_model(db: ResultsDB) -> dict[str, dict[str, Any]]:
+    """Each model's manifest metrics (action error etc.), without building the full manifest objects."""
+    out = {}
+    for sha, text in db.conn.execute("SELECT sha256, manifest FROM models"):
+        try:
+            out[sha] = json.loads(text).get("metrics") or {}
+        except (ValueError, AttributeError):
+            out[sha] = {}
+    return out
+
+
+LATENCY_BATCHES = 10
+"""Batches a latency phase's calls are cut into when the episodes have no latency of their own."""
+
+
+def latency_phase_batches(summary: dict[str, Any]) -> list[float]:
+    """Medians (µs) of consecutive batches of the latency phase's timed calls; [] when it kept none."""
+    calls = summary.get("latency_phase", {}).get("inference_ns") or []
+    n = min(LATENCY_BATCHES, len(calls) // 20)
+    if n < 2:
+        return []
+    values = np.asarray(calls, dtype=np.float64) / 1e3
+    return [float(np.median(batch)) for batch in np.array_split(values, n)]
+
+
 def collect_rows(db: ResultsDB) -> list[ReportRow]:
+    """One row per (target, model, measurement settings): the latest succeeded job, statistics recomputed
+    from its stored episodes. A few bulk queries, so 10 000 jobs take about a second."""
+    episodes = _episodes_by_job(db)
+    metrics = _metrics_by_model(db)
     raw: list[dict[str, Any]] = []
     for job in db.succeeded_jobs():
         summary = json.loads(job["summary"])
-        stats = return_stats(db.episode_returns(job["job_id"]))
+        returns, latencies = episodes.get(job["job_id"], ([], []))
+        if len(latencies) < 2:
+            latencies = latency_phase_batches(summary)
+        stats = return_stats(tuple(returns))
         memory = summary.get("memory", {})
         params = json.loads(job["method_params"])
-        manifest = db.manifest(job["model_sha256"])
+        episode_j, inference_j = energy_per_item(summary)
         raw.append(
             {
                 "target": job["target"],
@@ -194,15 +282,18 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "peak_rss_mb": _get(memory, "peak_rss_bytes") / 2**20,
                 "file_kb": job["file_bytes"] / 1024,
                 "n_params": job["n_params"],
-                "action_error_mean_abs": manifest.metrics.get("action_error_mean_abs") if manifest else None,
+                "action_error_mean_abs": metrics.get(job["model_sha256"], {}).get("action_error_mean_abs"),
                 "execution_provider": summary.get("runtime", {}).get("execution_provider", ""),
                 "energy": energy_text(summary),
                 "latency_p999_us": _get(summary, "inference", "p999_ns") / 1e3,
                 "deadline_misses": int(summary["control_rate"].get("deadline_misses", 0))
                 if "control_rate" in summary
                 else None,
-                "energy_episode_j": energy_per_item(summary)[0],
-                "energy_inference_j": energy_per_item(summary)[1],
+                "energy_episode_j": episode_j,
+                "energy_inference_j": inference_j,
+                "returns": tuple(returns),
+                "latency_samples_us": tuple(latencies),
+                "target_fingerprint": job["target_fingerprint"],
             }
         )
     baseline_return = {(r["target"], r["sha256"]): r["return_mean"] for r in raw if r["method"] == "baseline"}
@@ -212,6 +303,58 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
         pct = 100.0 * r["return_mean"] / base if base is not None and base > 0 else None
         rows.append(ReportRow(**r, return_pct_of_baseline=pct))
     return sorted(rows, key=sort_key)
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    """Which rows a report shows; an empty tuple lets everything through. Matching is case-insensitive.
+
+    :param targets: target names
+    :param algos: algorithms (``sac``)
+    :param envs: env ids (``HalfCheetah-v5``) or their prefix before the version (``HalfCheetah``)
+    :param baselines: baseline names or sha256 prefixes; a baseline brings all its variants
+    """
+
+    targets: tuple[str, ...] = ()
+    algos: tuple[str, ...] = ()
+    envs: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = ()
+
+    def apply(self, rows: Iterable[ReportRow]) -> list[ReportRow]:
+        rows = list(rows)
+        targets = {t.lower() for t in self.targets}
+        algos = {a.lower() for a in self.algos}
+        envs = {e.lower() for e in self.envs}
+        wanted = [b.lower() for b in self.baselines]
+        base_names = {r.sha256: r.model.lower() for r in rows if r.method == "baseline"}
+
+        def base_ok(row: ReportRow) -> bool:
+            name = base_names.get(row.baseline_sha256, "")
+            return any(row.baseline_sha256.startswith(b) or name == b for b in wanted)
+
+        def env_ok(row: ReportRow) -> bool:
+            env = row.env_id.lower()
+            return env in envs or env.rsplit("-v", 1)[0] in envs
+
+        return [
+            r
+            for r in rows
+            if (not targets or r.target.lower() in targets)
+            and (not algos or r.algo.lower() in algos)
+            and (not envs or env_ok(r))
+            and (not wanted or base_ok(r))
+        ]
+
+
+def device_infos(db: ResultsDB, rows: Iterable[ReportRow]) -> dict[str, dict[str, Any]]:
+    """Target name -> what its agent reported about the device (the latest fingerprint measured under it)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.target not in out and row.target_fingerprint:
+            info = db.device_info(row.target_fingerprint)
+            if info is not None:
+                out[row.target] = info
+    return out
 
 
 def sort_key(row: ReportRow) -> tuple:
@@ -350,8 +493,14 @@ def _md_table(headers: list[str], body: list[list[str]]) -> list[str]:
     ]
 
 
-def render_markdown(rows: list[ReportRow]) -> str:
-    out = []
+def render_markdown(rows: list[ReportRow], optimise: str = "latency", title: str | None = None) -> str:
+    """The study's tables (recommendations, Tables 1-3, per target and side by side), then every
+    measurement, one table per target."""
+    from host.report_tables import study_markdown
+
+    out = [f"# {title}", ""] if title else []
+    out += study_markdown(rows, optimise)
+    out += ["# Every measurement", ""]
     for target, group in by_target(rows).items():
         out += [f"## Target `{target}`", ""]
         out += _md_table(HEADERS, [cells(r) for r in group])
@@ -367,12 +516,59 @@ def render_markdown(rows: list[ReportRow]) -> str:
     return "\n".join(out)
 
 
+SAMPLE_FIELDS = ("returns", "latency_samples_us")
+"""Per-episode samples: in the database, not in the CSV (one row per job)."""
+CSV_STATS = (
+    "variant",
+    "return_pct_ci95_low",
+    "return_pct_ci95_high",
+    "return_vs_baseline",
+    "return_p",
+    "keeps_90pct",
+    "keeps_90pct_p",
+    "latency_p50_ci95_low_us",
+    "latency_p50_ci95_high_us",
+    "latency_vs_baseline",
+    "latency_ratio",
+    "latency_p",
+    "peak_rss_ratio",
+    "file_ratio",
+    "energy_inference_ratio",
+)
+"""Columns the CSV adds from the comparison with the baseline (empty for a row whose baseline was not
+measured on the same target)."""
+
+
 def render_csv(rows: list[ReportRow]) -> str:
+    from host.report_stats import compare_all
+
+    comparisons = {(c.row.target, c.row.sha256, c.row.target_fingerprint): c for c in compare_all(rows)}
+    fields = [f for f in ReportRow.__dataclass_fields__ if f not in SAMPLE_FIELDS]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(ReportRow.__dataclass_fields__))
+    writer = csv.DictWriter(buffer, fieldnames=fields + list(CSV_STATS))
     writer.writeheader()
     for row in rows:
-        writer.writerow(asdict(row))
+        record: dict[str, Any] = {k: getattr(row, k) for k in fields}
+        c = comparisons.get((row.target, row.sha256, row.target_fingerprint))
+        if c is not None:
+            record |= {
+                "variant": c.label,
+                "return_pct_ci95_low": c.pct.low,
+                "return_pct_ci95_high": c.pct.high,
+                "return_vs_baseline": c.verdict.value,
+                "return_p": c.return_test.p if c.return_test else None,
+                "keeps_90pct": c.keeps_return,
+                "keeps_90pct_p": c.keep_test.p if c.keep_test else None,
+                "latency_p50_ci95_low_us": c.latency_ci.low,
+                "latency_p50_ci95_high_us": c.latency_ci.high,
+                "latency_vs_baseline": c.latency_verdict.value,
+                "latency_ratio": c.latency_ratio,
+                "latency_p": c.latency_test.p if c.latency_test else None,
+                "peak_rss_ratio": c.memory_ratio,
+                "file_ratio": c.file_ratio,
+                "energy_inference_ratio": c.energy_ratio,
+            }
+        writer.writerow(record)
     return buffer.getvalue()
 
 

@@ -9,6 +9,7 @@ from host.cli.deploy_cmd import deploy_command
 from host.cli.import_cmd import import_command
 from host.cli.models_cmd import models_command
 from host.cli.report_cmd import report_command
+from host.cli.study_cmd import study_app
 from host.cli.targets_cmd import targets_command
 from host.cli.train_cmd import train_command
 
@@ -20,6 +21,7 @@ app.command("compress", rich_help_panel="Make policies")(compress_command)
 app.command("deploy", rich_help_panel="Measure")(deploy_command)
 app.command("report", rich_help_panel="Measure")(report_command)
 app.command("targets", rich_help_panel="Measure")(targets_command)
+app.add_typer(study_app, name="study", rich_help_panel="Measure")
 
 if __name__ == "__main__":
     app()

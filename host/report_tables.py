@@ -1,0 +1,517 @@
+"""The study's tables, built once and rendered as Markdown or HTML.
+
+Per target: the recommendation per policy, Table 1 (return per quantization method), Table 2 (return
+per pruning method and ratio) and Table 3 (the highest pruning ratio that keeps the return: the
+study's rule on means beside drlc's with a test). Across targets, the same side by side. Every return
+cell is a percentage of the policy's baseline on the same target with its 95 % CI and a mark from
+Welch's test (see :mod:`host.report_stats`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from host.report import KEEP_FRACTION, PRUNING_METHODS, ReportRow
+from host.report_stats import (
+    ALPHA,
+    Comparison,
+    Optimise,
+    PruningLimit,
+    Recommendation,
+    Verdict,
+    compare_all,
+    group,
+    label_sort_key,
+    pruning_limits,
+    recommendations,
+)
+
+INT8_METHODS = ("ptdq", "ptsq", "qat")
+
+LEGEND = (
+    f"Returns are % of the policy's baseline on the same target, [95 % CI] by the delta method. Marks: "
+    f"▲ better / ▼ worse than the baseline (Welch's t-test, two-sided, {ALPHA:.0%}), = no significant "
+    f"difference, ? too few episodes for a test. Italic: the return is significantly below "
+    f"{KEEP_FRACTION:.0%} of the baseline's (one-sided Welch, {ALPHA:.0%}); everything else keeps the return."
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    title: str = ""
+    """Longer text (HTML tooltip)."""
+    css: str = ""
+    """better, worse, same, drop (return significantly below 90 %), pick (the recommendation), num."""
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[Cell]] = field(default_factory=list)
+    note: str = ""
+    anchor: str = ""
+
+
+def _num(value: float, digits: int = 1) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _p(test: object) -> str:
+    p = getattr(test, "p", None)
+    return "no test" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
+
+
+def policy_name(base: ReportRow) -> str:
+    return base.model
+
+
+def return_cell(c: Comparison, with_ci: bool = True, detail: bool = True) -> Cell:
+    """% of baseline [CI] and the verdict mark; the title (``detail``) holds the absolute figures and the tests."""
+    if c.is_baseline:
+        return Cell(f"{_num(c.row.return_mean)} ± {_num(c.row.return_std)}", css="num")
+    if math.isfinite(c.pct.value):
+        text = f"{c.pct.value:.1f}"
+        if with_ci and math.isfinite(c.pct.low):
+            text += f" [{c.pct.low:.0f}, {c.pct.high:.0f}]"
+    else:
+        text = _num(c.row.return_mean)
+    text += f" {c.verdict.mark}"
+    css = {Verdict.better: "better", Verdict.worse: "worse"}.get(c.verdict, "same")
+    css += "" if c.keeps_return else " drop"
+    if not detail:
+        return Cell(text, css=css)
+    title = (
+        f"{c.label}: return {_num(c.row.return_mean)} ± {_num(c.row.return_std)} "
+        f"[95 % CI {_num(c.row.return_ci95_low)}, {_num(c.row.return_ci95_high)}], n = {c.row.n_episodes}; "
+        f"vs baseline {_num(c.base.return_mean)}: {c.verdict.value} ({_p(c.return_test)}); "
+        f"below {KEEP_FRACTION:.0%} of it: {'no' if c.keeps_return else 'yes'} ({_p(c.keep_test)})"
+    )
+    return Cell(text, title, css)
+
+
+def _policy_cells(base: ReportRow) -> list[Cell]:
+    return [Cell(base.algo), Cell(base.env_id), Cell(policy_name(base))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per target
+# ---------------------------------------------------------------------------------------------
+
+
+def recommendation_table(recs: Sequence[Recommendation], target: str | None = None) -> Table:
+    optimise = recs[0].optimise if recs else Optimise.latency
+    table = Table(
+        f"Recommendation per policy{f' on {target}' if target else ''} (optimising {optimise.value})",
+        [
+            "algo",
+            "env",
+            "baseline",
+            *([] if target else ["target"]),
+            "use",
+            "p50 µs",
+            "× base",
+            "return % base",
+            "why",
+        ],
+        anchor=f"rec-{target}" if target else "rec",
+    )
+    for r in recs:
+        c = r.choice
+        if c is None:
+            use, p50, ratio, pct = "–", "–", "–", "–"
+        else:
+            use = "baseline (no compression)" if c.is_baseline else f"{c.label} ({c.row.model})"
+            p50 = _num(c.row.latency_p50_us)
+            ratio = _num(c.latency_ratio, 2)
+            pct = "100" if c.is_baseline else _num(c.pct.value)
+        table.rows.append(
+            [
+                *_policy_cells(r.base),
+                *([] if target else [Cell(r.target)]),
+                Cell(use, css="pick"),
+                Cell(p50, css="num"),
+                Cell(ratio, css="num"),
+                Cell(pct, css="num"),
+                Cell(r.reason),
+            ]
+        )
+    return table
+
+
+def quantization_table(comparisons: Sequence[Comparison], target: str) -> Table:
+    """Table 1: return per quantization method (and first-layer setting)."""
+    labels = sorted({c.label for c in comparisons if c.row.method in INT8_METHODS}, key=label_sort_key)
+    table = Table(
+        f"Table 1 on {target}: return per quantization method",
+        ["algo", "env", "baseline", "baseline return", *labels],
+        note=LEGEND,
+        anchor=f"t1-{target}",
+    )
+    for (_, _), g in group(comparisons).items():
+        by_label = {c.label: c for c in g}
+        base = next((c for c in g if c.is_baseline), None)
+        if base is None or not any(label in by_label for label in labels):
+            continue
+        table.rows.append(
+            [
+                *_policy_cells(base.base),
+                return_cell(base),
+                *(return_cell(by_label[lb], with_ci=True) if lb in by_label else Cell("–") for lb in labels),
+            ]
+        )
+    return table
+
+
+def pruning_table(comparisons: Sequence[Comparison], target: str) -> Table:
+    """Table 2: return per pruning method and ratio."""
+    ratios = sorted(
+        {c.row.ratio for c in comparisons if c.row.method in PRUNING_METHODS and c.row.ratio is not None}
+    )
+    table = Table(
+        f"Table 2 on {target}: return per pruning method and ratio (% of baseline)",
+        ["algo", "env", "baseline", "method", *(f"{r * 100:.0f}%" for r in ratios)],
+        note=LEGEND + " The CI is in each cell's tooltip (HTML) and the CSV.",
+        anchor=f"t2-{target}",
+    )
+    for (_, _), g in group(comparisons).items():
+        base = next((c for c in g if c.is_baseline), None)
+        if base is None:
+            continue
+        for method in PRUNING_METHODS:
+            by_ratio = {c.row.ratio: c for c in g if c.row.method == method}
+            if not by_ratio:
+                continue
+            table.rows.append(
+                [
+                    *_policy_cells(base.base),
+                    Cell(method),
+                    *(
+                        return_cell(by_ratio[r], with_ci=False) if r in by_ratio else Cell("–")
+                        for r in ratios
+                    ),
+                ]
+            )
+    return table
+
+
+def limits_table(comparisons: Sequence[Comparison], target: str) -> Table:
+    """Table 3: the best pruning per (algorithm, env) by the 90 % rule, on means and with a test."""
+    table = Table(
+        f"Table 3 on {target}: best pruning per (algorithm, env) by the {KEEP_FRACTION:.0%} rule",
+        [
+            "algo",
+            "env",
+            "baseline",
+            "baseline return",
+            "study's rule (means)",
+            "% base",
+            "L1 (test)",
+            "L2 (test)",
+        ],
+        note=(
+            f"Study's rule: the highest ratio whose mean return is ≥ {KEEP_FRACTION:.0%} of the baseline's. "
+            f"With a test: the highest ratio whose return is not significantly below {KEEP_FRACTION:.0%} of the "
+            f'baseline\'s (one-sided Welch, {ALPHA:.0%}); "none": at every ratio it is significantly below.'
+        ),
+        anchor=f"t3-{target}",
+    )
+    for limit in pruning_limits(comparisons):
+        mean_rule = ", ".join(f"{m} {r * 100:.0f}%" for m, r, _ in limit.by_mean) or "none"
+        pct = ", ".join(f"{p:.1f}" for _, _, p in limit.by_mean) or "–"
+        tested = [
+            Cell(
+                "–"
+                if m not in limit.by_test
+                else ("none" if limit.by_test[m] is None else f"{limit.by_test[m] * 100:.0f}%")
+            )
+            for m in PRUNING_METHODS
+        ]
+        table.rows.append(
+            [
+                *_policy_cells(limit.base),
+                Cell(_num(limit.base.return_mean), css="num"),
+                Cell(mean_rule),
+                Cell(pct, css="num"),
+                *tested,
+            ]
+        )
+    return table
+
+
+def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
+    """Every variant on one target with its comparison against the baseline."""
+    table = Table(
+        f"Every variant on {target}",
+        [
+            "model",
+            "variant",
+            "return [95 % CI]",
+            "% base [CI]",
+            "vs base",
+            f"keeps {KEEP_FRACTION:.0%}",
+            "p50 µs [CI]",
+            "× base",
+            "latency",
+            "p99 µs",
+            "floor µs",
+            "peak MB",
+            "model MB",
+            "file KB",
+            "params",
+            "mean |Δa|",
+            "energy",
+        ],
+        note=(
+            "p50 [CI]: mean over episodes of each episode's median inference latency (or over batches of the "
+            "latency phase, for jobs whose episodes ran in parallel), with its 95 % CI; latency: faster/slower "
+            "than the baseline by Welch's test on those medians. Memory "
+            "and energy are one reading per job (no CI)."
+        ),
+        anchor=f"all-{target}",
+    )
+    for c in comparisons:
+        r = c.row
+        latency_mark = {Verdict.better: "faster", Verdict.worse: "slower"}.get(
+            c.latency_verdict, c.latency_verdict.value
+        )
+        table.rows.append(
+            [
+                Cell(f"{r.model} [{r.sha256[:8]}]"),
+                Cell(c.label),
+                Cell(
+                    f"{_num(r.return_mean)} [{_num(r.return_ci95_low)}, {_num(r.return_ci95_high)}]",
+                    css="num",
+                ),
+                Cell(
+                    "100"
+                    if c.is_baseline
+                    else f"{_num(c.pct.value)} [{_num(c.pct.low, 0)}, {_num(c.pct.high, 0)}]",
+                    css="num",
+                ),
+                Cell(
+                    "–" if c.is_baseline else f"{c.verdict.mark} {_p(c.return_test)}",
+                    css=""
+                    if c.is_baseline
+                    else {Verdict.better: "better", Verdict.worse: "worse"}.get(c.verdict, "same"),
+                ),
+                Cell(
+                    "–" if c.is_baseline else ("yes" if c.keeps_return else "no"),
+                    css="" if c.keeps_return else "drop",
+                ),
+                Cell(
+                    f"{_num(c.latency_ci.value)} [{_num(c.latency_ci.low)}, {_num(c.latency_ci.high)}]",
+                    css="num",
+                ),
+                Cell(_num(c.latency_ratio, 2), css="num"),
+                Cell("–" if c.is_baseline else f"{latency_mark} ({_p(c.latency_test)})"),
+                Cell(_num(r.latency_p99_us), css="num"),
+                Cell(_num(r.floor_p50_us), css="num"),
+                Cell(_num(r.peak_rss_mb), css="num"),
+                Cell(_num(r.model_rss_mb), css="num"),
+                Cell(f"{r.file_kb:.1f}", css="num"),
+                Cell(str(r.n_params), css="num"),
+                Cell("–" if r.action_error_mean_abs is None else f"{r.action_error_mean_abs:.4f}", css="num"),
+                Cell(r.energy),
+            ]
+        )
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Across targets
+# ---------------------------------------------------------------------------------------------
+
+
+def _by_policy_target(comparisons: Iterable[Comparison]) -> dict[str, dict[str, list[Comparison]]]:
+    out: dict[str, dict[str, list[Comparison]]] = {}
+    for (target, sha), g in group(comparisons).items():
+        out.setdefault(sha, {})[target] = g
+    return out
+
+
+def cross_recommendations(recs: Sequence[Recommendation], targets: Sequence[str]) -> Table:
+    table = Table(
+        "Recommendations side by side",
+        ["algo", "env", "baseline", *targets],
+        note="Per device: the variant to use and its p50 latency as a multiple of the baseline's there.",
+        anchor="cross-rec",
+    )
+    by_policy: dict[str, dict[str, Recommendation]] = {}
+    for r in recs:
+        by_policy.setdefault(r.base.sha256, {})[r.target] = r
+    for per_target in by_policy.values():
+        base = next(iter(per_target.values())).base
+        cells = []
+        for t in targets:
+            r = per_target.get(t)
+            if r is None:
+                cells.append(Cell("not measured"))
+            elif r.choice is None:
+                cells.append(Cell("–", r.reason))
+            elif r.choice.is_baseline:
+                cells.append(Cell("baseline", r.reason, "pick"))
+            else:
+                cells.append(Cell(f"{r.choice.label} (×{r.choice.latency_ratio:.2f})", r.reason, "pick"))
+        table.rows.append([*_policy_cells(base), *cells])
+    return table
+
+
+def cross_quantization(comparisons: Sequence[Comparison], targets: Sequence[str]) -> Table:
+    table = Table(
+        "Table 1 side by side: return per quantization method, % of the baseline on each device",
+        ["algo", "env", "baseline", "variant", *targets],
+        note=LEGEND,
+        anchor="cross-t1",
+    )
+    for per_target in _by_policy_target(comparisons).values():
+        labels = sorted(
+            {c.label for g in per_target.values() for c in g if c.row.method in INT8_METHODS},
+            key=label_sort_key,
+        )
+        base = next(iter(per_target.values()))[0].base
+        for label in labels:
+            cells = []
+            for t in targets:
+                c = next((c for c in per_target.get(t, []) if c.label == label), None)
+                cells.append(return_cell(c, with_ci=True, detail=False) if c else Cell("–"))
+            table.rows.append([*_policy_cells(base), Cell(label), *cells])
+    return table
+
+
+def cross_pruning(comparisons: Sequence[Comparison], targets: Sequence[str]) -> Table:
+    table = Table(
+        "Table 2 side by side: return per pruning method and ratio, % of the baseline on each device",
+        ["algo", "env", "baseline", "variant", *targets],
+        note=LEGEND,
+        anchor="cross-t2",
+    )
+    for per_target in _by_policy_target(comparisons).values():
+        labels = sorted(
+            {c.label for g in per_target.values() for c in g if c.row.method in PRUNING_METHODS},
+            key=label_sort_key,
+        )
+        base = next(iter(per_target.values()))[0].base
+        for label in labels:
+            cells = []
+            for t in targets:
+                c = next((c for c in per_target.get(t, []) if c.label == label), None)
+                cells.append(return_cell(c, with_ci=False, detail=False) if c else Cell("–"))
+            table.rows.append([*_policy_cells(base), Cell(label), *cells])
+    return table
+
+
+def cross_limits(comparisons: Sequence[Comparison], targets: Sequence[str]) -> Table:
+    table = Table(
+        f"Table 3 side by side: highest pruning ratio keeping {KEEP_FRACTION:.0%} of the return (means | test)",
+        ["algo", "env", "baseline", *targets],
+        note="Per device: the study's rule on means, then per method the highest ratio not significantly below 90 %.",
+        anchor="cross-t3",
+    )
+    limits: dict[str, dict[str, PruningLimit]] = {}
+    for limit in pruning_limits(comparisons):
+        limits.setdefault(limit.base.sha256, {})[limit.target] = limit
+    for per_target in limits.values():
+        base = next(iter(per_target.values())).base
+        cells = []
+        for t in targets:
+            limit = per_target.get(t)
+            if limit is None:
+                cells.append(Cell("–"))
+                continue
+            mean_rule = ", ".join(f"{m} {r * 100:.0f}%" for m, r, _ in limit.by_mean) or "none"
+            tested = ", ".join(
+                f"{m} {'none' if v is None else f'{v * 100:.0f}%'}" for m, v in limit.by_test.items()
+            )
+            cells.append(Cell(f"{mean_rule} | {tested}"))
+        table.rows.append([*_policy_cells(base), *cells])
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Putting them together
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyTables:
+    targets: list[str]
+    per_target: dict[str, list[Table]]
+    cross: list[Table]
+    comparisons: list[Comparison]
+    recommendations: list[Recommendation]
+
+
+_last: tuple[Sequence[ReportRow], int, Optimise, StudyTables] | None = None
+
+
+def study_tables(rows: Sequence[ReportRow], optimise: str | Optimise = Optimise.latency) -> StudyTables:
+    """Every table of the study for ``rows``; the last result is kept for the same (unchanged) list of rows, so
+    the Markdown and HTML of one report build them once."""
+    global _last
+    optimise = Optimise(optimise)
+    if _last is not None and _last[0] is rows and _last[1] == len(rows) and _last[2] is optimise:
+        return _last[3]
+    tables = _study_tables(rows, optimise)
+    if isinstance(rows, list):
+        _last = (rows, len(rows), optimise, tables)
+    return tables
+
+
+def _study_tables(rows: Sequence[ReportRow], optimise: Optimise) -> StudyTables:
+    comparisons = compare_all(rows)
+    recs = recommendations(comparisons, optimise)
+    targets = list(dict.fromkeys(r.target for r in rows))
+    per_target: dict[str, list[Table]] = {}
+    for t in targets:
+        comps = [c for c in comparisons if c.row.target == t]
+        tables = [recommendation_table([r for r in recs if r.target == t], t)]
+        tables += [quantization_table(comps, t), pruning_table(comps, t), limits_table(comps, t)]
+        per_target[t] = [tb for tb in tables if tb.rows]
+    cross: list[Table] = []
+    if len(targets) > 1:
+        cross = [
+            cross_recommendations(recs, targets),
+            cross_quantization(comparisons, targets),
+            cross_limits(comparisons, targets),
+            cross_pruning(comparisons, targets),
+        ]
+        cross = [tb for tb in cross if tb.rows]
+    return StudyTables(targets, per_target, cross, comparisons, recs)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def table_markdown(table: Table) -> list[str]:
+    out = [f"### {table.title}", ""]
+    out.append("| " + " | ".join(table.headers) + " |")
+    out.append("|" + "---|" * len(table.headers))
+    for row in table.rows:
+        cells = []
+        for c in row:
+            text = _md_escape(c.text)
+            cells.append(f"*{text}*" if "drop" in c.css.split() else text)
+        out.append("| " + " | ".join(cells) + " |")
+    if table.note:
+        out += ["", table.note]
+    out.append("")
+    return out
+
+
+def study_markdown(rows: Sequence[ReportRow], optimise: str | Optimise = Optimise.latency) -> list[str]:
+    tables = study_tables(rows, optimise)
+    out: list[str] = []
+    for t in tables.targets:
+        out += [f"## Study tables on `{t}`", ""]
+        for table in tables.per_target[t]:
+            out += table_markdown(table)
+    if tables.cross:
+        out += ["## Across devices", ""]
+        for table in tables.cross:
+            out += table_markdown(table)
+    return out

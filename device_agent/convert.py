@@ -10,6 +10,7 @@ from device_agent.results import (
     EpisodeOutcome,
     InferencePhaseOutcome,
     JobEnd,
+    LatencyPhaseOutcome,
     MemoryFacts,
     RuntimeFacts,
 )
@@ -19,7 +20,8 @@ from device_agent.stats import LatencySummary, return_stats
 
 def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) -> MeasurementSettings:
     """Zero / empty fields mean "the agent's default" (proto3 cannot tell unset from 0), except the
-    ``optional`` ones (idle_s, inference_phase_s), where unset is the default and 0 means none."""
+    ``optional`` ones (idle_s, inference_phase_s, quality_workers, latency_calls), where unset is the
+    default and 0 means none (quality_workers: automatic; latency_calls: refused)."""
     return MeasurementSettings(
         n_episodes=msg.n_episodes or defaults.n_episodes,
         seed=msg.seed,
@@ -34,6 +36,8 @@ def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) 
         inference_phase_s=msg.inference_phase_s
         if msg.HasField("inference_phase_s")
         else defaults.inference_phase_s,
+        quality_workers=msg.quality_workers if msg.HasField("quality_workers") else defaults.quality_workers,
+        latency_calls=msg.latency_calls if msg.HasField("latency_calls") else defaults.latency_calls,
     )
 
 
@@ -50,6 +54,8 @@ def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
         control_rate=settings.control_rate,
         idle_s=settings.idle_s,
         inference_phase_s=settings.inference_phase_s,
+        quality_workers=settings.quality_workers,
+        latency_calls=settings.latency_calls,
     )
 
 
@@ -141,6 +147,7 @@ def runtime_to_proto(r: RuntimeFacts) -> pb.RuntimeInfo:
         worker_pid=r.worker_pid,
         timer_overhead_ns=r.timer_overhead_ns,
         cpu_affinity=r.cpu_affinity,
+        inference_binding=r.inference_binding,
     )
 
 
@@ -156,12 +163,18 @@ def episode_to_proto(e: EpisodeOutcome) -> pb.EpisodeResult:
         inference_ns=e.inference_ns,
         wall_s=e.wall_s,
         energy=[energy_to_proto(f) for f in e.energy],
+        returns_only=e.returns_only,
+        worker=e.worker,
     )
     if e.deadline_misses is not None:
         msg.deadline_misses = e.deadline_misses
     if e.max_overrun_ns is not None:
         msg.max_overrun_ns = e.max_overrun_ns
     return msg
+
+
+def latency_phase_to_proto(p: LatencyPhaseOutcome) -> pb.LatencyPhase:
+    return pb.LatencyPhase(calls=p.calls, seed=p.seed, wall_s=p.wall_s, inference_ns=p.inference_ns)
 
 
 def summary_to_proto(
@@ -172,13 +185,15 @@ def summary_to_proto(
     effective: pb.ProfileSettings,
 ) -> pb.JobSummary:
     stats = return_stats([e.episode_return for e in episodes])
+    # with parallel episodes the measuring worker timed only the latency phase; the steps are the episodes'
+    total_steps = sum(e.length for e in episodes) if end.latency_phase is not None else end.total_steps
     msg = pb.JobSummary(
         n_episodes=stats.n,
         return_mean=stats.mean,
         return_std=stats.std,
         return_ci95_low=stats.ci95_low,
         return_ci95_high=stats.ci95_high,
-        total_steps=end.total_steps,
+        total_steps=total_steps,
         inference=latency_to_proto(end.inference),
         env_step=latency_to_proto(end.env_step),
         memory=memory_to_proto(end.memory),
@@ -196,4 +211,6 @@ def summary_to_proto(
         msg.inference_phase.CopyFrom(inference_phase_to_proto(end.inference_phase))
     if end.control_rate is not None:
         msg.control_rate.CopyFrom(control_rate_to_proto(end.control_rate))
+    if end.latency_phase is not None:
+        msg.latency_phase.CopyFrom(latency_phase_to_proto(end.latency_phase))
     return msg

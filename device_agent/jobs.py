@@ -1,15 +1,24 @@
-"""Profile jobs: a queue that runs them one at a time, each in a fresh worker process.
+"""Profile jobs: a queue that runs them one at a time, each in fresh worker processes.
 
 Measurements on one device never overlap, so there is one runner thread. Every event of a
 job is appended to its log and the job's record is rewritten on disk (atomically) as it
 changes: a client that lost its connection, or an agent that restarted, can always fetch
 what has finished.
+
+A job has one measuring worker. With quality_workers = N > 1 it also has N - 1 helper
+workers that run episodes for their returns only. The runner thread schedules them: the
+helpers set up and wait while the measuring worker measures alone (timer, warm-up, latency
+phase); its first episode claim releases them; episode indices are handed out one at a time
+to whichever worker is free; once every helper has exited, the measuring worker finishes
+alone (inference-only phase, floor). Workers are forked from a server process that holds
+the imports already (see ``worker_context``).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import queue
 import re
@@ -25,10 +34,18 @@ from device_agent._proto import agent_pb2 as pb
 from device_agent.envs import check_env_allowed
 from device_agent.errors import InvalidRequestError, JobConflictError, JobNotFoundError
 from device_agent.manifest import ArtifactManifest
-from device_agent.results import EpisodeOutcome, JobEnd, JobError, JobStart
+from device_agent.results import (
+    AwaitHelpers,
+    ClaimEpisode,
+    EpisodeOutcome,
+    HelperReady,
+    JobEnd,
+    JobError,
+    JobStart,
+)
 from device_agent.settings import AgentLimits, MeasurementSettings, effective_settings
 from device_agent.storage import ModelStore
-from device_agent.worker import worker_main
+from device_agent.worker import helper_main, worker_main
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +66,47 @@ class Job:
     @property
     def done(self) -> bool:
         return self.record.state in TERMINAL
+
+
+WORKER_PRELOAD = ["device_agent._worker_preload"]
+"""What the worker server imports before forking any worker (and nothing from the agent's own __main__)."""
+
+
+def worker_context() -> mp.context.BaseContext:
+    """Workers are forked from multiprocessing's forkserver, a single-threaded process started once that has
+    imported ``WORKER_PRELOAD``: a worker starts in milliseconds, from a process that never held a model or a
+    session, and still apart from the agent (whose gRPC threads make a plain fork unsafe). Where there is
+    no forkserver (Windows), workers are spawned and import everything themselves."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(WORKER_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def has_energy_meter() -> bool:
+    """Whether any energy meter works here: then automatic quality_workers keeps episodes alone."""
+    try:
+        from device_agent import energy
+
+        return any(s.available for s in energy.statuses())
+    except Exception:  # a meter that cannot even be probed is no meter
+        return False
+
+
+@dataclass
+class _Worker:
+    """One process of a running job, as the runner thread sees it."""
+
+    index: int
+    """0: the measuring worker; 1..N-1: helpers."""
+    process: mp.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    ready: bool = False
+    """Helpers: set up and waiting for episodes."""
+    told_to_stop: bool = False
+    """Helpers: handed None (no episode left), so their exit is expected."""
+    exited: bool = False
 
 
 def worker_rss(pid: int | None) -> int:
@@ -82,7 +140,8 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._mp = mp.get_context("spawn")
+        self._mp = worker_context()
+        self._has_meter: bool | None = None
         self._recover()
         self._thread = threading.Thread(target=self._run_forever, name="drlc-job-runner", daemon=True)
         self._thread.start()
@@ -145,7 +204,11 @@ class JobManager:
                 return request.job_id, True
             manifest = self.store.manifest(request.model_sha256)
             requested = convert.settings_from_proto(request.settings, self.defaults)
-            settings = effective_settings(requested, self.limits, self.available_providers)
+            if requested.quality_workers == 0 and self._has_meter is None:
+                self._has_meter = has_energy_meter()
+            settings = effective_settings(
+                requested, self.limits, self.available_providers, has_energy_meter=bool(self._has_meter)
+            )
             env_id = request.env_id or manifest.env_id
             check_env_allowed(env_id, self.limits.allowed_envs)
             if sum(1 for j in self._jobs.values() if not j.done) >= self.limits.max_queued_jobs:
@@ -254,6 +317,7 @@ class JobManager:
             job.changed.notify_all()
 
     def _run_forever(self) -> None:
+        self._start_worker_server()
         while True:
             job = self._queue.get()
             if job is None:
@@ -276,79 +340,47 @@ class JobManager:
                 with self._lock:
                     self._jobs.pop(job.record.job_id, None)
 
-    def _run(self, job: Job) -> None:
-        model_path = self.store.require(job.record.request.model_sha256)
-        parent_conn, child_conn = self._mp.Pipe(duplex=False)
-        process = self._mp.Process(
-            target=worker_main,
-            args=(child_conn, str(model_path), job.manifest.to_json(), job.env_id, job.settings),
-            name=f"drlc-worker-{job.record.job_id}",
+    def _start_worker_server(self) -> None:
+        """Start the forkserver (and its imports) now, while no job waits, rather than in the first job."""
+        if self._mp.get_start_method() != "forkserver":
+            return
+        try:
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+        except Exception:  # the first job starts it then, or fails with the reason
+            log.exception("could not start the worker server ahead of the first job")
+
+    def _start(self, job: Job, index: int, model_path: Path) -> _Worker:
+        parent_conn, child_conn = self._mp.Pipe(duplex=True)
+        common = (str(model_path), job.manifest.to_json(), job.env_id, job.settings)
+        process = self._mp.Process(  # type: ignore[attr-defined]
+            target=worker_main if index == 0 else helper_main,
+            args=(child_conn, *common) if index == 0 else (child_conn, *common, index),
+            name=f"drlc-worker-{job.record.job_id}" + (f"-{index}" if index else ""),
             daemon=True,
         )
         process.start()
         child_conn.close()
-        deadline = time.monotonic() + self.limits.max_job_duration_s
-        requested = job.record.request.settings
-        effective = convert.settings_to_proto(job.settings)
-        runtime = pb.RuntimeInfo()
+        return _Worker(index, process, parent_conn)
+
+    def _run(self, job: Job) -> None:
+        model_path = self.store.require(job.record.request.model_sha256)
+        n_workers = max(1, job.settings.quality_workers)
+        workers: list[_Worker] = []
         try:
-            while True:
-                if job.cancel_requested.is_set():
-                    self._cancelled(job)
-                    return
-                if time.monotonic() > deadline:
-                    self._fail(
-                        job,
-                        "JobTimeout",
-                        f"the job ran longer than this agent's limit of {self.limits.max_job_duration_s:.0f} s",
-                    )
-                    return
-                if not parent_conn.poll(0.2):
-                    if worker_rss(process.pid) > self.limits.max_worker_rss_bytes:
-                        self._fail(
-                            job,
-                            "WorkerMemoryLimit",
-                            f"the worker's memory passed this agent's limit of {self.limits.max_worker_rss_bytes >> 20} MiB",
-                        )
-                        return
-                    if not process.is_alive() and not parent_conn.poll(0):
-                        self._fail(
-                            job,
-                            "WorkerCrashed",
-                            f"the worker process died (exit code {process.exitcode}) before the job finished",
-                        )
-                        return
-                    continue
-                try:
-                    item = parent_conn.recv()
-                except EOFError:
-                    process.join(timeout=5)
-                    self._fail(
-                        job,
-                        "WorkerCrashed",
-                        f"the worker process died (exit code {process.exitcode}) before the job finished",
-                    )
-                    return
-                if isinstance(item, JobStart):
-                    runtime = convert.runtime_to_proto(item.runtime)
-                    started = pb.JobStarted(runtime=runtime, memory=convert.memory_to_proto(item.memory))
-                    self._append(job, pb.ProfileEvent(started=started))
-                elif isinstance(item, EpisodeOutcome):
-                    self._append(job, pb.ProfileEvent(episode=convert.episode_to_proto(item)))
-                elif isinstance(item, JobEnd):
-                    summary = convert.summary_to_proto(
-                        item, list(job.record.episodes), runtime, requested, effective
-                    )
-                    self._append(job, pb.ProfileEvent(summary=summary), pb.JOB_STATE_SUCCEEDED)
-                    return
-                elif isinstance(item, JobError):
-                    self._fail(job, item.error_type, item.message)
-                    return
+            workers.append(self._start(job, 0, model_path))
+            workers += [self._start(job, i, model_path) for i in range(1, n_workers)]
+            _JobRun(self, job, workers).supervise()
+            if not job.done:  # never leave a job running with no worker behind it
+                self._fail(job, "WorkerError", "the job's workers stopped without a result")
         finally:
-            parent_conn.close()
-            if process.is_alive():
-                process.kill()
-            process.join(timeout=5)
+            for w in workers:
+                w.conn.close()
+                if w.process.is_alive():
+                    w.process.kill()
+            for w in workers:
+                w.process.join(timeout=5)
 
     def _cancelled(self, job: Job) -> None:
         failed = pb.JobFailed(error_type="Cancelled", message="the job was cancelled by a client")
@@ -360,3 +392,172 @@ class JobManager:
             pb.ProfileEvent(failed=pb.JobFailed(error_type=error_type, message=message)),
             pb.JOB_STATE_FAILED,
         )
+
+
+class _WorkerGone(Exception):
+    """Sending to a worker failed: it died (its pipe is closed or reset)."""
+
+    def __init__(self, worker: _Worker) -> None:
+        super().__init__(f"worker {worker.index} is gone")
+        self.worker = worker
+
+
+def _send(worker: _Worker, message: object) -> None:
+    try:
+        worker.conn.send(message)
+    except OSError as exc:
+        raise _WorkerGone(worker) from exc
+
+
+class _JobRun:
+    """The runner thread's view of one running job: relays its workers' events, schedules their episodes,
+    enforces the limits, and ends the job (succeeded, failed or cancelled) exactly once."""
+
+    POLL_S = 0.2
+    """How often limits and liveness are checked, however busy the pipes are; also the cancel latency."""
+
+    def __init__(self, manager: JobManager, job: Job, workers: list[_Worker]) -> None:
+        self.manager = manager
+        self.job = job
+        self.main, self.helpers = workers[0], workers[1:]
+        self.workers = workers
+        self.pending = list(range(job.settings.n_episodes))[::-1]  # pop() hands out 0, 1, 2, ...
+        self.released = False
+        """The measuring worker has claimed its first episode: its quiet phases are over, helpers may step."""
+        self.main_waits: str | None = None
+        """The stage ("ready", "done") the measuring worker is blocked on, if any."""
+        self.runtime = pb.RuntimeInfo()
+        self.deadline = time.monotonic() + manager.limits.max_job_duration_s
+
+    # ------------------------------------------------------------------ scheduling
+    def next_index(self) -> int | None:
+        return self.pending.pop() if self.pending else None
+
+    def feed(self, helper: _Worker) -> None:
+        index = self.next_index()
+        helper.told_to_stop = index is None
+        _send(helper, index)
+
+    def answer_main(self) -> None:
+        if (self.main_waits == "ready" and all(h.ready for h in self.helpers)) or (
+            self.main_waits == "done" and all(h.exited for h in self.helpers)
+        ):
+            self.main_waits = None
+            _send(self.main, True)
+
+    # ------------------------------------------------------------------ the loop
+    def supervise(self) -> None:
+        try:
+            self._loop()
+        except _WorkerGone as gone:  # a worker died while the agent was sending to it
+            gone.worker.process.join(timeout=5)
+            self.fail_crashed(gone.worker)
+
+    def _loop(self) -> None:
+        by_conn = {id(w.conn): w for w in self.workers}
+        next_check = 0.0
+        while True:
+            if self.job.cancel_requested.is_set():
+                self.manager._cancelled(self.job)
+                return
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + self.POLL_S
+                if self.over_limits(now):
+                    return
+            live = [w.conn for w in self.workers if not w.exited]
+            ready = multiprocessing.connection.wait(live, timeout=self.POLL_S)
+            if not ready:
+                if any(self.crashed(w) for w in self.workers if not w.exited and not w.process.is_alive()):
+                    return
+                continue
+            for conn in ready:
+                w = by_conn[id(conn)]
+                try:
+                    item = w.conn.recv()
+                except (EOFError, OSError):  # OSError: a socket pipe reset by a killed worker
+                    if w.index > 0 and w.told_to_stop:  # a helper that ran out of episodes and exited
+                        w.exited = True
+                        w.process.join(timeout=5)
+                        self.answer_main()
+                        continue
+                    w.process.join(timeout=5)
+                    self.fail_crashed(w)
+                    return
+                if self.handle(w, item):
+                    return
+
+    def over_limits(self, now: float) -> bool:
+        limits = self.manager.limits
+        if now > self.deadline:
+            self.manager._fail(
+                self.job,
+                "JobTimeout",
+                f"the job ran longer than this agent's limit of {limits.max_job_duration_s:.0f} s",
+            )
+            return True
+        for w in self.workers:
+            if not w.exited and worker_rss(w.process.pid) > limits.max_worker_rss_bytes:
+                self.manager._fail(
+                    self.job,
+                    "WorkerMemoryLimit",
+                    f"the worker's memory passed this agent's limit of {limits.max_worker_rss_bytes >> 20} MiB",
+                )
+                return True
+        return False
+
+    def crashed(self, w: _Worker) -> bool:
+        """A dead worker whose pipe is drained died without being told to stop: fail the job. If its last
+        words (or the end of its pipe) are still to be read, the loop reads them first."""
+        if w.conn.poll(0):
+            return False
+        self.fail_crashed(w)
+        return True
+
+    def fail_crashed(self, w: _Worker) -> None:
+        who = "the worker process" if w.index == 0 else f"quality worker {w.index}"
+        self.manager._fail(
+            self.job, "WorkerCrashed", f"{who} died (exit code {w.process.exitcode}) before the job finished"
+        )
+
+    def handle(self, w: _Worker, item: object) -> bool:
+        """One message from worker ``w``; True when the job has ended."""
+        job, manager = self.job, self.manager
+        if isinstance(item, EpisodeOutcome):
+            manager._append(job, pb.ProfileEvent(episode=convert.episode_to_proto(item)))
+            if w.index > 0:
+                self.feed(w)
+        elif isinstance(item, ClaimEpisode) and w is self.main:
+            if not self.released:
+                self.released = True
+                for h in self.helpers:
+                    if h.ready:
+                        self.feed(h)
+            _send(self.main, self.next_index())
+        elif isinstance(item, HelperReady) and w is not self.main:
+            w.ready = True
+            if self.released:
+                self.feed(w)
+            self.answer_main()
+        elif isinstance(item, AwaitHelpers) and w is self.main:
+            self.main_waits = item.stage
+            self.answer_main()
+        elif isinstance(item, JobStart) and w is self.main:
+            self.runtime = convert.runtime_to_proto(item.runtime)
+            self.runtime.quality_worker_pids.extend(h.process.pid or 0 for h in self.helpers)
+            started = pb.JobStarted(runtime=self.runtime, memory=convert.memory_to_proto(item.memory))
+            manager._append(job, pb.ProfileEvent(started=started))
+        elif isinstance(item, JobEnd) and w is self.main:
+            effective = convert.settings_to_proto(job.settings)
+            summary = convert.summary_to_proto(
+                item, list(job.record.episodes), self.runtime, job.record.request.settings, effective
+            )
+            manager._append(job, pb.ProfileEvent(summary=summary), pb.JOB_STATE_SUCCEEDED)
+            return True
+        elif isinstance(item, JobError):
+            manager._fail(job, item.error_type, item.message)
+            return True
+        else:
+            manager._fail(job, "WorkerError", f"worker {w.index} sent an unexpected {type(item).__name__}")
+            return True
+        return False

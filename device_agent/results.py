@@ -26,6 +26,9 @@ class RuntimeFacts:
     worker_pid: int
     timer_overhead_ns: float
     cpu_affinity: list[int] = field(default_factory=list)
+    inference_binding: str = ""
+    """How the loop calls the runtime: "io_binding" (preallocated input and output buffers bound once) or
+    "session_run" (the fallback, for a provider or model IO binding does not suit)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,18 @@ class ControlRateOutcome:
 
 
 @dataclass(frozen=True)
+class LatencyPhaseOutcome:
+    """The timed in-loop calls the measuring worker makes alone when the episodes run in parallel."""
+
+    calls: int
+    seed: int
+    """Its throw-away episodes are reset with seed, seed + 1, ..."""
+    wall_s: float
+    inference_ns: list[int] = field(default_factory=list)
+    """Every call, when keep_latencies."""
+
+
+@dataclass(frozen=True)
 class JobStart:
     runtime: RuntimeFacts
     memory: MemoryFacts
@@ -89,6 +104,10 @@ class EpisodeOutcome:
     deadline_misses: int | None = None
     """Control-rate mode only, as is max_overrun_ns."""
     max_overrun_ns: float | None = None
+    returns_only: bool = False
+    """Ran in the parallel quality phase: its return and length count, it has no latency, step time or energy."""
+    worker: int = 0
+    """Which of the job's worker processes ran it (0: the measuring worker)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,31 @@ class JobEnd:
     """The episodes phase, one window per meter from the first episode's start to the last one's end."""
     inference_phase: InferencePhaseOutcome | None = None
     control_rate: ControlRateOutcome | None = None
+    latency_phase: LatencyPhaseOutcome | None = None
+    """Set when the episodes ran in parallel: then ``inference`` and ``env_step`` describe this phase."""
+
+
+# Between the measuring worker, its helper workers and the agent (quality_workers > 1).
+@dataclass(frozen=True)
+class HelperReady:
+    """A helper worker has built its env and session and waits for episode indices."""
+
+    worker: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class AwaitHelpers:
+    """The measuring worker waits until every helper is ``stage``: "ready" (set up and idle, so the device is
+    quiet) or "done" (exited, so the device is quiet again); the agent answers True."""
+
+    stage: str
+
+
+@dataclass(frozen=True)
+class ClaimEpisode:
+    """The measuring worker asks for the next episode index; the agent answers an int, or None when none is
+    left. Its first claim also tells the agent that the quiet phases before the episodes are over."""
 
 
 @dataclass(frozen=True)

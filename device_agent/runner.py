@@ -1,25 +1,36 @@
 """The measuring loop: one policy, one MuJoCo env, seeded episodes, timed inference calls.
 
 Runs inside a job's worker process. Between ``env.step`` and the inference call it does
-only what the measurement needs: copy the observation into a preallocated float32 buffer,
-read the clock, call the runtime, read the clock. Statistics are computed per episode,
-after the episode, outside the timed region.
+only what the measurement needs: copy the observation into the preallocated float32 input
+buffer, read the clock, run the session (bound once to that buffer and to a preallocated
+output buffer through ONNX Runtime's IO binding), read the clock. Statistics are computed
+per episode, after the episode, outside the timed region, and Python's cyclic garbage
+collector is paused while anything is timed. docs/performance.md has the measurements
+behind each choice.
 
 A job's phases: idle window (where an energy meter works), warm-up, the episodes (paced at
 the env's control period in control-rate mode), the inference-only phase (observations
 recorded in the env, replayed back-to-back: what energy per inference is measured on), the
 runtime floor. Energy meters are read only between phases and between episodes.
+
+With ``quality_workers`` > 1 the episodes run for their returns only, shared with helper
+workers through a ``Scheduler``; before them the measuring worker times ``latency_calls``
+in-loop calls alone (the latency phase), and after them, alone again, the inference-only
+phase and the floor.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
 import math
 import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +47,7 @@ from device_agent.results import (
     InferencePhaseOutcome,
     JobEnd,
     JobStart,
+    LatencyPhaseOutcome,
     MemoryFacts,
     RuntimeFacts,
 )
@@ -51,6 +63,26 @@ class Policy(Protocol):
     def __call__(self) -> np.ndarray: ...
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector out of a timed region, as ``timeit`` does: a collection (0.1-0.2 ms,
+    a few per thousand steps) landing inside an inference call would be reported as the policy's latency.
+    What the region leaves behind is collected after it, in untimed time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@functools.cache
+def cached_library_versions() -> dict[str, str]:
+    """The installed versions do not change while the agent runs; read once (in the worker server)."""
+    return library_versions()
+
+
 def rss_bytes() -> int:
     import psutil
 
@@ -63,13 +95,17 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def timer_overhead_ns(n: int = 20_000) -> float:
-    """Median cost of one back-to-back perf_counter_ns pair: the floor of every latency we report."""
+def timer_overhead_ns(n: int = 10_000) -> float:
+    """Median cost of one back-to-back perf_counter_ns pair: the floor of every latency we report.
+
+    Stored the way the loop stores its samples (list append), so it costs what the loop costs.
+    """
     clock = time.perf_counter_ns
-    samples = np.empty(n, dtype=np.int64)
-    for i in range(n):
+    samples: list[int] = []
+    record = samples.append
+    for _ in range(n):
         t0 = clock()
-        samples[i] = clock() - t0
+        record(clock() - t0)
     return float(np.median(samples))
 
 
@@ -113,16 +149,78 @@ def open_session(model_path: Path | bytes, settings: MeasurementSettings) -> Any
         raise InvalidModelError(f"ONNX Runtime cannot load the model: {type(exc).__name__}: {exc}") from exc
 
 
-def make_infer(session: Any, obs_buffer: np.ndarray) -> Policy:
-    """Bind the session to one preallocated input buffer: the call allocates only its output."""
-    run = session.run
-    outputs = [session.get_outputs()[0].name]
-    feeds = {session.get_inputs()[0].name: obs_buffer}
+def bind_session(session: Any, obs_buffer: np.ndarray, action_shape: tuple[int, ...]) -> tuple[Policy, str]:
+    """Bind the session once to the preallocated input buffer and a preallocated output buffer.
 
-    def infer() -> np.ndarray:
-        return run(outputs, feeds)[0]
+    :return: (infer, how): ``infer()`` runs the model on whatever ``obs_buffer`` holds and returns the
+        action buffer (the same array every call: copy it to keep it); ``how`` is "io_binding", or
+        "session_run" where IO binding does not suit the provider or the model (then each call allocates
+        its output, as a plain ``session.run`` does).
+    """
+    in_name = session.get_inputs()[0].name
+    out_name = session.get_outputs()[0].name
+    feeds = {in_name: obs_buffer}
+    run = session.run
+
+    def session_run() -> np.ndarray:
+        return run([out_name], feeds)[0]
+
+    bound = _io_binding_call(session, in_name, out_name, obs_buffer, action_shape)
+    if bound is not None:
+        try:  # the bound call must give exactly what session.run gives, or we do not use it
+            expected = session_run()
+            if np.array_equal(bound(), expected, equal_nan=True):
+                return bound, "io_binding"
+        except Exception:  # a model session.run rejects fails below, with session.run's own error
+            pass
+    return session_run, "session_run"
+
+
+def _io_binding_call(
+    session: Any, in_name: str, out_name: str, obs_buffer: np.ndarray, action_shape: tuple[int, ...]
+) -> Policy | None:
+    """``session.run_with_iobinding`` on buffers bound once, or None where binding is refused.
+
+    Calls the C++ session's ``run_with_iobinding`` directly when the Python wrapper exposes it (``_sess``,
+    ``_iobinding``, stable since ONNX Runtime 1.x): the public method forwards to the same call after WebGPU
+    graph-capture bookkeeping, which costs about 1 µs a call here and is never used by drlc.
+    """
+    if session.get_outputs()[0].type != "tensor(float)" or not obs_buffer.flags.c_contiguous:
+        return None
+    action = np.zeros((1, *action_shape), dtype=np.float32)
+    try:
+        binding = session.io_binding()
+        binding.bind_cpu_input(in_name, obs_buffer)
+        binding.bind_output(out_name, "cpu", 0, np.float32, list(action.shape), action.ctypes.data)
+    except Exception:
+        return None
+    c_session, c_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
+    capture = getattr(c_session, "is_webgpu_graph_capture_enabled", None)
+    if c_binding is not None and hasattr(c_session, "run_with_iobinding") and not (capture and capture()):
+        run_c = c_session.run_with_iobinding
+
+        def infer_c(binding: Any = binding, action: np.ndarray = action) -> np.ndarray:
+            run_c(c_binding, None)
+            return action
+
+        return infer_c
+    run_bound = session.run_with_iobinding
+
+    def infer(binding: Any = binding, action: np.ndarray = action) -> np.ndarray:
+        run_bound(binding)
+        return action
 
     return infer
+
+
+def make_infer(session: Any, obs_buffer: np.ndarray, action_shape: tuple[int, ...] | None = None) -> Policy:
+    """``bind_session`` without the how; ``action_shape`` defaults to the model's declared output width."""
+    if action_shape is None:
+        width = session.get_outputs()[0].shape[-1]
+        if not isinstance(width, int):
+            return bind_session(session, obs_buffer, (0,))[0]  # dynamic width: session.run it is
+        action_shape = (width,)
+    return bind_session(session, obs_buffer, action_shape)[0]
 
 
 def _check_action(action: np.ndarray, expected: tuple[int, ...]) -> None:
@@ -174,6 +272,7 @@ def run_episode(
         record_call(t1 - t0)
         record_step(t2 - t1)
         total += float(reward)
+    wall = time.perf_counter() - wall0  # the episode alone, before its statistics are computed
     outcome = EpisodeOutcome(
         index=index,
         seed=seed,
@@ -182,7 +281,7 @@ def run_episode(
         terminated=bool(terminated),
         inference=latency_summary(inference_ns),
         env_step=latency_summary(step_ns),
-        wall_s=time.perf_counter() - wall0,
+        wall_s=wall,
         inference_ns=inference_ns if keep_latencies else [],
     )
     return outcome, inference_ns, step_ns
@@ -237,6 +336,7 @@ def run_paced_episode(
         else:
             sleep((due - t2) / 1e9)
             tick = due
+    wall = time.perf_counter() - wall0
     outcome = EpisodeOutcome(
         index=index,
         seed=seed,
@@ -245,12 +345,115 @@ def run_paced_episode(
         terminated=bool(terminated),
         inference=latency_summary(inference_ns),
         env_step=latency_summary(step_ns),
-        wall_s=time.perf_counter() - wall0,
+        wall_s=wall,
         inference_ns=inference_ns if keep_latencies else [],
         deadline_misses=misses,
         max_overrun_ns=float(worst),
     )
     return outcome, inference_ns, step_ns
+
+
+EMPTY_LATENCY = latency_summary([])
+"""What a returns-only episode reports for its (unmeasured) inference and env-step times."""
+
+
+def run_returns_episode(
+    env: Any, infer: Policy, obs_buffer: np.ndarray, index: int, seed: int, worker: int
+) -> EpisodeOutcome:
+    """One seeded episode for its return only (parallel quality phase): the loop of ``run_episode`` without
+    timers. The return is summed in the same order, so it equals the sequential run's to the bit."""
+    isfinite = math.isfinite
+    expected = (1, *env.action_space.shape)
+    total = 0.0
+    length = 0
+    terminated = truncated = False
+    wall0 = time.perf_counter()
+    obs, _ = env.reset(seed=seed)
+    while not (terminated or truncated):
+        obs_buffer[0] = obs
+        action = infer()
+        row = action[0]
+        if action.shape != expected or not isfinite(sum(row.tolist())):
+            _check_action(action, expected)
+        obs, reward, terminated, truncated, _ = env.step(row)
+        total += float(reward)
+        length += 1
+    return EpisodeOutcome(
+        index=index,
+        seed=seed,
+        episode_return=total,
+        length=length,
+        terminated=bool(terminated),
+        inference=EMPTY_LATENCY,
+        env_step=EMPTY_LATENCY,
+        wall_s=time.perf_counter() - wall0,
+        returns_only=True,
+        worker=worker,
+    )
+
+
+@dataclasses.dataclass
+class LatencyPhase:
+    """The latency phase's raw times and, in control-rate mode, its deadline misses."""
+
+    calls_ns: list[int]
+    steps_ns: list[int]
+    wall_s: float
+    seed: int
+    deadline_misses: int = 0
+    max_overrun_ns: float = 0.0
+
+
+def latency_phase(
+    env: Any,
+    infer: Policy,
+    obs_buffer: np.ndarray,
+    n_calls: int,
+    seed: int,
+    period_ns: int | None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LatencyPhase:
+    """``n_calls`` timed inference calls, each followed by a timed env step, exactly as inside an episode;
+    throw-away episodes reset with seed, seed + 1, ... as they end. Paced like ``run_paced_episode`` when
+    ``period_ns`` is set. Runs while the device is quiet (no helper is stepping)."""
+    clock = time.perf_counter_ns
+    isfinite = math.isfinite
+    calls_ns: list[int] = []
+    steps_ns: list[int] = []
+    record_call = calls_ns.append
+    record_step = steps_ns.append
+    expected = (1, *env.action_space.shape)
+    misses, worst = 0, 0
+    episode = 0
+    wall0 = time.perf_counter()
+    obs, _ = env.reset(seed=seed)
+    tick = clock()
+    for _ in range(n_calls):
+        obs_buffer[0] = obs
+        t0 = clock()
+        action = infer()
+        t1 = clock()
+        row = action[0]
+        if action.shape != expected or not isfinite(sum(row.tolist())):
+            _check_action(action, expected)
+        obs, _, terminated, truncated, _ = env.step(row)
+        t2 = clock()
+        record_call(t1 - t0)
+        record_step(t2 - t1)
+        if period_ns is not None:
+            due = tick + period_ns
+            if t2 > due:
+                misses += 1
+                worst = max(worst, t2 - due)
+                tick = t2
+            else:
+                sleep((due - t2) / 1e9)
+                tick = due
+        if terminated or truncated:
+            episode += 1
+            obs, _ = env.reset(seed=seed + episode)
+            tick = clock()
+    return LatencyPhase(calls_ns, steps_ns, time.perf_counter() - wall0, seed, misses, float(worst))
 
 
 def control_period_ns(env: Any, env_id: str) -> int:
@@ -322,16 +525,16 @@ def measure_floor(
     from device_agent.floor import floor_model_bytes
 
     buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
-    infer = make_infer(
-        open_session(floor_model_bytes(buffer.shape[1], manifest.action_shape[0]), settings), buffer
-    )
+    session = open_session(floor_model_bytes(buffer.shape[1], manifest.action_shape[0]), settings)
+    infer = make_infer(session, buffer, tuple(manifest.action_shape))
     clock = time.perf_counter_ns
     samples = []
-    for i in range(n_calls + n_calls // 10):
-        t0 = clock()
-        infer()
-        if i >= n_calls // 10:  # the first tenth warms up
-            samples.append(clock() - t0)
+    with gc_paused():
+        for i in range(n_calls + n_calls // 10):
+            t0 = clock()
+            infer()
+            if i >= n_calls // 10:  # the first tenth warms up
+                samples.append(clock() - t0)
     return samples
 
 
@@ -354,11 +557,13 @@ def device_memory_bytes(provider: str) -> int | None:
     return process_device_memory_bytes(os.getpid())
 
 
-def runtime_facts(session: Any, settings: MeasurementSettings, env_id: str, cpus: list[int]) -> RuntimeFacts:
+def runtime_facts(
+    session: Any, settings: MeasurementSettings, env_id: str, cpus: list[int], binding: str = ""
+) -> RuntimeFacts:
     import onnxruntime as ort
 
     cpu_model, cpu_flags = cpu_model_and_flags()
-    versions = library_versions()
+    versions = cached_library_versions()
     return RuntimeFacts(
         execution_provider=session.get_providers()[0],
         session_providers=list(session.get_providers()),
@@ -372,6 +577,7 @@ def runtime_facts(session: Any, settings: MeasurementSettings, env_id: str, cpus
         worker_pid=os.getpid(),
         timer_overhead_ns=timer_overhead_ns(),
         cpu_affinity=cpus,
+        inference_binding=binding,
     )
 
 
@@ -411,14 +617,15 @@ def run_episodes(
         if energy:
             before = energy.mark()
             first = first or before
-        if period_ns is None:
-            outcome, calls_ns, steps_ns = run_episode(
-                env, infer, obs_buffer, i, settings.seed + i, settings.keep_latencies
-            )
-        else:
-            outcome, calls_ns, steps_ns = run_paced_episode(
-                env, infer, obs_buffer, i, settings.seed + i, settings.keep_latencies, period_ns
-            )
+        with gc_paused():
+            if period_ns is None:
+                outcome, calls_ns, steps_ns = run_episode(
+                    env, infer, obs_buffer, i, settings.seed + i, settings.keep_latencies
+                )
+            else:
+                outcome, calls_ns, steps_ns = run_paced_episode(
+                    env, infer, obs_buffer, i, settings.seed + i, settings.keep_latencies, period_ns
+                )
         if energy:
             after = energy.mark()
             outcome = dataclasses.replace(outcome, energy=energy.figures(before, after, n_items=1))
@@ -432,21 +639,90 @@ def run_episodes(
     return phase
 
 
-def run_profile(
-    model_path: Path, manifest: ArtifactManifest, env_id: str, settings: MeasurementSettings, emit: Emit
+class Scheduler(Protocol):
+    """How the measuring worker shares a job's episodes with its helper workers (quality_workers > 1)."""
+
+    def wait_helpers(self, stage: str) -> None:
+        """Block until every helper is "ready" (set up, idle) or "done" (exited): the device is quiet."""
+        ...
+
+    def claim(self) -> int | None:
+        """The next episode index to run, or None when every episode is taken."""
+        ...
+
+
+class SoloScheduler:
+    """No helpers: the measuring worker claims every episode itself (quality_workers > 1 in one process,
+    which is how tests and tools exercise the parallel path without an agent)."""
+
+    def __init__(self, n_episodes: int) -> None:
+        self._next = 0
+        self._n = n_episodes
+
+    def wait_helpers(self, stage: str) -> None:
+        return None
+
+    def claim(self) -> int | None:
+        if self._next >= self._n:
+            return None
+        self._next += 1
+        return self._next - 1
+
+
+def run_returns_episodes(
+    env: Any,
+    infer: Policy,
+    obs_buffer: np.ndarray,
+    settings: MeasurementSettings,
+    scheduler: Scheduler,
+    emit: Emit,
+    worker: int = 0,
 ) -> None:
-    """Run one job and emit JobStart, one EpisodeOutcome per episode, then JobEnd."""
-    wall0 = time.perf_counter()
+    """Claim episodes until none is left, run each for its return, emit each as it ends."""
+    while (index := scheduler.claim()) is not None:
+        emit(run_returns_episode(env, infer, obs_buffer, index, settings.seed + index, worker))
+
+
+def setup(
+    model_path: Path, manifest: ArtifactManifest, env_id: str, settings: MeasurementSettings
+) -> tuple[Any, Any, np.ndarray, Policy, str, list[int], tuple[int, int]]:
+    """Affinity, env, shape check, session bound to its buffers: what every worker of a job does first.
+
+    :return: env, session, obs_buffer, infer, how it is bound, the CPUs, RSS before and after the session
+    """
     cpus = apply_affinity(settings.cpu_affinity)
     env = make_env(env_id, settings.max_steps_per_episode)
     check_spaces(env, manifest, env_id)
-    period_ns = control_period_ns(env, env_id) if settings.control_rate else None
     obs_buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
     rss_before = rss_bytes()
     session = open_session(model_path, settings)
     rss_after = rss_bytes()
-    infer = make_infer(session, obs_buffer)
-    runtime = runtime_facts(session, settings, env_id, cpus)
+    infer, binding = bind_session(session, obs_buffer, tuple(manifest.action_shape))
+    return env, session, obs_buffer, infer, binding, cpus, (rss_before, rss_after)
+
+
+def run_profile(
+    model_path: Path,
+    manifest: ArtifactManifest,
+    env_id: str,
+    settings: MeasurementSettings,
+    emit: Emit,
+    scheduler: Scheduler | None = None,
+) -> None:
+    """Run one job in the measuring worker and emit JobStart, one EpisodeOutcome per episode it ran, then JobEnd.
+
+    :param scheduler: with quality_workers > 1, who hands out episode indices (default: this worker alone)
+    """
+    wall0 = time.perf_counter()
+    parallel = settings.quality_workers > 1
+    scheduler = scheduler or SoloScheduler(settings.n_episodes)
+    env, session, obs_buffer, infer, binding, cpus, (rss_before, rss_after) = setup(
+        model_path, manifest, env_id, settings
+    )
+    period_ns = control_period_ns(env, env_id) if settings.control_rate else None
+    if parallel:
+        scheduler.wait_helpers("ready")  # from here on the device is quiet until the first claim
+    runtime = runtime_facts(session, settings, env_id, cpus, binding)
     model_bytes = model_path.stat().st_size
     gpu_bytes = device_memory_bytes(runtime.execution_provider)
     emit(
@@ -455,17 +731,30 @@ def run_profile(
             MemoryFacts(rss_before, rss_after, peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params),
         )
     )
+    latency: LatencyPhase | None = None
     with open_recorder(avoid_cpus=set(settings.cpu_affinity)) as recorder:
         energy = recorder if recorder.meters else None
         idle = energy.measure_idle(settings.idle_s) if energy and settings.idle_s > 0 else []
         warm_up(env, infer, obs_buffer, settings.warmup_calls, seed=settings.seed + 1_000_003)
-        episodes = run_episodes(env, infer, obs_buffer, settings, period_ns, energy, emit)
+        if parallel:
+            with gc_paused():
+                latency = latency_phase(
+                    env, infer, obs_buffer, settings.latency_calls, settings.seed + 3_000_003, period_ns
+                )
+            run_returns_episodes(env, infer, obs_buffer, settings, scheduler, emit)
+            scheduler.wait_helpers("done")  # quiet again: the inference-only phase and the floor
+            episodes = EpisodesPhase(
+                latency.calls_ns, latency.steps_ns, [], latency.deadline_misses, latency.max_overrun_ns
+            )
+        else:
+            episodes = run_episodes(env, infer, obs_buffer, settings, period_ns, energy, emit)
         replay = None
         if (replay_s := inference_phase_length_s(settings, energy)) > 0:
             observations = record_observations(
                 env, infer, obs_buffer, settings.replay_observations, seed=settings.seed + 2_000_003
             )
-            replay = inference_phase(infer, obs_buffer, observations, replay_s, energy)
+            with gc_paused():
+                replay = inference_phase(infer, obs_buffer, observations, replay_s, energy)
         meters = recorder.statuses
     env.close()
     gpu_end = device_memory_bytes(runtime.execution_provider)
@@ -487,5 +776,32 @@ def run_profile(
             energy=episodes.energy,
             inference_phase=replay,
             control_rate=episodes.control_rate(period_ns),
+            latency_phase=None
+            if latency is None
+            else LatencyPhaseOutcome(
+                calls=len(latency.calls_ns),
+                seed=latency.seed,
+                wall_s=latency.wall_s,
+                inference_ns=latency.calls_ns if settings.keep_latencies else [],
+            ),
         )
     )
+
+
+def run_helper(
+    model_path: Path,
+    manifest: ArtifactManifest,
+    env_id: str,
+    settings: MeasurementSettings,
+    emit: Emit,
+    next_index: Callable[[], int | None],
+    worker: int,
+    ready: Callable[[], None],
+) -> None:
+    """A helper worker of the parallel quality phase: set up, say so, then run the episodes it is handed
+    (returns only) until it is handed None. No warm-up: nothing it does is timed."""
+    env, _session, obs_buffer, infer, _binding, _cpus, _rss = setup(model_path, manifest, env_id, settings)
+    ready()
+    while (index := next_index()) is not None:
+        emit(run_returns_episode(env, infer, obs_buffer, index, settings.seed + index, worker))
+    env.close()

@@ -9,6 +9,11 @@ and the effective settings are reported with every result.
 Phases of a job, in order: idle window (``idle_s``, only where an energy meter works), warm-up,
 the episodes (paced at the env's control period when ``control_rate``), the inference-only
 phase (``inference_phase_s``), the runtime floor.
+
+With ``quality_workers`` > 1 the episodes are wanted for their returns only and run in that many
+worker processes at once (each at batch 1); the latency figures then come from a latency phase of
+``latency_calls`` timed in-loop calls that the measuring worker makes alone, after the warm-up and
+before any helper starts stepping. Every phase that times or meters anything runs alone on the device.
 """
 
 from __future__ import annotations
@@ -60,6 +65,20 @@ class MeasurementSettings:
     replay_observations: int = 1000
     """Observations recorded for the inference-only phase (a seeded rollout of the policy, untimed)."""
 
+    # Parallel return evaluation
+    quality_workers: int = 1
+    """Worker processes that run the episodes. 1: every episode runs alone in the measuring worker, which times
+    every call (latency from all episode steps) and meters every episode. N > 1: the episodes are run for their
+    returns only, spread over N processes at once (each at batch 1, episode i still reset with seed + i, so the
+    returns are those of a sequential run); latency comes from the latency phase (``latency_calls``) and no
+    per-episode energy is measured. 0: one worker per CPU the job may use (``cpu_affinity``, else the device's),
+    or 1 where an energy meter works, since per-episode energy needs the episodes alone. Never more workers than
+    episodes."""
+    latency_calls: int = 1000
+    """With quality_workers > 1: timed inference calls, each followed by an env step as in an episode, that the
+    measuring worker makes alone (seeded throw-away episodes, after the warm-up); summary latency and env-step
+    figures come from them. 1000 puts ten samples beyond the p99."""
+
 
 INFERENCE_PHASE_DEFAULT_S = 2.0
 """Inference-only phase length when a meter works and the request leaves it unset."""
@@ -84,6 +103,8 @@ class AgentLimits:
     """Empty: whatever the onnxruntime build offers."""
     allowed_envs: tuple[str, ...] = field(default=())
     """Empty: every Gymnasium MuJoCo env."""
+    max_quality_workers: int = 0
+    """Most worker processes one job may run at once; 0: this device's CPU count."""
 
 
 def usable_cpus() -> set[int]:
@@ -116,16 +137,35 @@ def check_energy_settings(requested: MeasurementSettings) -> None:
         raise InvalidRequestError(f"replay_observations={requested.replay_observations} is outside 1..100000")
 
 
+def quality_workers(
+    requested: MeasurementSettings, limits: AgentLimits, cpus: set[int], has_energy_meter: bool
+) -> int:
+    """Resolve ``quality_workers`` (0: automatic) and check it against the limit; never above n_episodes."""
+    most = limits.max_quality_workers or len(cpus)
+    if not 0 <= requested.quality_workers <= most:
+        raise InvalidRequestError(
+            f"quality_workers={requested.quality_workers} is outside 0..{most} allowed by this agent "
+            "(0: one per CPU)"
+        )
+    if requested.quality_workers == 0:
+        wanted = 1 if has_energy_meter else len(requested.cpu_affinity) or len(cpus)
+    else:
+        wanted = requested.quality_workers
+    return max(1, min(wanted, most, requested.n_episodes))
+
+
 def effective_settings(
     requested: MeasurementSettings,
     limits: AgentLimits,
     available_providers: list[str],
     cpus: set[int] | None = None,
+    has_energy_meter: bool = False,
 ) -> MeasurementSettings:
     """Fill defaults, check limits and pick providers this device has.
 
     Providers the device lacks are dropped (the report records the one actually used);
-    CPU is always the last resort, as ONNX Runtime itself does.
+    CPU is always the last resort, as ONNX Runtime itself does. ``quality_workers`` = 0 is resolved
+    to a number here, so the effective settings say how many processes ran the episodes.
     """
     if requested.n_episodes < 1 or requested.n_episodes > limits.max_episodes:
         raise InvalidRequestError(
@@ -141,7 +181,11 @@ def effective_settings(
     if requested.intra_op_threads < 0 or requested.intra_op_threads > 1024:
         raise InvalidRequestError(f"intra_op_threads={requested.intra_op_threads} is outside 0..1024")
     check_energy_settings(requested)
-    check_affinity(requested.cpu_affinity, usable_cpus() if cpus is None else cpus)
+    cpus = usable_cpus() if cpus is None else cpus
+    check_affinity(requested.cpu_affinity, cpus)
+    if not 1 <= requested.latency_calls <= 1_000_000:
+        raise InvalidRequestError(f"latency_calls={requested.latency_calls} is outside 1..1000000")
+    workers = quality_workers(requested, limits, cpus, has_energy_meter)
     usable = [p for p in available_providers if not limits.allowed_providers or p in limits.allowed_providers]
     wanted = [p for p in requested.execution_providers if p in usable]
     if requested.execution_providers and not wanted:
@@ -156,6 +200,7 @@ def effective_settings(
         requested,
         execution_providers=tuple(providers),
         cpu_affinity=tuple(sorted(set(requested.cpu_affinity))),
+        quality_workers=workers,
     )
 
 

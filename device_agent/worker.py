@@ -1,7 +1,15 @@
-"""Entry point of a job's worker process.
+"""Entry points of a job's worker processes.
 
-Each job gets a fresh process: a model that crashes ONNX Runtime takes down only this
-process, and the memory figures describe a process that holds just this one model.
+Each job gets fresh processes: a model that crashes ONNX Runtime takes down only its own
+worker, and the memory figures describe a process that holds just this one model. The
+agent forks them from a server process that has already imported what they need
+(``device_agent._worker_preload``), so a job does not pay for the imports; where fork is
+unavailable they are spawned.
+
+``worker_main`` is the measuring worker (every job has one). With quality_workers > 1 the
+agent also starts ``helper_main`` workers that run episodes for their returns only; the
+measuring worker talks to the agent through ``PipeScheduler`` to wait for them and to claim
+episodes.
 """
 
 from __future__ import annotations
@@ -9,10 +17,36 @@ from __future__ import annotations
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from device_agent.errors import AgentError
+from device_agent.errors import AgentError, WorkerError
 from device_agent.manifest import ArtifactManifest
-from device_agent.results import JobError
+from device_agent.results import AwaitHelpers, ClaimEpisode, HelperReady, JobError
 from device_agent.settings import MeasurementSettings
+
+
+class PipeScheduler:
+    """The measuring worker's side of the agent's episode scheduling: each call is one request and its answer."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def wait_helpers(self, stage: str) -> None:
+        self.conn.send(AwaitHelpers(stage))
+        if self.conn.recv() is not True:
+            raise WorkerError(f"the agent did not confirm that the helper workers are {stage}")
+
+    def claim(self) -> int | None:
+        self.conn.send(ClaimEpisode())
+        index = self.conn.recv()
+        if index is not None and not isinstance(index, int):
+            raise WorkerError(f"the agent answered an episode claim with {index!r}")
+        return index
+
+
+def _report(conn: Connection, exc: BaseException) -> None:
+    if isinstance(exc, AgentError):
+        conn.send(JobError(type(exc).__name__, str(exc)))
+    else:  # report anything else too: the agent turns it into a failed job
+        conn.send(JobError("WorkerError", f"{type(exc).__name__}: {exc}"))
 
 
 def worker_main(
@@ -21,10 +55,50 @@ def worker_main(
     from device_agent.runner import run_profile
 
     try:
-        run_profile(Path(model_path), ArtifactManifest.from_json(manifest_json), env_id, settings, conn.send)
-    except AgentError as exc:
-        conn.send(JobError(type(exc).__name__, str(exc)))
-    except Exception as exc:  # report anything else too: the agent turns it into a failed job
-        conn.send(JobError("WorkerError", f"{type(exc).__name__}: {exc}"))
+        run_profile(
+            Path(model_path),
+            ArtifactManifest.from_json(manifest_json),
+            env_id,
+            settings,
+            conn.send,
+            PipeScheduler(conn),
+        )
+    except Exception as exc:
+        _report(conn, exc)
+    finally:
+        conn.close()
+
+
+def helper_main(
+    conn: Connection,
+    model_path: str,
+    manifest_json: str,
+    env_id: str,
+    settings: MeasurementSettings,
+    worker: int,
+) -> None:
+    import os
+
+    from device_agent.runner import run_helper
+
+    def next_index() -> int | None:
+        index = conn.recv()
+        if index is not None and not isinstance(index, int):
+            raise WorkerError(f"the agent handed helper {worker} {index!r} instead of an episode index")
+        return index
+
+    try:
+        run_helper(
+            Path(model_path),
+            ArtifactManifest.from_json(manifest_json),
+            env_id,
+            settings,
+            conn.send,
+            next_index,
+            worker,
+            lambda: conn.send(HelperReady(worker, os.getpid())),
+        )
+    except Exception as exc:
+        _report(conn, exc)
     finally:
         conn.close()

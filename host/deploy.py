@@ -40,6 +40,13 @@ class DeployConfig:
     """How often a broken stream is re-attached (with exponential backoff) before the deploy gives up."""
     max_attempts: int = 8
     """How often one model is retried when the agent drops the connection or loses the job (restarts)."""
+    quality_workers: int = 0
+    """Worker processes that run each job's episodes for their returns (parallel quality phase, batch 1 each);
+    latency is then measured alone in a quiet latency phase. 0: the device's CPU count (the agent resolves it,
+    and keeps 1 where an energy meter works); 1: every episode alone and timed, as before. It changes how fast
+    a job runs, not what it measures, so it is not part of the settings key."""
+    latency_calls: int | None = None
+    """Timed in-loop calls of that latency phase; None: the agent's default (1000)."""
 
 
 @dataclass
@@ -74,12 +81,23 @@ def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSet
         control_rate=bool(m.control_rate),
         idle_s=m.idle_s,
         inference_phase_s=m.inference_phase_s,
+        quality_workers=cfg.quality_workers,
+        latency_calls=cfg.latency_calls,
     )
+
+
+KEY_IGNORES = ("quality_workers",)
+"""Settings that change how fast a job runs but not what it measures (the same seeds give the same returns,
+and latency is measured alone either way): jobs that differ only in these count as the same measurement."""
 
 
 def settings_key(settings: pb.ProfileSettings) -> str:
     """Jobs with equal settings measure the same thing; their key decides what is already done."""
-    return hashlib.sha256(settings.SerializeToString(deterministic=True)).hexdigest()[:16]
+    keyed = pb.ProfileSettings()
+    keyed.CopyFrom(settings)
+    for name in KEY_IGNORES:
+        keyed.ClearField(name)
+    return hashlib.sha256(keyed.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
 @contextmanager

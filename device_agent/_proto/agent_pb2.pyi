@@ -136,7 +136,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., already_present: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
 class ProfileSettings(_message.Message):
-    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s")
+    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s", "quality_workers", "latency_calls")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     WARMUP_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +148,8 @@ class ProfileSettings(_message.Message):
     CONTROL_RATE_FIELD_NUMBER: _ClassVar[int]
     IDLE_S_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_PHASE_S_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_CALLS_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     seed: int
     warmup_calls: int
@@ -159,7 +161,9 @@ class ProfileSettings(_message.Message):
     control_rate: bool
     idle_s: float
     inference_phase_s: float
-    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ...) -> None: ...
+    quality_workers: int
+    latency_calls: int
+    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ..., quality_workers: _Optional[int] = ..., latency_calls: _Optional[int] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
     __slots__ = ("job_id", "model_sha256", "env_id", "settings")
@@ -238,7 +242,7 @@ class MemoryStats(_message.Message):
     def __init__(self, rss_before_load_bytes: _Optional[int] = ..., rss_after_load_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., device_memory_bytes: _Optional[int] = ..., model_file_bytes: _Optional[int] = ..., model_parameters: _Optional[int] = ...) -> None: ...
 
 class EpisodeResult(_message.Message):
-    __slots__ = ("index", "seed", "episode_return", "length", "terminated", "inference", "env_step", "inference_ns", "energy", "wall_s", "deadline_misses", "max_overrun_ns")
+    __slots__ = ("index", "seed", "episode_return", "length", "terminated", "inference", "env_step", "inference_ns", "energy", "wall_s", "deadline_misses", "max_overrun_ns", "returns_only", "worker")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     EPISODE_RETURN_FIELD_NUMBER: _ClassVar[int]
@@ -251,6 +255,8 @@ class EpisodeResult(_message.Message):
     WALL_S_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MISSES_FIELD_NUMBER: _ClassVar[int]
     MAX_OVERRUN_NS_FIELD_NUMBER: _ClassVar[int]
+    RETURNS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
     index: int
     seed: int
     episode_return: float
@@ -263,10 +269,12 @@ class EpisodeResult(_message.Message):
     wall_s: float
     deadline_misses: int
     max_overrun_ns: float
-    def __init__(self, index: _Optional[int] = ..., seed: _Optional[int] = ..., episode_return: _Optional[float] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., inference_ns: _Optional[_Iterable[int]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., wall_s: _Optional[float] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ...) -> None: ...
+    returns_only: bool
+    worker: int
+    def __init__(self, index: _Optional[int] = ..., seed: _Optional[int] = ..., episode_return: _Optional[float] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., inference_ns: _Optional[_Iterable[int]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., wall_s: _Optional[float] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ..., returns_only: _Optional[bool] = ..., worker: _Optional[int] = ...) -> None: ...
 
 class RuntimeInfo(_message.Message):
-    __slots__ = ("execution_provider", "session_providers", "onnxruntime_version", "mujoco_version", "gymnasium_version", "intra_op_threads", "env_id", "cpu_model", "cpu_flags", "worker_pid", "timer_overhead_ns", "cpu_affinity")
+    __slots__ = ("execution_provider", "session_providers", "onnxruntime_version", "mujoco_version", "gymnasium_version", "intra_op_threads", "env_id", "cpu_model", "cpu_flags", "worker_pid", "timer_overhead_ns", "cpu_affinity", "inference_binding", "quality_worker_pids")
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SESSION_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -279,6 +287,8 @@ class RuntimeInfo(_message.Message):
     WORKER_PID_FIELD_NUMBER: _ClassVar[int]
     TIMER_OVERHEAD_NS_FIELD_NUMBER: _ClassVar[int]
     CPU_AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_BINDING_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_WORKER_PIDS_FIELD_NUMBER: _ClassVar[int]
     execution_provider: str
     session_providers: _containers.RepeatedScalarFieldContainer[str]
     onnxruntime_version: str
@@ -291,7 +301,9 @@ class RuntimeInfo(_message.Message):
     worker_pid: int
     timer_overhead_ns: float
     cpu_affinity: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, execution_provider: _Optional[str] = ..., session_providers: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., mujoco_version: _Optional[str] = ..., gymnasium_version: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., env_id: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ..., worker_pid: _Optional[int] = ..., timer_overhead_ns: _Optional[float] = ..., cpu_affinity: _Optional[_Iterable[int]] = ...) -> None: ...
+    inference_binding: str
+    quality_worker_pids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, execution_provider: _Optional[str] = ..., session_providers: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., mujoco_version: _Optional[str] = ..., gymnasium_version: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., env_id: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ..., worker_pid: _Optional[int] = ..., timer_overhead_ns: _Optional[float] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., inference_binding: _Optional[str] = ..., quality_worker_pids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class InferencePhase(_message.Message):
     __slots__ = ("calls", "wall_s", "mean_call_ns", "distinct_observations", "energy")
@@ -307,6 +319,18 @@ class InferencePhase(_message.Message):
     energy: _containers.RepeatedCompositeFieldContainer[EnergyReading]
     def __init__(self, calls: _Optional[int] = ..., wall_s: _Optional[float] = ..., mean_call_ns: _Optional[float] = ..., distinct_observations: _Optional[int] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ...) -> None: ...
 
+class LatencyPhase(_message.Message):
+    __slots__ = ("calls", "seed", "wall_s", "inference_ns")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    WALL_S_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_NS_FIELD_NUMBER: _ClassVar[int]
+    calls: int
+    seed: int
+    wall_s: float
+    inference_ns: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, calls: _Optional[int] = ..., seed: _Optional[int] = ..., wall_s: _Optional[float] = ..., inference_ns: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class ControlRate(_message.Message):
     __slots__ = ("period_s", "ticks", "deadline_misses", "max_overrun_ns")
     PERIOD_S_FIELD_NUMBER: _ClassVar[int]
@@ -320,7 +344,7 @@ class ControlRate(_message.Message):
     def __init__(self, period_s: _Optional[float] = ..., ticks: _Optional[int] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate")
+    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate", "latency_phase")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     RETURN_MEAN_FIELD_NUMBER: _ClassVar[int]
     RETURN_STD_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +364,7 @@ class JobSummary(_message.Message):
     IDLE_ENERGY_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_PHASE_FIELD_NUMBER: _ClassVar[int]
     CONTROL_RATE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_PHASE_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     return_mean: float
     return_std: float
@@ -359,7 +384,8 @@ class JobSummary(_message.Message):
     idle_energy: _containers.RepeatedCompositeFieldContainer[EnergyReading]
     inference_phase: InferencePhase
     control_rate: ControlRate
-    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ...) -> None: ...
+    latency_phase: LatencyPhase
+    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ..., latency_phase: _Optional[_Union[LatencyPhase, _Mapping]] = ...) -> None: ...
 
 class JobAccepted(_message.Message):
     __slots__ = ("job_id", "queue_position", "reattached")

@@ -35,6 +35,24 @@ def deploy_command(
     force: Annotated[
         bool, typer.Option(help="run again even if this target has results with these settings")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="worker processes that run each job's episodes for their returns (batch 1 each); latency is "
+            "then measured alone first; 0 = the device's cores (1 where it has an energy meter), 1 = every "
+            "episode alone and timed",
+            min=0,
+        ),
+    ] = 0,
+    latency_calls: Annotated[
+        int | None,
+        typer.Option(
+            help="with --workers > 1: timed in-loop calls of the quiet latency phase (agent default 1000)",
+            min=1,
+        ),
+    ] = None,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -50,6 +68,8 @@ def deploy_command(
             warmup_calls=warmup_calls,
             max_steps_per_episode=max_steps,
             force=force,
+            quality_workers=workers,
+            latency_calls=latency_calls,
         )
         with Progress(
             TextColumn("{task.description}"),

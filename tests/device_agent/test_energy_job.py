@@ -118,14 +118,21 @@ def test_settings_round_trip_keeps_unset_apart_from_zero() -> None:
 
 
 class ClockMeter(EnergyMeter):
-    """A steady 5 W draw, counted in µJ from the real clock: the whole recorder path without hardware."""
+    """A steady 5 W draw, counted in µJ from the real clock: the whole recorder path without hardware.
+
+    Updates every 0.1 ms, so the two short episodes below (a few ms since the loop uses IO binding) still
+    span the ten updates a window needs."""
 
     def __init__(self) -> None:
-        super().__init__("fake:steady", 61e-6, 1e-3, "CPU package", wrap=None, scale_j=1e-6)
-        self.t0 = time.perf_counter()
+        super().__init__("fake:steady", 61e-6, 1e-4, "CPU package", wrap=None, scale_j=1e-6)
+        self.t0 = self.last_t = time.perf_counter()
+        # a sample's time is the instant of its raw read, so a preempted test process cannot skew a
+        # short window's watts beyond the tolerances below
+        self.clock = lambda: self.last_t
 
     def read_raw(self) -> float:
-        return 5.0 * (time.perf_counter() - self.t0) * 1e6
+        self.last_t = time.perf_counter()
+        return 5.0 * (self.last_t - self.t0) * 1e6
 
 
 def test_job_with_a_meter_reports_idle_gross_net_per_episode_and_per_inference(

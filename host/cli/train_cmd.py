@@ -1,74 +1,282 @@
-"""`drlc-host train`: make a baseline policy for users who have none."""
+"""`drlc-host train`: make baseline policies for users who have none, one run or a whole grid."""
 
 from __future__ import annotations
 
-import json
+import itertools
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from host.artifacts import store_artifact
-from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.errors import DrlcError
-from host.train import ALGOS, TrainConfig, train
+from host.executors import Executor, Outcome, make_executor
+from host.hyperparams import parse_overrides
+from host.results_db import ResultsDB
+from host.train import (
+    ALGOS,
+    STUDY_ALGOS,
+    STUDY_ENVS,
+    TrainConfig,
+    TrainPlan,
+    TrainProgress,
+    TrainResult,
+    TrainTask,
+    finished_run,
+    make_plan,
+    record_run,
+    train_task,
+    write_fs_token,
+)
+from host.workspace import Workspace
 
 
-def parse_hp(items: list[str] | None) -> dict[str, object]:
-    """``key=value`` pairs; values are read as JSON when they parse (numbers, lists), else as strings."""
-    out: dict[str, object] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise DrlcError(f"--hp takes key=value, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def split_list(value: str, study: tuple[str, ...]) -> list[str]:
+    """``"ppo,td3"`` -> ``["ppo", "td3"]``; ``"study"`` -> the study's list."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    out: list[str] = []
+    for item in items:
+        out.extend(study if item.lower() == "study" else [item])
+    if not out:
+        raise DrlcError(f"empty list {value!r}")
+    return list(dict.fromkeys(out))
+
+
+def parse_seeds(value: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-9"`` (inclusive) or a mix: ``"0-4,10"``."""
+    seeds: list[int] = []
+    try:
+        for part in value.split(","):
+            first, sep, last = part.strip().partition("-")
+            seeds.extend(range(int(first), int(last) + 1) if sep else [int(first)])
+    except ValueError:
+        raise DrlcError(f"--seeds takes integers and ranges like 0,1,2 or 0-9, got {value!r}") from None
+    return list(dict.fromkeys(seeds))
+
+
+def _describe_plan(plan: TrainPlan) -> str:
+    hp = plan.hyperparams
+    values = ", ".join(f"{k}={v}" for k, v in sorted(hp.entry.items())) or "(SB3 defaults)"
+    extra = f"; overrides: {', '.join(sorted(hp.overrides))}" if hp.overrides else ""
+    kwargs = ", ".join(f"{k}={v}" for k, v in hp.normalize_kwargs.items())
+    norm = f"VecNormalize({kwargs})" if hp.normalize else "raw observations"
+    return (
+        f"[bold]{plan.config.algo} {escape(plan.config.env_id)}[/]: {plan.total_steps:,} steps, {norm}\n"
+        f"  hyperparameters: {escape(hp.source.describe(plan.config.env_id))}{escape(extra)}\n"
+        f"  {escape(values)}"
+    )
+
+
+def _progress_text(p: TrainProgress) -> dict[str, str]:
+    sps = f"{p.steps_per_s:,.0f} steps/s" if p.steps_per_s else ""
+    parts = []
+    if p.recent_return is not None:
+        parts.append(f"return {p.recent_return:.1f}")
+    if p.eval_return is not None:
+        parts.append(f"eval {p.eval_return:.1f}")
+    if p.phase not in ("train", "done"):
+        parts.append(f"[{p.phase}]")
+    return {"sps": sps, "ret": escape(" · ".join(parts))}
 
 
 def train_command(
-    algo: Annotated[str, typer.Option(help=f"one of {', '.join(ALGOS)}")],
-    env: Annotated[str, typer.Option(help="Gymnasium env id, e.g. Hopper-v5")],
-    steps: Annotated[int, typer.Option(help="environment steps", min=1)] = 100_000,
-    seed: Annotated[int, typer.Option()] = 0,
-    normalize: Annotated[
-        bool, typer.Option(help="observation normalisation (VecNormalize), baked into the graph")
-    ] = False,
-    hp: Annotated[
-        list[str] | None, typer.Option(help="algorithm hyperparameter override key=value; repeatable")
+    algo: Annotated[
+        str, typer.Option(help=f"{', '.join(ALGOS)}; a comma list, or 'study' for {','.join(STUDY_ALGOS)}")
+    ],
+    env: Annotated[
+        str,
+        typer.Option(help="Gymnasium env id (Hopper-v5); a comma list, or 'study' for the five study envs"),
+    ],
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="environment steps; default: the RL Zoo's n_timesteps for the pair (1e6 without)", min=1
+        ),
     ] = None,
+    seed: Annotated[int, typer.Option(help="training seed")] = 0,
+    seeds: Annotated[
+        str | None, typer.Option(help="several seeds, e.g. 0,1,2 or 0-9 (overrides --seed)")
+    ] = None,
+    hp: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="hyperparameter override key=value in the RL Zoo's syntax (lin_3e-4, dict(...)); repeatable"
+        ),
+    ] = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--normalize/--no-normalize",
+            help="VecNormalize (baked into the graph); default: as the hyperparameters say",
+            show_default=False,
+        ),
+    ] = None,
+    zoo: Annotated[
+        bool,
+        typer.Option(
+            "--zoo/--no-zoo", help="start from the RL Zoo's tuned hyperparameters, or SB3's defaults"
+        ),
+    ] = True,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(help="evaluate every N steps; default: a tenth of the run, >= 25 000; 0: never", min=0),
+    ] = None,
+    eval_episodes: Annotated[int, typer.Option(help="episodes per periodic evaluation", min=1)] = 5,
+    final_eval_episodes: Annotated[
+        int, typer.Option(help="episodes of the evaluation after training", min=1)
+    ] = 10,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(help="checkpoint every N steps; default: at each evaluation; 0: never", min=0),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="continue interrupted runs from their last checkpoint; skip runs already recorded"),
+    ] = False,
+    tensorboard: Annotated[
+        bool, typer.Option(help="SB3's TensorBoard logs in each run's tb/ folder")
+    ] = False,
+    executor: Annotated[str, typer.Option(help="local (this machine) or ray")] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="runs at once. local: default 1 (one after another, in this process), 0 = one per core; "
+            "ray: default and 0 = as many as the cluster schedules",
+            min=0,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join ('auto': the one on this machine); default: start one"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="print the runs and their hyperparameters, train nothing")
+    ] = False,
     home: HomeOption = None,
 ) -> None:
-    """Train with Stable-Baselines3 and export the baseline ONNX artifact."""
+    """Train with Stable-Baselines3 (RL Zoo hyperparameters) and export baseline ONNX artifacts."""
     with user_errors(), open_workspace(home) as (workspace, db):
-        cfg = TrainConfig(
-            algo=algo.lower(),
-            env_id=env,
-            total_steps=steps,
-            seed=seed,
-            normalize=normalize,
-            hyperparams=parse_hp(hp),
+        algos = [a.lower() for a in split_list(algo, STUDY_ALGOS)]
+        envs = split_list(env, STUDY_ENVS)
+        seed_list = parse_seeds(seeds) if seeds is not None else [seed]
+        overrides = parse_overrides(hp)
+        configs = [
+            TrainConfig(
+                algo=a,
+                env_id=e,
+                seed=s,
+                total_steps=steps,
+                hyperparams=overrides,
+                use_zoo=zoo,
+                normalize=normalize,
+                eval_every_steps=eval_every,
+                eval_episodes=eval_episodes,
+                final_eval_episodes=final_eval_episodes,
+                checkpoint_every_steps=checkpoint_every,
+                tensorboard=tensorboard,
+            )
+            for a, e, s in itertools.product(algos, envs, seed_list)
+        ]
+        # Every run's hyperparameters are checked before any run starts.
+        plans = [make_plan(cfg) for cfg in configs]
+        shown: set[tuple[str, str]] = set()
+        for plan in plans:
+            if (plan.config.algo, plan.config.env_id) not in shown:
+                shown.add((plan.config.algo, plan.config.env_id))
+                console.print(_describe_plan(plan))
+        if dry_run:
+            console.print(f"{len(plans)} run(s); --dry-run: nothing trained")
+            return
+        todo = [plan for plan in plans if not (resume and _recorded(db, plan))]
+        if not todo:
+            return
+        runner = make_executor(
+            executor, workers if workers is not None else (1 if executor == "local" else 0), ray_address
         )
+        failures = _run(todo, runner, workspace, db, resume)
+        if failures:
+            raise typer.Exit(code=1)
+
+
+def _recorded(db: ResultsDB, plan: TrainPlan) -> bool:
+    done = finished_run(db, plan.config_key)
+    if done is not None:
+        console.print(
+            f"already trained: {escape(plan.config.label)} (run {escape(done['run_id'])}, "
+            f"model {done['model_sha256'][:12]}); skipped"
+        )
+    return done is not None
+
+
+def _run(todo: list[TrainPlan], runner: Executor, workspace: Workspace, db: ResultsDB, resume: bool) -> int:
+    """Train every plan on ``runner`` under one progress display; record each run as it finishes.
+    Returns how many failed."""
+    token = write_fs_token(workspace.runs_dir) if runner.name == "ray" else None
+    tasks = [TrainTask(p.config, str(workspace.runs_dir), resume, token) for p in todo]
+    if len(tasks) > 1:
+        console.print(f"{len(tasks)} runs on executor {runner.name}")
+    failures = 0
+    try:
         with Progress(
-            TextColumn(f"train {cfg.algo} {cfg.env_id}"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[sps]}"),
             TextColumn("{task.fields[ret]}"),
             TimeRemainingColumn(),
             console=console,
         ) as bar:
-            task = bar.add_task("train", total=cfg.total_steps, ret="")
+            rows: dict[int, TaskID] = {}
 
-            def on_progress(done: int, total: int, recent: float | None) -> None:
-                bar.update(task, completed=done, ret=f"return {recent:.1f}" if recent is not None else "")
+            def row(index: int) -> TaskID:
+                if index not in rows:
+                    plan = todo[index]
+                    rows[index] = bar.add_task(
+                        escape(plan.config.label), total=plan.total_steps, sps="", ret=""
+                    )
+                return rows[index]
 
-            result = train(cfg, workspace.runs_dir, on_progress)
-        row = store_artifact(
-            workspace, db, result.exported.onnx_bytes, result.exported.manifest, checkpoint=result.checkpoint
+            if runner.name != "inline":  # the whole grid, waiting rows included
+                for index in range(len(tasks)):
+                    row(index)
+
+            def on_progress(index: int, p: TrainProgress) -> None:
+                bar.update(row(index), completed=p.steps, total=p.total, **_progress_text(p))
+
+            for outcome in runner.run(train_task, tasks, on_progress):
+                failures += not _finish(outcome, workspace, db, bar, row(outcome.index))
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted[/]: checkpoints stay in the run folders under "
+            f"{escape(str(workspace.runs_dir))}; run the same command with --resume to continue"
         )
-        console.print(
-            f"trained {cfg.algo} on {cfg.env_id} for {cfg.total_steps} steps in {result.wall_s:.0f} s ({cfg.total_steps / result.wall_s:.0f} steps/s)"
-        )
-        console.print(f"checkpoint {result.checkpoint}\nartifact {row.name} sha256 {row.sha256}")
+        raise typer.Exit(code=130) from None
+    finally:
+        if token is not None:
+            (workspace.runs_dir / token[0]).unlink(missing_ok=True)
+    return failures
+
+
+def _finish(
+    outcome: Outcome[TrainTask, TrainResult], workspace: Workspace, db: ResultsDB, bar: Progress, row: TaskID
+) -> bool:
+    """Record a finished run (artifact, checkpoint, curve) and print its line; False when it failed."""
+    label = outcome.task.config.label
+    if not outcome.ok or outcome.result is None:
+        bar.update(row, ret="[red]failed[/]", sps="")
+        bar.console.print(f"[bold red]error:[/] {escape(label)}: {escape(outcome.error or 'no result')}")
+        return False
+    result = outcome.result
+    bar.update(row, completed=result.steps_done, total=max(result.steps_done, bar.tasks[row].total or 0))
+    model = record_run(workspace, db, result)
+    resumed = (
+        f", resumed at step {result.resumed_from_step:,}" if result.resumed_from_step is not None else ""
+    )
+    bar.console.print(
+        f"[green]trained[/] {escape(label)}: return {result.final_return_mean:.1f} ± {result.final_return_std:.1f} "
+        f"({len(result.final_returns)} episodes) after {result.steps_done:,} steps in {result.wall_s:.0f} s "
+        f"({result.train_steps_per_s:,.0f} steps/s{resumed})\n"
+        f"  artifact {escape(model.name)} sha256 {model.short}, checkpoint {escape(str(model.checkpoint))}"
+    )
+    return True

@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 	DRLC_HOME=$(DEMO_HOME) VENV=$(VENV) bash tools/demo.sh
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check host device_agent tools tests

@@ -16,12 +16,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 EPISODE_SEED = 1_000_000
 
 
@@ -66,7 +66,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="runs at once (local process pool)")
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per policy")
     parser.add_argument("--margin", type=float, default=3.0, help="required return ratio over random")
-    parser.add_argument("--home", type=Path, default=ROOT / ".drlc-train-check")
+    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "drlc-train-check")
     parser.add_argument("--skip-train", action="store_true", help="only evaluate what --home holds")
     args = parser.parse_args()
 

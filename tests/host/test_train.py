@@ -186,6 +186,7 @@ def test_dry_run_prints_every_runs_hyperparameters(drlc_home: Path) -> None:
     assert "ppo.yml [HumanoidStandup-v2]" in out
 
 
+@pytest.mark.slow  # starting Ray and importing torch in its workers takes 20-50 s on 2 cores
 def test_ray_executor_on_a_local_instance(drlc_home: Path) -> None:
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

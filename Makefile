@@ -27,7 +27,7 @@ lint: $(VENV)/.installed
 protos: $(VENV)/.installed
 	$(PY) tools/gen_protos.py
 
-# Every benchmark in tools/, one after another (about 25 min on 2 cores); writes the table into docs/performance.md.
+# Every benchmark in tools/, one after another (about 15 min on 2 cores); writes the table into docs/performance.md.
 # BENCH_ARGS=--quick for a smoke run, BENCH_ARGS="--only bench_loop" for one of them.
 bench: $(VENV)/.installed
 	$(PY) tools/bench_all.py $(BENCH_ARGS)

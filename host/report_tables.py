@@ -10,7 +10,7 @@ Welch's test (see :mod:`host.report_stats`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from host.report import KEEP_FRACTION, PRUNING_METHODS, ReportRow
@@ -360,16 +360,19 @@ def cross_recommendations(recs: Sequence[Recommendation], targets: Sequence[str]
     return table
 
 
-def cross_quantization(comparisons: Sequence[Comparison], targets: Sequence[str]) -> Table:
-    table = Table(
-        "Table 1 side by side: return per quantization method, % of the baseline on each device",
-        ["algo", "env", "baseline", "variant", *targets],
-        note=LEGEND,
-        anchor="cross-t1",
-    )
+def _cross_returns(
+    comparisons: Sequence[Comparison],
+    targets: Sequence[str],
+    title: str,
+    anchor: str,
+    methods: Collection[str],
+    with_ci: bool,
+) -> Table:
+    """One row per (policy, variant of ``methods``), one return cell per device."""
+    table = Table(title, ["algo", "env", "baseline", "variant", *targets], note=LEGEND, anchor=anchor)
     for per_target in _by_policy_target(comparisons).values():
         labels = sorted(
-            {c.label for g in per_target.values() for c in g if c.row.method in INT8_METHODS},
+            {c.label for g in per_target.values() for c in g if c.row.method in methods},
             key=label_sort_key,
         )
         base = next(iter(per_target.values()))[0].base
@@ -377,31 +380,31 @@ def cross_quantization(comparisons: Sequence[Comparison], targets: Sequence[str]
             cells = []
             for t in targets:
                 c = next((c for c in per_target.get(t, []) if c.label == label), None)
-                cells.append(return_cell(c, with_ci=True, detail=False) if c else Cell("–"))
+                cells.append(return_cell(c, with_ci=with_ci, detail=False) if c else Cell("–"))
             table.rows.append([*_policy_cells(base), Cell(label), *cells])
     return table
+
+
+def cross_quantization(comparisons: Sequence[Comparison], targets: Sequence[str]) -> Table:
+    return _cross_returns(
+        comparisons,
+        targets,
+        "Table 1 side by side: return per quantization method, % of the baseline on each device",
+        "cross-t1",
+        INT8_METHODS,
+        with_ci=True,
+    )
 
 
 def cross_pruning(comparisons: Sequence[Comparison], targets: Sequence[str]) -> Table:
-    table = Table(
+    return _cross_returns(
+        comparisons,
+        targets,
         "Table 2 side by side: return per pruning method and ratio, % of the baseline on each device",
-        ["algo", "env", "baseline", "variant", *targets],
-        note=LEGEND,
-        anchor="cross-t2",
+        "cross-t2",
+        PRUNING_METHODS,
+        with_ci=False,
     )
-    for per_target in _by_policy_target(comparisons).values():
-        labels = sorted(
-            {c.label for g in per_target.values() for c in g if c.row.method in PRUNING_METHODS},
-            key=label_sort_key,
-        )
-        base = next(iter(per_target.values()))[0].base
-        for label in labels:
-            cells = []
-            for t in targets:
-                c = next((c for c in per_target.get(t, []) if c.label == label), None)
-                cells.append(return_cell(c, with_ci=False, detail=False) if c else Cell("–"))
-            table.rows.append([*_policy_cells(base), Cell(label), *cells])
-    return table
 
 
 def cross_limits(comparisons: Sequence[Comparison], targets: Sequence[str]) -> Table:

@@ -287,6 +287,9 @@ class JobManager:
         yield pb.ProfileEvent(
             job_id=record.job_id, sequence=seq, accepted=pb.JobAccepted(job_id=record.job_id, reattached=True)
         )
+        if record.HasField("started"):
+            seq += 1
+            yield pb.ProfileEvent(job_id=record.job_id, sequence=seq, started=record.started)
         for episode in record.episodes:
             seq += 1
             yield pb.ProfileEvent(job_id=record.job_id, sequence=seq, episode=episode)
@@ -307,12 +310,16 @@ class JobManager:
             job.events.append(event)
             if event.HasField("episode"):
                 job.record.episodes.append(event.episode)
+            elif event.HasField("started"):
+                job.record.started.CopyFrom(event.started)
             elif event.HasField("summary"):
                 job.record.summary.CopyFrom(event.summary)
             elif event.HasField("failed"):
                 job.record.failure.CopyFrom(event.failed)
             if state is not None:
                 job.record.state = state
+                if state in TERMINAL:
+                    job.record.ended_unix_ns = time.time_ns()
             self._save(job)
             job.changed.notify_all()
 
@@ -327,6 +334,7 @@ class JobManager:
                     skip = job.done
                     if not skip:
                         job.record.state = pb.JOB_STATE_RUNNING
+                        job.record.started_unix_ns = time.time_ns()
                 if not skip:
                     self._run(job)
             except Exception as exc:  # the runner thread must survive anything a job does

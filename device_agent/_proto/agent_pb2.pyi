@@ -438,7 +438,7 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class JobRecord(_message.Message):
-    __slots__ = ("job_id", "state", "request", "episodes", "summary", "failure", "device_fingerprint")
+    __slots__ = ("job_id", "state", "request", "episodes", "summary", "failure", "device_fingerprint", "started_unix_ns", "ended_unix_ns", "started")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -446,6 +446,9 @@ class JobRecord(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     request: ProfileRequest
@@ -453,4 +456,7 @@ class JobRecord(_message.Message):
     summary: JobSummary
     failure: JobFailed
     device_fingerprint: str
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request: _Optional[_Union[ProfileRequest, _Mapping]] = ..., episodes: _Optional[_Iterable[_Union[EpisodeResult, _Mapping]]] = ..., summary: _Optional[_Union[JobSummary, _Mapping]] = ..., failure: _Optional[_Union[JobFailed, _Mapping]] = ..., device_fingerprint: _Optional[str] = ...) -> None: ...
+    started_unix_ns: int
+    ended_unix_ns: int
+    started: JobStarted
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request: _Optional[_Union[ProfileRequest, _Mapping]] = ..., episodes: _Optional[_Iterable[_Union[EpisodeResult, _Mapping]]] = ..., summary: _Optional[_Union[JobSummary, _Mapping]] = ..., failure: _Optional[_Union[JobFailed, _Mapping]] = ..., device_fingerprint: _Optional[str] = ..., started_unix_ns: _Optional[int] = ..., ended_unix_ns: _Optional[int] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -101,13 +102,24 @@ def targets_command(
         for header in ("target", "address", "agent", "device", "providers", "energy meters", "description"):
             table.add_column(header)
         notes: list[str] = []
+        loaded: list[tuple[Path, TargetProfile | DrlcError]] = []
         for path in paths:
             try:
-                profile = load_profile(path)
+                loaded.append((path, load_profile(path)))
             except DrlcError as exc:
-                table.add_row(path.stem, "", "[red]invalid profile[/]", "", "", "", str(exc))
+                loaded.append((path, exc))
+        # every agent at once: the command takes one --timeout however many devices are down
+        with ThreadPoolExecutor(max_workers=max(1, len(loaded))) as pool:
+            pings = {
+                path: pool.submit(ping, profile, workspace, timeout_s, spawn_local)
+                for path, profile in loaded
+                if isinstance(profile, TargetProfile)
+            }
+        for path, profile in loaded:
+            if isinstance(profile, DrlcError):
+                table.add_row(path.stem, "", "[red]invalid profile[/]", "", "", "", str(profile))
                 continue
-            result = ping(profile, workspace, timeout_s, spawn_local)
+            result = pings[path].result()
             info = result.info
             device = f"{info.hostname} ({info.machine}, {info.cpu_model})" if info else ""
             address = "spawned here" if profile.spawn_local else profile.address

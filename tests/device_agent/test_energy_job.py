@@ -75,7 +75,6 @@ def test_control_rate_affinity_and_inference_phase_through_the_agent(client: Age
         inference_phase_s=0.2,
         idle_s=0.0,
     )
-    t0 = time.monotonic()
     events = list(client.run_profile(request))
     summary = events[-1].summary
     assert summary.effective.control_rate and list(summary.effective.cpu_affinity) == [cpu]
@@ -91,7 +90,6 @@ def test_control_rate_affinity_and_inference_phase_through_the_agent(client: Age
     assert phase.calls >= 1000 and phase.calls % 1000 == 0  # whole passes over 1000 recorded observations
     assert phase.wall_s >= 0.2 and phase.mean_call_ns == pytest.approx(phase.wall_s * 1e9 / phase.calls)
     assert 1 < phase.distinct_observations <= 1000
-    assert time.monotonic() - t0 < 30
 
 
 def test_bad_affinity_and_energy_settings_are_refused() -> None:

@@ -61,19 +61,23 @@ def test_parallel_episodes_give_the_sequential_returns(client: AgentClient) -> N
 def test_cancel_and_a_dying_helper_end_the_job_and_free_the_device(client: AgentClient) -> None:
     data, sha, _ = random_policy("HalfCheetah-v5", hidden=(32, 32))
     upload_bytes(client, data, sha)
-    # a helper killed mid-job fails the job, as a crashing measuring worker does
+    # A helper killed mid-job fails the job, as a crashing measuring worker does. The helper is stopped
+    # (SIGSTOP) as soon as the job has started: the episode it is handed can never end, so the job cannot
+    # finish on its own however fast this machine is, and the kill lands mid-job by construction.
     crash = client.run_profile(profile_request("helper-crash", sha, episodes=400, quality_workers=2))
     started = next(e for e in crash if e.HasField("started"))
     (helper,) = started.started.runtime.quality_worker_pids
+    os.kill(helper, signal.SIGSTOP)
     next(e for e in crash if e.HasField("episode"))  # the parallel phase is under way
     os.kill(helper, signal.SIGKILL)
     last = list(crash)[-1]
     assert last.failed.error_type == "WorkerCrashed" and "quality worker 1 died" in last.failed.message
     wait_gone([started.started.runtime.worker_pid])  # the measuring worker is stopped with it
-    # cancelling a parallel job kills every one of its workers
+    # cancelling a parallel job kills every one of its workers, a stopped one included
     long_job = client.run_profile(profile_request("par-long", sha, episodes=400, quality_workers=2))
     started = next(e for e in long_job if e.HasField("started"))
     pids = [started.started.runtime.worker_pid, *started.started.runtime.quality_worker_pids]
+    os.kill(pids[1], signal.SIGSTOP)  # the job cannot end before the cancel
     next(e for e in long_job if e.HasField("episode"))
     assert client.cancel_job("par-long").state == pb.JOB_STATE_CANCELLED
     wait_gone(pids)
@@ -81,14 +85,16 @@ def test_cancel_and_a_dying_helper_end_the_job_and_free_the_device(client: Agent
     assert after[-1].HasField("summary")
 
 
-def wait_gone(pids: list[int], timeout_s: float = 5.0) -> None:
+def wait_gone(pids: list[int], bound_s: float = 120.0) -> None:
+    """Wait until every pid has exited. The bound only turns a hang into a failure."""
+
     def gone(pid: int) -> bool:
         try:
             return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
 
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + bound_s
     while not all(gone(pid) for pid in pids):
         assert time.monotonic() < deadline, f"workers {pids} still running"
         time.sleep(0.05)

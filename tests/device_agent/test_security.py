@@ -109,7 +109,7 @@ def test_missing_or_wrong_token_is_refused(secure_agent, pki, token) -> None:
 
 def test_plain_text_to_a_tls_port_is_refused(secure_agent) -> None:
     with AgentClient(
-        f"127.0.0.1:{secure_agent.port}", timeout_s=3, security=ClientSecurity(token=TOKEN)
+        f"127.0.0.1:{secure_agent.port}", timeout_s=30, security=ClientSecurity(token=TOKEN)
     ) as c:
         with pytest.raises(DeviceError, match="UNAVAILABLE"):
             c.device_info()
@@ -119,7 +119,7 @@ def test_tls_with_an_unknown_ca_is_refused(secure_agent) -> None:
     other_key = ec.generate_private_key(ec.SECP256R1())
     other_ca = pem(_cert("someone else", other_key, _name("someone else"), other_key, ca=True))
     with AgentClient(
-        f"localhost:{secure_agent.port}", timeout_s=3, security=ClientSecurity(token=TOKEN, tls_ca=other_ca)
+        f"localhost:{secure_agent.port}", timeout_s=30, security=ClientSecurity(token=TOKEN, tls_ca=other_ca)
     ) as c:
         with pytest.raises(DeviceError, match="UNAVAILABLE"):
             c.device_info()
@@ -133,7 +133,7 @@ def test_mutual_tls_requires_a_client_certificate(tmp_path: Path, pki) -> None:
     agent = create_server("127.0.0.1:0", tmp_path / "agent", security=security)
     try:
         with AgentClient(
-            f"localhost:{agent.port}", timeout_s=3, security=ClientSecurity(token=TOKEN, tls_ca=pki["ca"])
+            f"localhost:{agent.port}", timeout_s=30, security=ClientSecurity(token=TOKEN, tls_ca=pki["ca"])
         ) as c:
             with pytest.raises(DeviceError, match="UNAVAILABLE"):
                 c.device_info()

@@ -9,13 +9,36 @@ import time
 from host.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy
 from host.local_agent import local_agent
-from host.profiles import TargetProfile
+from host.profiles import MeasurementOverrides, TargetProfile
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy
 
 KILLS = 3
-EPISODES = 4
+EPISODES = 3
+PACED = MeasurementOverrides(control_rate=True, max_steps_per_episode=20)
+"""Jobs slow by construction, whatever the CPU: in control-rate mode every HalfCheetah step waits for the env's
+control period (0.05 s), so a 20-step episode lasts at least 1 s and a job of 3 episodes at least 3 s. A fault
+injected once a job has stored its first episode therefore lands mid-job on any machine."""
+
+
+def job_in_progress(db_path, excluding: set[str]) -> str | None:
+    """A job that has stored an episode but not finished (so a kill now is mid-job), not one of ``excluding``."""
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute(
+            "SELECT j.job_id FROM jobs j JOIN episodes e ON e.job_id = j.job_id "
+            "WHERE j.state IN ('queued', 'running') GROUP BY j.job_id ORDER BY j.job_id"
+        ).fetchall()
+    return next((r[0] for r in row if r[0] not in excluding), None)
+
+
+def wait_for(predicate, what: str, bound_s: float = 300.0):
+    """Poll until ``predicate`` returns something truthy. The bound only turns a hang into a failure."""
+    deadline = time.monotonic() + bound_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.02)
+    return value
 
 
 def test_agent_killed_k_times_during_a_multi_model_deploy(tmp_path) -> None:
@@ -26,25 +49,32 @@ def test_agent_killed_k_times_during_a_multi_model_deploy(tmp_path) -> None:
             data, _, manifest = random_policy("HalfCheetah-v5", hidden=(64, 64), seed=seed)
             models.append(store_artifact(workspace, db, data, manifest))
         with local_agent(tmp_path / "agent") as agent:
-            profile = TargetProfile(name="flaky", address=agent.address)
-            kills: list[float] = []
+            profile = TargetProfile(name="flaky", address=agent.address, measurement=PACED)
+            killed: set[str] = set()
+            errors: list[BaseException] = []
 
             def killer() -> None:
-                start = time.monotonic()
-                for k in range(KILLS):
-                    time.sleep(2.0 + 0.7 * k)  # mid-job: a job here takes a few seconds
-                    agent.process.kill()  # SIGKILL: no graceful shutdown, as in a power cut
-                    kills.append(time.monotonic() - start)
-                    while agent.restarts <= k:
-                        time.sleep(0.05)
+                try:
+                    for k in range(KILLS):
+                        job = wait_for(lambda: job_in_progress(workspace.db_path, killed), "a job mid-way")
+                        agent.process.kill()  # SIGKILL: no graceful shutdown, as in a power cut
+                        killed.add(job)
+                        wait_for(lambda k=k: agent.restarts > k, "the agent to be restarted")
+                except BaseException as exc:  # reported by the main thread
+                    errors.append(exc)
 
             thread = threading.Thread(target=killer)
             thread.start()
             outcome = deploy(
-                models, profile, workspace, db, DeployConfig(n_episodes=EPISODES, warmup_calls=5)
+                models,
+                profile,
+                workspace,
+                db,
+                DeployConfig(n_episodes=EPISODES, warmup_calls=5, quality_workers=1),
             )
             thread.join()
-        assert len(kills) == KILLS and agent.restarts == KILLS
+        assert not errors, errors
+        assert len(killed) == KILLS and agent.restarts == KILLS
         assert outcome.failed == {}
         assert sorted(outcome.succeeded) == sorted(m.sha256 for m in models)
 
@@ -83,24 +113,30 @@ def test_host_killed_mid_deploy_then_deploy_again_finishes_only_the_rest(tmp_pat
         for seed in range(3):
             data, _, manifest = random_policy("HalfCheetah-v5", hidden=(32, 32), seed=seed)
             models.append(store_artifact(workspace, db, data, manifest))
-    args = ["deploy", "--target", "local", "--episodes", "4", "--warmup-calls", "5", "--home", str(home)]
+    paced = tmp_path / "paced.toml"  # this machine, with jobs slow by construction (see PACED)
+    paced.write_text(
+        'address = "127.0.0.1:0"\nspawn_local = true\n'
+        "[measurement]\ncontrol_rate = true\nmax_steps_per_episode = 20\n"
+    )
+    args = ["deploy", "--target", str(paced), "--episodes", "3", "--warmup-calls", "5", "--workers", "1"]
+    args += ["--home", str(home)]
     host = subprocess.Popen(
         [sys.executable, "-m", "host.cli.main", *args],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while True:  # wait until one job is done and the next has stored an episode
-        assert time.monotonic() < deadline and host.poll() is None
+
+    def one_done_and_the_next_under_way() -> bool:  # then the rest needs >= 1 s of paced steps
+        assert host.poll() is None, "the host exited before it was killed"
         with sqlite3.connect(workspace.db_path) as conn:
             done = conn.execute("SELECT COUNT(*) FROM jobs WHERE state='succeeded'").fetchone()[0]
             partial = conn.execute(
                 "SELECT COUNT(*) FROM episodes e JOIN jobs j ON j.job_id=e.job_id WHERE j.state!='succeeded'"
             ).fetchone()[0]
-        if done >= 1 and partial >= 1:
-            break
-        time.sleep(0.05)
+        return done >= 1 and partial >= 1
+
+    wait_for(one_done_and_the_next_under_way, "one job done and the next one under way")
     os.killpg(host.pid, signal.SIGKILL)  # the host and the agent it started, mid-write
     host.wait()
     conn = sqlite3.connect(workspace.db_path)
@@ -118,4 +154,4 @@ def test_host_killed_mid_deploy_then_deploy_again_finishes_only_the_rest(tmp_pat
     counts = conn.execute(
         "SELECT COUNT(*) FROM episodes e JOIN jobs j ON j.job_id=e.job_id WHERE j.state='succeeded' GROUP BY j.job_id"
     ).fetchall()
-    assert counts == [(4,)] * len(models)
+    assert counts == [(3,)] * len(models)

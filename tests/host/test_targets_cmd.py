@@ -23,7 +23,7 @@ def test_targets_lists_profiles_and_pings_agents(tmp_path: Path, agent, drlc_hom
     (profiles / "broken.toml").write_text("address = 5\n")
     result = CliRunner().invoke(
         app,
-        ["--profiles-dir", str(profiles), "--timeout", "0.5", "--no-spawn-local", "-v"],
+        ["--profiles-dir", str(profiles), "--timeout", "10", "--no-spawn-local", "-v"],
         terminal_width=250,
     )
     assert result.exit_code == 0, result.output

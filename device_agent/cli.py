@@ -36,6 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-model-mb", type=float, default=AgentLimits.max_model_bytes / 2**20)
     serve.add_argument("--max-job-duration-s", type=float, default=AgentLimits.max_job_duration_s)
     serve.add_argument(
+        "--max-job-memory-mb",
+        type=float,
+        default=0,
+        help="resident memory one job's workers may hold together (0: half of this device's memory)",
+    )
+    serve.add_argument(
+        "--max-store-mb",
+        type=float,
+        default=AgentLimits.max_store_bytes / 2**20,
+        help="total size of stored models",
+    )
+    serve.add_argument(
+        "--upload-idle-s",
+        type=float,
+        default=AgentLimits.upload_idle_s,
+        help="end an upload that sends nothing for this long",
+    )
+    serve.add_argument(
+        "--max-streams",
+        type=int,
+        default=AgentLimits.max_streams,
+        help="job streams (RunProfile, WatchJob) open at once; more are refused",
+    )
+    serve.add_argument(
         "--token-file", type=Path, default=None, help=f"file holding the client token (else ${TOKEN_ENV})"
     )
     serve.add_argument("--tls-cert", type=Path, default=None, help="PEM server certificate (chain)")
@@ -64,6 +88,10 @@ def serve(args: argparse.Namespace) -> int:
     limits = AgentLimits(
         max_model_bytes=int(args.max_model_mb * 2**20),
         max_job_duration_s=args.max_job_duration_s,
+        max_worker_rss_bytes=int(args.max_job_memory_mb * 2**20),
+        max_store_bytes=int(args.max_store_mb * 2**20),
+        upload_idle_s=args.upload_idle_s,
+        max_streams=args.max_streams,
         allowed_envs=tuple(args.allow_env),
     )
     data_dir = args.data_dir or default_data_dir()

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
 from device_agent import convert
 from device_agent._proto import agent_pb2 as pb
 from device_agent.envs import check_env_allowed
@@ -43,7 +45,7 @@ from device_agent.results import (
     JobError,
     JobStart,
 )
-from device_agent.settings import AgentLimits, MeasurementSettings, effective_settings
+from device_agent.settings import AgentLimits, MeasurementSettings, effective_settings, job_memory_limit
 from device_agent.storage import ModelStore
 from device_agent.worker import helper_main, worker_main
 
@@ -70,6 +72,23 @@ class Job:
 
 WORKER_PRELOAD = ["device_agent._worker_preload"]
 """What the worker server imports before forking any worker (and nothing from the agent's own __main__)."""
+
+
+WORKER_GRACE_S = 30.0
+"""How long past the job limit a worker whose agent is gone keeps itself alive before it ends itself."""
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".job-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def worker_context() -> mp.context.BaseContext:
@@ -142,6 +161,11 @@ class JobManager:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._mp = worker_context()
         self._has_meter: bool | None = None
+        self.stopping = threading.Event()
+        """Set by ``stop``: the running job ends as AgentStopped and its workers are killed."""
+        self.memory_limit = job_memory_limit(limits)
+        self.damaged: list[str] = []
+        """Job records that could not be read at start-up, set aside under jobs/damaged/."""
         self._recover()
         self._thread = threading.Thread(target=self._run_forever, name="drlc-job-runner", daemon=True)
         self._thread.start()
@@ -151,26 +175,39 @@ class JobManager:
         return self.jobs_dir / f"{job_id}.pb"
 
     def _save(self, job: Job) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".job-", dir=self.jobs_dir)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(job.record.SerializeToString())
-        os.replace(tmp, self._record_path(job.record.job_id))
+        """Write the record to a temporary file, flush it to the disk, then rename it into place: a power cut
+        leaves the old record or the new one, never half of one."""
+        _write_atomically(self._record_path(job.record.job_id), job.record.SerializeToString())
 
     def _load(self, job_id: str) -> pb.JobRecord | None:
         path = self._record_path(job_id)
         if not path.is_file():
             return None
-        record = pb.JobRecord()
-        record.ParseFromString(path.read_bytes())
-        return record
+        try:
+            return pb.JobRecord.FromString(path.read_bytes())
+        except DecodeError:
+            self._set_aside(path)
+            return None
+
+    def _set_aside(self, path: Path) -> None:
+        """Move a record that cannot be read to jobs/damaged/, say so in the log, and carry on."""
+        damaged = self.jobs_dir / "damaged"
+        damaged.mkdir(exist_ok=True)
+        path.replace(damaged / path.name)
+        self.damaged.append(path.stem)
+        log.warning("job record %s is damaged and was set aside in %s", path.name, damaged)
 
     def _recover(self) -> None:
-        """Jobs that were queued or running when the agent stopped cannot finish: mark them failed."""
+        """Jobs that were queued or running when the agent stopped cannot finish: mark them failed. A record
+        that cannot be read is set aside: it is never a reason not to start."""
         for tmp in self.jobs_dir.glob(".job-*"):
             tmp.unlink(missing_ok=True)
         for path in self.jobs_dir.glob("*.pb"):
-            record = pb.JobRecord()
-            record.ParseFromString(path.read_bytes())
+            try:
+                record = pb.JobRecord.FromString(path.read_bytes())
+            except DecodeError:
+                self._set_aside(path)
+                continue
             if record.state not in TERMINAL:
                 record.state = pb.JOB_STATE_FAILED
                 record.failure.CopyFrom(
@@ -179,7 +216,7 @@ class JobManager:
                         message="the agent stopped before this job finished; run it again",
                     )
                 )
-                path.write_bytes(record.SerializeToString())
+                _write_atomically(path, record.SerializeToString())
 
     # ------------------------------------------------------------------ public API
     def submit(self, request: pb.ProfileRequest) -> tuple[str, bool]:
@@ -298,9 +335,40 @@ class JobManager:
         elif record.HasField("failure"):
             yield pb.ProfileEvent(job_id=record.job_id, sequence=seq + 1, failed=record.failure)
 
+    def prune(self, older_than_days: float) -> list[str]:
+        """Delete the records of finished jobs that ended more than ``older_than_days`` ago."""
+        if not 0 <= older_than_days <= 36_500:
+            raise InvalidRequestError(f"older_than_days={older_than_days} is outside 0..36500")
+        cutoff = time.time_ns() - int(older_than_days * 86_400e9)
+        removed = []
+        with self._lock:
+            live = {job_id for job_id, job in self._jobs.items() if not job.done}
+            for path in sorted(self.jobs_dir.glob("*.pb")):
+                if path.stem in live:
+                    continue
+                record = self._load(path.stem)
+                if record is None or record.state not in TERMINAL:
+                    continue
+                ended = record.ended_unix_ns or int(path.stat().st_mtime_ns)
+                if ended <= cutoff:
+                    path.unlink(missing_ok=True)
+                    self._jobs.pop(path.stem, None)
+                    removed.append(path.stem)
+        return removed
+
     def stop(self) -> None:
+        """End the running job (its workers are killed, it fails as AgentStopped), fail the queued ones, stop."""
+        self.stopping.set()
+        with self._lock:
+            waiting = [job for job in self._jobs.values() if job.record.state == pb.JOB_STATE_QUEUED]
+        for job in waiting:
+            with job.changed:
+                if not job.done:
+                    self._fail(
+                        job, "AgentStopped", "the agent was shut down before this job ran; run it again"
+                    )
         self._queue.put(None)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=10)
 
     # ------------------------------------------------------------------ the runner thread
     def _append(self, job: Job, event: pb.ProfileEvent, state: int | None = None) -> None:
@@ -361,7 +429,9 @@ class JobManager:
 
     def _start(self, job: Job, index: int, model_path: Path) -> _Worker:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
-        common = (str(model_path), job.manifest.to_json(), job.env_id, job.settings)
+        # a worker ends itself this long after it starts, even if the agent is gone and cannot stop it
+        lifetime_s = self.limits.max_job_duration_s + WORKER_GRACE_S
+        common = (str(model_path), job.manifest.to_json(), job.env_id, job.settings, lifetime_s)
         process = self._mp.Process(  # type: ignore[attr-defined]
             target=worker_main if index == 0 else helper_main,
             args=(child_conn, *common) if index == 0 else (child_conn, *common, index),
@@ -468,6 +538,11 @@ class _JobRun:
             if self.job.cancel_requested.is_set():
                 self.manager._cancelled(self.job)
                 return
+            if self.manager.stopping.is_set():
+                self.manager._fail(
+                    self.job, "AgentStopped", "the agent was shut down while this job ran; run it again"
+                )
+                return
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + self.POLL_S
@@ -504,14 +579,15 @@ class _JobRun:
                 f"the job ran longer than this agent's limit of {limits.max_job_duration_s:.0f} s",
             )
             return True
-        for w in self.workers:
-            if not w.exited and worker_rss(w.process.pid) > limits.max_worker_rss_bytes:
-                self.manager._fail(
-                    self.job,
-                    "WorkerMemoryLimit",
-                    f"the worker's memory passed this agent's limit of {limits.max_worker_rss_bytes >> 20} MiB",
-                )
-                return True
+        held = sum(worker_rss(w.process.pid) for w in self.workers if not w.exited)
+        if held > self.manager.memory_limit:
+            self.manager._fail(
+                self.job,
+                "WorkerMemoryLimit",
+                f"the job's workers together held {held >> 20} MiB, past this agent's limit of "
+                f"{self.manager.memory_limit >> 20} MiB per job",
+            )
+            return True
         return False
 
     def crashed(self, w: _Worker) -> bool:

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
 CHUNK_BYTES = 1 << 20
 """Upload chunk size the host uses; the message limit below leaves room for framing."""
+SHORT_CALL_THREADS = 8
+"""Server threads no upload or job stream can take: health, device info, HasModels, GetJob always answer."""
+MAX_RPCS_PER_THREAD = 4
+"""Calls admitted per server thread (running or queued for a thread); more are refused by gRPC itself."""
 
 
 @dataclass
@@ -74,13 +78,23 @@ def create_server(
     providers = available_providers()
     store = ModelStore(data_dir, limits.max_model_bytes, limits.max_stored_models, limits.max_store_bytes)
     jobs = JobManager(data_dir, store, limits, providers, agent_fingerprint(data_dir))
+    # Long calls (uploads, job streams) are capped by the servicer below the pool size, so SHORT_CALL_THREADS
+    # threads are always left for health checks, device info and the other short calls.
+    threads = limits.max_concurrent_uploads + limits.max_streams + SHORT_CALL_THREADS
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="drlc-rpc"),
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drlc-rpc"),
         interceptors=[TokenInterceptor(security.token)] if security.token else [],
         options=[
             ("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
             ("grpc.max_send_message_length", 64 << 20),
+            # a dead peer (a host that lost power, a cut cable) is noticed and its streams freed
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ],
+        # beyond this, calls are refused by gRPC itself (RESOURCE_EXHAUSTED) instead of queueing without end
+        maximum_concurrent_rpcs=MAX_RPCS_PER_THREAD * threads,
     )
     agent_pb2_grpc.add_AgentServicer_to_server(
         AgentServicer(data_dir, store, jobs, limits, providers), server

@@ -22,6 +22,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+import psutil
+
 from device_agent.errors import InvalidRequestError
 
 
@@ -97,14 +99,34 @@ class AgentLimits:
     """Total size of stored models; uploads beyond it are refused, so clients cannot fill the disk."""
     max_queued_jobs: int = 256
     """Jobs waiting or running at once; more are refused, so clients cannot exhaust memory."""
-    max_worker_rss_bytes: int = 4 * 1024**3
-    """A worker whose resident memory grows past this is killed and its job fails."""
+    max_worker_rss_bytes: int = 0
+    """A job whose worker processes together hold more resident memory than this is stopped and fails.
+    0: half of this device's memory (see ``job_memory_limit``)."""
     allowed_providers: tuple[str, ...] = field(default=())
     """Empty: whatever the onnxruntime build offers."""
     allowed_envs: tuple[str, ...] = field(default=())
     """Empty: every Gymnasium MuJoCo env."""
     max_quality_workers: int = 0
     """Most worker processes one job may run at once; 0: this device's CPU count."""
+    max_concurrent_uploads: int = 4
+    """Uploads in progress at once; more are refused (RESOURCE_EXHAUSTED) so uploads cannot take every thread."""
+    upload_idle_s: float = 30.0
+    """An upload that sends nothing for this long is ended by the agent."""
+    max_streams: int = 32
+    """RunProfile and WatchJob streams open at once; more are refused (RESOURCE_EXHAUSTED). Short calls (health,
+    device info, HasModels, GetJob) have threads of their own and always answer."""
+
+
+def job_memory_limit(limits: AgentLimits) -> int:
+    """The memory one job's workers may hold together: the configured figure, or half of this device's memory."""
+    if limits.max_worker_rss_bytes > 0:
+        return limits.max_worker_rss_bytes
+    return int(psutil.virtual_memory().total // 2)
+
+
+SEED_MAX = 2**31 - 1
+"""Largest seed a job may ask for: Gymnasium seeds with non-negative integers, and the offsets the agent adds
+for its warm-up and replay episodes keep every seed it uses below 2**32."""
 
 
 def usable_cpus() -> set[int]:
@@ -178,10 +200,15 @@ def effective_settings(
         )
     if requested.warmup_calls < 0 or requested.warmup_calls > 100_000:
         raise InvalidRequestError(f"warmup_calls={requested.warmup_calls} is outside 0..100000")
-    if requested.intra_op_threads < 0 or requested.intra_op_threads > 1024:
-        raise InvalidRequestError(f"intra_op_threads={requested.intra_op_threads} is outside 0..1024")
-    check_energy_settings(requested)
     cpus = usable_cpus() if cpus is None else cpus
+    if requested.intra_op_threads < 0 or requested.intra_op_threads > len(cpus):
+        raise InvalidRequestError(
+            f"intra_op_threads={requested.intra_op_threads} is outside 0..{len(cpus)}, this device's CPU count "
+            "(0: ONNX Runtime's default)"
+        )
+    if not 0 <= requested.seed <= SEED_MAX:
+        raise InvalidRequestError(f"seed={requested.seed} is outside 0..{SEED_MAX}")
+    check_energy_settings(requested)
     check_affinity(requested.cpu_affinity, cpus)
     if not 1 <= requested.latency_calls <= 1_000_000:
         raise InvalidRequestError(f"latency_calls={requested.latency_calls} is outside 1..1000000")

@@ -14,6 +14,11 @@ episodes.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import math
+import signal
+import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -42,6 +47,21 @@ class PipeScheduler:
         return index
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def bind_lifetime(lifetime_s: float) -> None:
+    """Make sure this worker never outlives its job: it is killed when the process that forked it exits (the
+    agent's worker server, which exits with the agent), and ends itself ``lifetime_s`` after it started
+    (SIGALRM's default action) even if nobody is left to stop it."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if hasattr(signal, "alarm") and lifetime_s > 0:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(max(1, math.ceil(lifetime_s)))
+
+
 def _report(conn: Connection, exc: BaseException) -> None:
     if isinstance(exc, AgentError):
         conn.send(JobError(type(exc).__name__, str(exc)))
@@ -50,10 +70,16 @@ def _report(conn: Connection, exc: BaseException) -> None:
 
 
 def worker_main(
-    conn: Connection, model_path: str, manifest_json: str, env_id: str, settings: MeasurementSettings
+    conn: Connection,
+    model_path: str,
+    manifest_json: str,
+    env_id: str,
+    settings: MeasurementSettings,
+    lifetime_s: float = 0.0,
 ) -> None:
     from device_agent.runner import run_profile
 
+    bind_lifetime(lifetime_s)
     try:
         run_profile(
             Path(model_path),
@@ -75,11 +101,14 @@ def helper_main(
     manifest_json: str,
     env_id: str,
     settings: MeasurementSettings,
+    lifetime_s: float,
     worker: int,
 ) -> None:
     import os
 
     from device_agent.runner import run_helper
+
+    bind_lifetime(lifetime_s)
 
     def next_index() -> int | None:
         index = conn.recv()

@@ -200,3 +200,19 @@ class AgentClient:
             return self.stub.CancelJob(pb.GetJobRequest(job_id=job_id), timeout=self.timeout_s)
         except grpc.RpcError as exc:
             raise device_error(exc, self.address) from exc
+
+    def remove_models(self, sha256s: list[str]) -> list[str]:
+        """Delete models from the device's store; returns the ones that were there."""
+        try:
+            request = pb.RemoveModelsRequest(sha256=sha256s)
+            return list(self.stub.RemoveModels(request, timeout=self.timeout_s).removed)
+        except grpc.RpcError as exc:
+            raise device_error(exc, self.address) from exc
+
+    def prune_jobs(self, older_than_days: float) -> list[str]:
+        """Delete the device's records of finished jobs that ended more than ``older_than_days`` ago."""
+        try:
+            request = pb.PruneJobsRequest(older_than_days=older_than_days)
+            return list(self.stub.PruneJobs(request, timeout=self.timeout_s).removed)
+        except grpc.RpcError as exc:
+            raise device_error(exc, self.address) from exc

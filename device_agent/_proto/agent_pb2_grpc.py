@@ -69,6 +69,16 @@ class AgentStub:
                 request_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.FromString,
                 _registered_method=True)
+        self.RemoveModels = channel.unary_unary(
+                '/drlc.agent.v1.Agent/RemoveModels',
+                request_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.RemoveModelsRequest.SerializeToString,
+                response_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.RemoveModelsResponse.FromString,
+                _registered_method=True)
+        self.PruneJobs = channel.unary_unary(
+                '/drlc.agent.v1.Agent/PruneJobs',
+                request_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.PruneJobsRequest.SerializeToString,
+                response_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.PruneJobsResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -124,6 +134,19 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveModels(self, request, context):
+        """Remove stored models (by sha256) and the records of finished jobs older than a number of days.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +184,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.FromString,
                     response_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.SerializeToString,
+            ),
+            'RemoveModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveModels,
+                    request_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.RemoveModelsRequest.FromString,
+                    response_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.RemoveModelsResponse.SerializeToString,
+            ),
+            'PruneJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneJobs,
+                    request_deserializer=drlc_dot_agent_dot_v1_dot_agent__pb2.PruneJobsRequest.FromString,
+                    response_serializer=drlc_dot_agent_dot_v1_dot_agent__pb2.PruneJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +385,60 @@ class Agent:
             '/drlc.agent.v1.Agent/CancelJob',
             drlc_dot_agent_dot_v1_dot_agent__pb2.GetJobRequest.SerializeToString,
             drlc_dot_agent_dot_v1_dot_agent__pb2.JobRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drlc.agent.v1.Agent/RemoveModels',
+            drlc_dot_agent_dot_v1_dot_agent__pb2.RemoveModelsRequest.SerializeToString,
+            drlc_dot_agent_dot_v1_dot_agent__pb2.RemoveModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/drlc.agent.v1.Agent/PruneJobs',
+            drlc_dot_agent_dot_v1_dot_agent__pb2.PruneJobsRequest.SerializeToString,
+            drlc_dot_agent_dot_v1_dot_agent__pb2.PruneJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

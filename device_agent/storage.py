@@ -20,7 +20,7 @@ from pathlib import Path
 
 from device_agent.errors import InvalidModelError, ModelNotFoundError, UploadError
 from device_agent.manifest import ArtifactManifest
-from device_agent.validation import check_model_bytes
+from device_agent.model_check import check_file
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 log = logging.getLogger(__name__)
@@ -38,6 +38,23 @@ def check_sha256(value: str) -> str:
     if not SHA256_RE.match(value):
         raise UploadError(f"{value!r} is not a sha256 hex digest (64 lower-case hex characters)")
     return value
+
+
+MAX_MANIFEST_BYTES = 1 << 20
+"""A kept manifest larger than this is not read back (it was not written by this agent)."""
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class ModelStore:
@@ -84,6 +101,7 @@ class ModelStore:
             return True
         log.warning("stored model %s no longer matches its sha256; removed, a new upload replaces it", sha256)
         path.unlink(missing_ok=True)
+        self._manifest_path(sha256).unlink(missing_ok=True)
         self._verified.pop(sha256, None)
         return False
 
@@ -108,6 +126,7 @@ class ModelStore:
         path = self.path(sha256)
         with self._lock:
             self._verified.pop(sha256, None)
+            self._manifest_path(sha256).unlink(missing_ok=True)
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -161,24 +180,38 @@ class ModelStore:
                     f"sha256 mismatch: announced {sha256[:12]}…, received data hashes to "
                     f"{digest.hexdigest()[:12]}…"
                 )
-            manifest = check_model_bytes(bytes(buffer))
             fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=self.root)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(buffer)
                     fh.flush()
                     os.fsync(fh.fileno())
+                manifest = check_file(Path(tmp))  # in a sandboxed process, never in the agent's own
+                _write_file(self._manifest_path(sha256), manifest.to_json().encode())
                 os.replace(tmp, self.path(sha256))
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         return manifest
 
+    def _manifest_path(self, sha256: str) -> Path:
+        return self.root / f"{check_sha256(sha256)}.json"
+
     def manifest(self, sha256: str) -> ArtifactManifest:
+        """The stored model's manifest, from the check made when it was stored; a model stored before
+        manifests were kept is checked once more (in the sandbox) and its manifest kept from then on."""
         path = self.require(sha256)
+        kept = self._manifest_path(sha256)
+        if kept.is_file() and kept.stat().st_size <= MAX_MANIFEST_BYTES:
+            try:
+                return ArtifactManifest.from_json(kept.read_text())
+            except (ValueError, InvalidModelError):
+                kept.unlink(missing_ok=True)  # damaged: check the model again
         try:
-            return check_model_bytes(path.read_bytes())
+            manifest = check_file(path)
         except InvalidModelError as exc:  # a file changed on disk behind the agent's back
             raise ModelNotFoundError(
                 f"stored model {sha256[:12]}… no longer passes its checks: {exc}"
             ) from exc
+        _write_file(kept, manifest.to_json().encode())
+        return manifest

@@ -19,21 +19,18 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
-import os
 import queue
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf.message import DecodeError
-
 from device_agent import convert
 from device_agent._proto import agent_pb2 as pb
 from device_agent.envs import check_env_allowed
+from device_agent.job_records import DamagedRecord, RecordFiles
 from device_agent.errors import InvalidRequestError, JobConflictError, JobNotFoundError
 from device_agent.manifest import ArtifactManifest
 from device_agent.results import (
@@ -76,19 +73,6 @@ WORKER_PRELOAD = ["device_agent._worker_preload"]
 
 WORKER_GRACE_S = 30.0
 """How long past the job limit a worker whose agent is gone keeps itself alive before it ends itself."""
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".job-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def worker_context() -> mp.context.BaseContext:
@@ -150,7 +134,7 @@ class JobManager:
         defaults: MeasurementSettings | None = None,
     ) -> None:
         self.jobs_dir = data_dir / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.files = RecordFiles(self.jobs_dir)
         self.store = store
         self.limits = limits
         self.available_providers = available_providers
@@ -171,44 +155,33 @@ class JobManager:
         self._thread.start()
 
     # ------------------------------------------------------------------ records on disk
-    def _record_path(self, job_id: str) -> Path:
-        return self.jobs_dir / f"{job_id}.pb"
-
-    def _save(self, job: Job) -> None:
-        """Write the record to a temporary file, flush it to the disk, then rename it into place: a power cut
-        leaves the old record or the new one, never half of one."""
-        _write_atomically(self._record_path(job.record.job_id), job.record.SerializeToString())
+    def _save(self, job: Job, episode: pb.EpisodeResult | None = None) -> None:
+        """An episode is appended to the job's episode file; anything else rewrites its small head."""
+        if episode is not None:
+            self.files.append_episode(job.record.job_id, episode)
+        else:
+            self.files.save_head(job.record)
 
     def _load(self, job_id: str) -> pb.JobRecord | None:
-        path = self._record_path(job_id)
-        if not path.is_file():
-            return None
         try:
-            return pb.JobRecord.FromString(path.read_bytes())
-        except DecodeError:
-            self._set_aside(path)
+            return self.files.load(job_id)
+        except DamagedRecord:
+            self._set_aside(job_id)
             return None
 
-    def _set_aside(self, path: Path) -> None:
+    def _set_aside(self, job_id: str) -> None:
         """Move a record that cannot be read to jobs/damaged/, say so in the log, and carry on."""
-        damaged = self.jobs_dir / "damaged"
-        damaged.mkdir(exist_ok=True)
-        path.replace(damaged / path.name)
-        self.damaged.append(path.stem)
-        log.warning("job record %s is damaged and was set aside in %s", path.name, damaged)
+        damaged = self.files.set_aside(job_id)
+        self.damaged.append(job_id)
+        log.warning("job record %s is damaged and was set aside in %s", job_id, damaged)
 
     def _recover(self) -> None:
         """Jobs that were queued or running when the agent stopped cannot finish: mark them failed. A record
         that cannot be read is set aside: it is never a reason not to start."""
-        for tmp in self.jobs_dir.glob(".job-*"):
-            tmp.unlink(missing_ok=True)
-        for path in self.jobs_dir.glob("*.pb"):
-            try:
-                record = pb.JobRecord.FromString(path.read_bytes())
-            except DecodeError:
-                self._set_aside(path)
-                continue
-            if record.state not in TERMINAL:
+        self.files.clean_temporary()
+        for job_id in self.files.ids():
+            record = self._load(job_id)
+            if record is not None and record.state not in TERMINAL:
                 record.state = pb.JOB_STATE_FAILED
                 record.failure.CopyFrom(
                     pb.JobFailed(
@@ -216,7 +189,7 @@ class JobManager:
                         message="the agent stopped before this job finished; run it again",
                     )
                 )
-                _write_atomically(path, record.SerializeToString())
+                self.files.save_head(record)
 
     # ------------------------------------------------------------------ public API
     def submit(self, request: pb.ProfileRequest) -> tuple[str, bool]:
@@ -260,6 +233,7 @@ class JobManager:
             )
             job = Job(record=record, manifest=manifest, settings=settings, env_id=env_id)
             self._jobs[request.job_id] = job
+            self.files.start_episodes(request.job_id)
             self._append(
                 job,
                 pb.ProfileEvent(
@@ -343,17 +317,17 @@ class JobManager:
         removed = []
         with self._lock:
             live = {job_id for job_id, job in self._jobs.items() if not job.done}
-            for path in sorted(self.jobs_dir.glob("*.pb")):
-                if path.stem in live:
+            for job_id in self.files.ids():
+                if job_id in live:
                     continue
-                record = self._load(path.stem)
+                record = self._load(job_id)
                 if record is None or record.state not in TERMINAL:
                     continue
-                ended = record.ended_unix_ns or int(path.stat().st_mtime_ns)
+                ended = record.ended_unix_ns or self.files.head_path(job_id).stat().st_mtime_ns
                 if ended <= cutoff:
-                    path.unlink(missing_ok=True)
-                    self._jobs.pop(path.stem, None)
-                    removed.append(path.stem)
+                    self.files.remove(job_id)
+                    self._jobs.pop(job_id, None)
+                    removed.append(job_id)
         return removed
 
     def stop(self) -> None:
@@ -376,8 +350,9 @@ class JobManager:
             event.job_id = job.record.job_id
             event.sequence = len(job.events)
             job.events.append(event)
-            if event.HasField("episode"):
-                job.record.episodes.append(event.episode)
+            episode = event.episode if event.HasField("episode") else None
+            if episode is not None:
+                job.record.episodes.append(episode)
             elif event.HasField("started"):
                 job.record.started.CopyFrom(event.started)
             elif event.HasField("summary"):
@@ -388,7 +363,7 @@ class JobManager:
                 job.record.state = state
                 if state in TERMINAL:
                     job.record.ended_unix_ns = time.time_ns()
-            self._save(job)
+            self._save(job, episode if state is None else None)
             job.changed.notify_all()
 
     def _run_forever(self) -> None:

@@ -34,6 +34,9 @@ from device_agent.storage import ModelStore
 
 log = logging.getLogger(__name__)
 
+REPLY_LIMIT_BYTES = 48 << 20
+"""Largest reply sent whole; the server's message limit is 64 MiB."""
+
 STATUS_OF: dict[type[AgentError], grpc.StatusCode] = {
     InvalidModelError: grpc.StatusCode.INVALID_ARGUMENT,
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
@@ -89,6 +92,19 @@ class IdleWatch:
             self.timer.cancel()
 
 
+def fit_in_one_reply(record: pb.JobRecord) -> pb.JobRecord:
+    """A record too large for one message loses its per-call latency lists (and says so): any job the agent
+    accepted can be fetched again, in full event by event with WatchJob."""
+    if record.ByteSize() <= REPLY_LIMIT_BYTES:
+        return record
+    for episode in record.episodes:
+        episode.ClearField("inference_ns")
+    if record.HasField("summary") and record.summary.HasField("latency_phase"):
+        record.summary.latency_phase.ClearField("inference_ns")
+    record.latencies_omitted = True
+    return record
+
+
 def abort(context: grpc.ServicerContext, exc: Exception) -> NoReturn:
     code = STATUS_OF.get(type(exc), grpc.StatusCode.INTERNAL)
     if code is grpc.StatusCode.INTERNAL:
@@ -126,6 +142,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                 if first is None or not first.HasField("header"):
                     raise UploadError("an upload must start with a header message (sha256, size_bytes)")
                 header = first.header
+                watch.stop()
                 if self.store.has(header.sha256):
                     manifest = self.store.manifest(header.sha256)
                     return pb.UploadModelResponse(
@@ -141,7 +158,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                         if not message.HasField("chunk"):
                             raise UploadError("only data chunks may follow the header")
                         yield message.chunk
+                    watch.stop()  # everything has arrived: checking the model is the agent's time, not idle
 
+                watch.arm()
                 manifest = self.store.put(header.sha256, header.size_bytes, chunks())
                 return pb.UploadModelResponse(
                     sha256=header.sha256, size_bytes=header.size_bytes, manifest_json=manifest.to_json()
@@ -173,7 +192,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
 
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobRecord:
         try:
-            return self.jobs.record(request.job_id)
+            return fit_in_one_reply(self.jobs.record(request.job_id))
         except Exception as exc:
             abort(context, exc)
 

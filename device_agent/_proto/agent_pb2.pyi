@@ -438,7 +438,7 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class JobRecord(_message.Message):
-    __slots__ = ("job_id", "state", "request", "episodes", "summary", "failure", "device_fingerprint", "started_unix_ns", "ended_unix_ns", "started")
+    __slots__ = ("job_id", "state", "request", "episodes", "summary", "failure", "device_fingerprint", "started_unix_ns", "ended_unix_ns", "started", "latencies_omitted")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -449,6 +449,7 @@ class JobRecord(_message.Message):
     STARTED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     ENDED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
+    LATENCIES_OMITTED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     request: ProfileRequest
@@ -459,7 +460,8 @@ class JobRecord(_message.Message):
     started_unix_ns: int
     ended_unix_ns: int
     started: JobStarted
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request: _Optional[_Union[ProfileRequest, _Mapping]] = ..., episodes: _Optional[_Iterable[_Union[EpisodeResult, _Mapping]]] = ..., summary: _Optional[_Union[JobSummary, _Mapping]] = ..., failure: _Optional[_Union[JobFailed, _Mapping]] = ..., device_fingerprint: _Optional[str] = ..., started_unix_ns: _Optional[int] = ..., ended_unix_ns: _Optional[int] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ...) -> None: ...
+    latencies_omitted: bool
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request: _Optional[_Union[ProfileRequest, _Mapping]] = ..., episodes: _Optional[_Iterable[_Union[EpisodeResult, _Mapping]]] = ..., summary: _Optional[_Union[JobSummary, _Mapping]] = ..., failure: _Optional[_Union[JobFailed, _Mapping]] = ..., device_fingerprint: _Optional[str] = ..., started_unix_ns: _Optional[int] = ..., ended_unix_ns: _Optional[int] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ..., latencies_omitted: _Optional[bool] = ...) -> None: ...
 
 class RemoveModelsRequest(_message.Message):
     __slots__ = ("sha256",)

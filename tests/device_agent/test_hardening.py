@@ -292,3 +292,46 @@ def test_bad_seed_is_refused_over_the_wire(client: AgentClient) -> None:
         with pytest.raises(grpc.RpcError) as err:
             list(client.run_profile(request))
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "seed=" in err.value.details()
+
+
+def test_records_append_episodes_and_large_ones_are_still_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from device_agent import servicer
+
+    data_dir = tmp_path / "agent"
+    agent = create_server("127.0.0.1:0", data_dir)
+    try:
+        with AgentClient(f"127.0.0.1:{agent.port}") as c:
+            c.wait_ready()
+            data, sha, _ = random_policy("HalfCheetah-v5", hidden=(8,))
+            upload_bytes(c, data, sha)
+            for job_id, n in (("one", 1), ("five", 5)):
+                request = profile_request(job_id, sha, episodes=n, max_steps_per_episode=200)
+                assert list(c.run_profile(request))[-1].HasField("summary")
+            jobs = data_dir / "jobs"
+            # episodes (200 raw latencies each) are appended; the head that is rewritten stays as small
+            assert abs((jobs / "five.pb").stat().st_size - (jobs / "one.pb").stat().st_size) < 200
+            assert (jobs / "five.episodes").stat().st_size > 4 * (jobs / "one.episodes").stat().st_size
+            # a record too large for one reply comes without its raw latencies, and says so; WatchJob has them
+            monkeypatch.setattr(servicer, "REPLY_LIMIT_BYTES", 1000)
+            small = c.get_job("five")
+            assert small.latencies_omitted and len(small.episodes) == 5
+            assert all(not ep.inference_ns for ep in small.episodes)
+            replay = [e.episode for e in c.watch_job("five") if e.HasField("episode")]
+            assert [len(ep.inference_ns) for ep in replay] == [200] * 5
+    finally:
+        agent.stop(grace_s=0)
+    # a power cut mid-append tears only the last entry, which is dropped on reading
+    with (data_dir / "jobs" / "five.episodes").open("ab") as fh:
+        fh.write(b"\x40\x00\x00\x00partial")
+    again = create_server("127.0.0.1:0", data_dir)
+    try:
+        with AgentClient(f"127.0.0.1:{again.port}") as c:
+            c.wait_ready()
+            record = c.get_job("five")
+            assert record.state == pb.JOB_STATE_SUCCEEDED and [ep.index for ep in record.episodes] == list(
+                range(5)
+            )
+    finally:
+        again.stop(grace_s=0)

@@ -57,7 +57,7 @@ class TargetProfile(BaseModel):
     )
     meters: list[str] = Field(
         default_factory=list,
-        description="energy meters this device should have (nvml, rapl, ina3221, battery); "
+        description="energy meters this device should have (nvml, rapl, ina3221, pmic, battery); "
         "`drlc-host targets` warns when its agent has none of one kind",
     )
     measurement: MeasurementOverrides = Field(default_factory=MeasurementOverrides)

@@ -14,7 +14,7 @@ available ones through ``device_agent.energy.recorder.open_recorder``.
 
 from __future__ import annotations
 
-from device_agent.energy import battery, ina3221, nvml, rapl
+from device_agent.energy import battery, ina3221, nvml, pmic, rapl
 from device_agent.energy.base import EnergyMeter, Found, MeterError, MeterStatus, Sample
 
 __all__ = ["EnergyMeter", "Found", "MeterError", "MeterStatus", "Sample", "probe_all", "statuses"]
@@ -26,6 +26,7 @@ def probe_all(avoid_cpus: set[int] | None = None) -> list[Found]:
         *nvml.discover(),
         *rapl.discover(),
         *ina3221.discover(avoid_cpus=avoid_cpus),
+        *pmic.discover(avoid_cpus=avoid_cpus),
         *battery.discover(avoid_cpus=avoid_cpus),
     ]
 

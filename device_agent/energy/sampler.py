@@ -62,7 +62,7 @@ class SampledMeter(EnergyMeter):
     def __init__(
         self,
         name: str,
-        formula: PowerFormula,
+        formula: PowerFormula | list[str],
         sample_period_s: float,
         update_period_s: float,
         resolution_j: float,
@@ -98,16 +98,20 @@ class SampledMeter(EnergyMeter):
             self.proc.wait()
 
 
-def start_sampler(formula: PowerFormula, period_s: float) -> subprocess.Popen:
+def start_sampler(formula: PowerFormula | list[str], period_s: float) -> subprocess.Popen:
+    """The sampler process over sysfs files (a PowerFormula) or over a command that prints rails."""
     import device_agent
 
     package_root = str(Path(device_agent.__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     args = [sys.executable, "-m", "device_agent.energy.sampler_main", "--period-s", repr(period_s)]
-    args += ["--scale", repr(formula.scale)]
-    for path in formula.files:
-        args += ["--file", str(path)]
+    if isinstance(formula, PowerFormula):
+        args += ["--scale", repr(formula.scale)]
+        for path in formula.files:
+            args += ["--file", str(path)]
+    else:
+        args += ["--command", *formula]
     return subprocess.Popen(
         args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from device_agent.energy.pmic_text import total_power_w
 from device_agent.energy.sampler import PowerFormula, PowerIntegrator
 
 
@@ -20,15 +22,32 @@ def _read_int(fd: int) -> float:
     return float(os.pread(fd, 64, 0))
 
 
-def sample_loop(formula: PowerFormula, period_s: float, stdin_fd: int = 0, out=None) -> None:
+def file_power(formula: PowerFormula) -> Callable[[], float]:
+    fds = [os.open(f, os.O_RDONLY) for f in formula.files]
+    return lambda: formula.watts([_read_int(fd) for fd in fds])
+
+
+def command_power(command: list[str]) -> Callable[[], float]:
+    """Power from a command's output (the Pi 5's ``vcgencmd pmic_read_adc``): the total of its rails."""
+
+    def read() -> float:
+        done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=10)
+        return total_power_w(done.stdout)
+
+    return read
+
+
+def sample_loop(
+    formula: PowerFormula | Callable[[], float], period_s: float, stdin_fd: int = 0, out=None
+) -> None:
     """Sample until stdin closes; each line on stdin is answered with "<energy_j> <samples>"."""
     out = out or sys.stdout
-    fds = [os.open(f, os.O_RDONLY) for f in formula.files]
+    power = file_power(formula) if isinstance(formula, PowerFormula) else formula
     clock = time.perf_counter
     integ = PowerIntegrator()
 
     def sample() -> None:
-        integ.add(clock(), formula.watts([_read_int(fd) for fd in fds]))
+        integ.add(clock(), power())
 
     sample()
     next_t = clock() + period_s
@@ -55,10 +74,14 @@ def sample_loop(formula: PowerFormula, period_s: float, stdin_fd: int = 0, out=N
 def main(argv: list[str] | None = None, loop: Callable[..., None] = sample_loop) -> int:
     parser = argparse.ArgumentParser(description="integrate a sysfs power reading (used by drlc-agent)")
     parser.add_argument("--period-s", type=float, required=True)
-    parser.add_argument("--scale", type=float, required=True)
-    parser.add_argument("--file", type=Path, action="append", required=True)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--file", type=Path, action="append", default=[])
+    parser.add_argument("--command", nargs="+", default=None, help="a command that prints PMIC rails")
     args = parser.parse_args(argv)
-    loop(PowerFormula(tuple(args.file), args.scale), args.period_s)
+    if args.command:
+        loop(command_power(args.command), args.period_s)
+    else:
+        loop(PowerFormula(tuple(args.file), args.scale), args.period_s)
     return 0
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.stats import ReturnStats, t_quantile_975
-from host.decision import KEEP_FRACTION
+from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.results_db import ResultsDB
 
 PRUNING_METHODS = ("l1", "l2")
@@ -631,7 +631,10 @@ def _md_table(headers: list[str], body: list[list[str]]) -> list[str]:
 
 
 def render_markdown(
-    rows: list[ReportRow], optimise: str = "latency", title: str | None = None, threshold: float = 0.05
+    rows: list[ReportRow],
+    optimise: str = "latency",
+    title: str | None = None,
+    threshold: float = NOISE_THRESHOLD,
 ) -> str:
     """The study's tables (recommendations, Tables 1-3, per target and side by side), then every
     measurement, one table per target."""
@@ -675,11 +678,13 @@ CSV_STATS = (
     "return_p",
     "keeps_90pct",
     "keeps_90pct_p",
+    "keeps_90pct_study_rule",
     "latency_p50_ci95_low_us",
     "latency_p50_ci95_high_us",
     "latency_vs_baseline",
     "latency_ratio",
     "latency_p",
+    "latency_p_holm",
     "peak_rss_ratio",
     "file_ratio",
     "energy_inference_ratio",
@@ -688,17 +693,20 @@ CSV_STATS = (
 measured on the same target)."""
 
 
-def render_csv(rows: list[ReportRow]) -> str:
+def render_csv(rows: list[ReportRow], threshold: float = NOISE_THRESHOLD) -> str:
     from host.report_stats import compare_all
 
-    comparisons = {(c.row.target, c.row.sha256, c.row.target_fingerprint): c for c in compare_all(rows)}
+    comparisons = {
+        (c.row.target, c.row.sha256, c.row.target_fingerprint, c.row.settings_key): c
+        for c in compare_all(rows, threshold)
+    }
     fields = [f for f in ReportRow.__dataclass_fields__ if f not in SAMPLE_FIELDS]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields + list(CSV_STATS))
     writer.writeheader()
     for row in rows:
         record: dict[str, Any] = {k: getattr(row, k) for k in fields}
-        c = comparisons.get((row.target, row.sha256, row.target_fingerprint))
+        c = comparisons.get((row.target, row.sha256, row.target_fingerprint, row.settings_key))
         if c is not None:
             record |= {
                 "variant": c.label,
@@ -706,13 +714,15 @@ def render_csv(rows: list[ReportRow]) -> str:
                 "return_pct_ci95_high": c.pct.high,
                 "return_vs_baseline": c.verdict.value,
                 "return_p": c.return_test.p if c.return_test else None,
-                "keeps_90pct": c.keeps_return,
-                "keeps_90pct_p": c.keep_test.p if c.keep_test else None,
+                "keeps_90pct": c.keep.verdict.value if not c.is_baseline else "keeps",
+                "keeps_90pct_p": c.keep.p,
+                "keeps_90pct_study_rule": c.keeps_by_mean,
                 "latency_p50_ci95_low_us": c.latency_ci.low,
                 "latency_p50_ci95_high_us": c.latency_ci.high,
-                "latency_vs_baseline": c.latency_verdict.value,
+                "latency_vs_baseline": c.latency.verdict,
                 "latency_ratio": c.latency_ratio,
-                "latency_p": c.latency_test.p if c.latency_test else None,
+                "latency_p": c.latency.p,
+                "latency_p_holm": c.latency.p_adjusted,
                 "peak_rss_ratio": c.memory_ratio,
                 "file_ratio": c.file_ratio,
                 "energy_inference_ratio": c.energy_ratio,
@@ -721,10 +731,30 @@ def render_csv(rows: list[ReportRow]) -> str:
     return buffer.getvalue()
 
 
-def render_rich(rows: list[ReportRow]) -> list[object]:
+def render_rich(
+    rows: list[ReportRow], optimise: str = "latency", threshold: float = NOISE_THRESHOLD
+) -> list[object]:
+    """The terminal report: the recommendation per (policy, target) first, then every measurement per target."""
     from rich.table import Table
 
+    from host.recommend import recommendations
+    from host.report_stats import Optimise, compare_all
+
+    recs = recommendations(compare_all(rows, threshold), Optimise(optimise))
     tables: list[object] = []
+    if recs:
+        from rich.text import Text
+
+        lines = Text(
+            f"Recommendation per policy (optimising {Optimise(optimise).value}; ±{threshold:.0%} noise threshold; "
+            "README: How drlc decides)\n",
+            style="bold",
+        )
+        for r in recs:
+            use = "the baseline" if r.is_baseline else f"{r.choice.label} ({r.model})"
+            lines.append(f"{r.target} · {r.base.model}: use {use}\n", style="bold green")
+            lines.append(f"  {r.reason}\n")
+        tables.append(lines)
     for target, group in by_target(rows).items():
         table = Table(title=f"target: {target}", title_justify="left")
         for header in HEADERS:

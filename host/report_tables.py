@@ -323,6 +323,42 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
     return table
 
 
+def across_policies_table(comparisons: Sequence[Comparison], target: str) -> Table:
+    """Per variant, across the policies measured on ``target``: rliable's IQM and probability of improvement."""
+    from host.aggregates import aggregates, fmt
+
+    table = Table(
+        f"Across policies on {target}: interquartile mean and probability of improvement (rliable)",
+        [
+            "variant",
+            "policies",
+            "episodes each",
+            "return IQM % base [CI]",
+            "P(better return) [CI]",
+            "p50 ratio IQM [CI]",
+        ],
+        note=(
+            "IQM: interquartile mean over every policy's episodes, each as a fraction of its own baseline's mean "
+            "return; P(better return): the probability that an episode of the variant beats one of the baseline, "
+            "averaged over policies (0.5: no difference); p50 ratio: per-round variant / baseline latency, IQM "
+            "over policies and rounds (– without session rounds). [95 % CI] by stratified bootstrap (rliable)."
+        ),
+        anchor=f"agg-{target}",
+    )
+    for a in aggregates(comparisons):
+        table.rows.append(
+            [
+                Cell(a.variant),
+                Cell(str(a.n_policies), css="num"),
+                Cell(str(a.runs), css="num"),
+                Cell(fmt(a.return_iqm, 100), css="num"),
+                Cell(fmt(a.improvement, 1, 2), css="num"),
+                Cell(fmt(a.latency_iqm, 1, 2), css="num"),
+            ]
+        )
+    return table
+
+
 # ---------------------------------------------------------------------------------------------
 # Across targets
 # ---------------------------------------------------------------------------------------------
@@ -483,6 +519,8 @@ def _study_tables(rows: Sequence[ReportRow], optimise: Optimise, threshold: floa
         comps = [c for c in comparisons if c.row.target == t]
         tables = [recommendation_table([r for r in recs if r.target == t], t)]
         tables += [quantization_table(comps, t), pruning_table(comps, t), limits_table(comps, t)]
+        if len({c.base.sha256 for c in comps}) > 1:
+            tables.append(across_policies_table(comps, t))
         per_target[t] = [tb for tb in tables if tb.rows]
     cross: list[Table] = []
     if len(targets) > 1:

@@ -59,6 +59,11 @@ def recommend(comparisons: Sequence[Comparison], objective: Optimise = Optimise.
 
     if not variants:
         return keep_baseline(f"no variant of it was measured on {base.target}")
+    if objective is Optimise.energy and not base.round_energy:
+        return keep_baseline(
+            f"energy per inference is not measured on {base.target} ({base.energy or 'no usable reading'}): no "
+            "choice by energy; use --optimise latency, or give the device a meter"
+        )
     keeps = [c for c in variants if c.keep.verdict is Keep.keeps]
     if not keeps:
         short = sum(c.keep.verdict is Keep.falls_short for c in variants)

@@ -361,10 +361,15 @@ def test_bootstrap_cis_agree_with_rliables_own() -> None:
     )
     width = ci["x"][1][0] - ci["x"][0][0]
     assert ours.value == pytest.approx(point["x"][0])
-    assert ours.low == pytest.approx(ci["x"][0][0], abs=0.15 * width)
-    assert ours.high == pytest.approx(ci["x"][1][0], abs=0.15 * width)
+    assert ours.low == pytest.approx(ci["x"][0][0], abs=0.2 * width)
+    assert ours.high == pytest.approx(ci["x"][1][0], abs=0.2 * width)
     poi = improvement_interval(x, y)
-    assert poi.value == pytest.approx(probability_of_improvement(x, y)) and poi.low < poi.value < poi.high
+    assert (
+        poi.value == pytest.approx(metrics.probability_of_improvement(x, y))
+        and poi.low < poi.value < poi.high
+    )
+    ties = np.round(x, 1), np.round(y, 1)  # ties count one half, as in rliable's Mann-Whitney U
+    assert probability_of_improvement(*ties) == pytest.approx(metrics.probability_of_improvement(*ties))
     np.random.seed(0)
     _, ci = rly.get_interval_estimates(
         {"xy": [x, y]}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]), reps=300

@@ -90,7 +90,7 @@ class ReportRow:
     round_p50_us: tuple[float, ...] = ()
     round_p99_us: tuple[float, ...] = ()
     round_model_mb: tuple[float, ...] = ()
-    """Per round, the worker's RSS growth when the model loaded (MiB)."""
+    """Per round, what the model adds to the worker's RSS (MiB; see :func:`model_memory_bytes`)."""
     round_energy: tuple[tuple[int, str, float], ...] = ()
     """(round, meter, net J per inference) of every usable reading: never below resolution, gross or negative."""
     energy_meter: str | None = None
@@ -436,10 +436,17 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
     return sorted(rows, key=sort_key)
 
 
+def model_memory_bytes(memory: dict) -> float:
+    """What the model itself adds to the worker's RSS: past the runtime's start-up (a weightless graph of the
+    same I/O loaded first), where the agent measured that split; else, from older agents, the whole growth
+    when the model loaded (start-up included, so about equal for every variant)."""
+    if "model_added_bytes" in memory:
+        return float(memory["model_added_bytes"])
+    return _get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes")
+
+
 def _model_mb(memory: dict[str, Any]) -> float:
-    """The worker's RSS growth when the model loaded (MiB): the model's own part plus whatever the runtime
-    allocates on its first session, which the agent does not yet separate."""
-    return (_get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes")) / 2**20
+    return model_memory_bytes(memory) / 2**20
 
 
 @dataclass(frozen=True)

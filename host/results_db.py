@@ -80,19 +80,16 @@ CREATE TABLE IF NOT EXISTS episodes (
 );
 """
 
-MIGRATIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "models": (("checkpoint", "TEXT"), ("recipe_key", "TEXT")),
-    "jobs": (
-        ("session_id", "TEXT"),
-        ("round", "INTEGER"),
-        ("spoiled", "INTEGER NOT NULL DEFAULT 0"),
-        ("validity", "TEXT"),
-    ),
-}
-"""Per table, the columns added since it was first made: (name, declaration), as in SCHEMA.
-jobs: ``session_id`` (one deploy invocation; every round of every model shares it), ``round`` (0-based
-round within the session), ``spoiled`` (1: validity checks flagged this job's timing), ``validity``
-(JSON of what was checked)."""
+JOB_COLUMNS_ADDED = (
+    ("session_id", "TEXT"),
+    ("round", "INTEGER"),
+    ("spoiled", "INTEGER NOT NULL DEFAULT 0"),
+    ("validity", "TEXT"),
+)
+"""jobs columns of the measurement protocol (README "Measurement protocol"): session_id is one deploy
+invocation (every round of every model shares it), round is 0-based within it, spoiled = 1 when the
+validity rule flagged the job's timing, validity the JSON of what was checked. Jobs from before the
+protocol have NULL session and round."""
 
 STATE_NAMES = {
     pb.JOB_STATE_QUEUED: "queued",
@@ -152,12 +149,16 @@ class ResultsDB:
 
     def _migrate(self) -> None:
         """Columns added after a database was first made (SQLite cannot add them in CREATE IF NOT EXISTS)."""
-        for table, added in MIGRATIONS.items():
-            columns = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
-            if columns:
-                for name, decl in added:
-                    if name not in columns:
-                        self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(models)")}
+        if columns:
+            for name in ("checkpoint", "recipe_key"):
+                if name not in columns:
+                    self.conn.execute(f"ALTER TABLE models ADD COLUMN {name} TEXT")
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(jobs)")}
+        if columns:
+            for name, decl in JOB_COLUMNS_ADDED:
+                if name not in columns:
+                    self.conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         self.conn.close()

@@ -777,7 +777,7 @@ def render_rich(
         if best:
             best_table = Table(
                 *BEST_HEADERS,
-                title=f"best pruning on {target} (≥ {KEEP_FRACTION:.0%} of baseline return)",
+                title=f"best pruning on {target} by the study's rule (mean ≥ {KEEP_FRACTION:.0%} of the baseline's return; no test)",
                 title_justify="left",
             )
             for b in best:

@@ -45,7 +45,7 @@ class Cell:
     title: str = ""
     """Longer text (HTML tooltip)."""
     css: str = ""
-    """better, worse, same, drop (return significantly below 90 %), pick (the recommendation), num."""
+    """better, worse, same, drop (return not shown to keep 90 %), pick (the recommendation), num."""
 
 
 @dataclass
@@ -447,7 +447,7 @@ def cross_limits(comparisons: Sequence[Comparison], targets: Sequence[str]) -> T
     table = Table(
         f"Table 3 side by side: highest pruning ratio keeping {KEEP_FRACTION:.0%} of the return (means | test)",
         ["algo", "env", "baseline", *targets],
-        note="Per device: the study's rule on means, then per method the highest ratio not significantly below 90 %.",
+        note="Per device: the study's rule on means, then per method the highest ratio shown to keep 90 % (non-inferiority).",
         anchor="cross-t3",
     )
     limits: dict[str, dict[str, PruningLimit]] = {}

@@ -243,6 +243,27 @@ def test_the_studys_rule_on_means_stays_beside_the_test() -> None:
     assert tight.verdict is Keep.keeps  # the same mean with a tight spread is shown
 
 
+def test_a_non_positive_baseline_is_judged_on_the_difference() -> None:
+    """Pendulum-like returns (negative): "90 % of -150" means nothing; the allowance is 10 % of |mean|."""
+    b = np.array([-150.0, -140.0, -160.0, -155.0, -145.0, -150.0])
+    close = non_inferiority(
+        dict(enumerate(b - 8.0 + np.array([0.5, -0.5, 0.3, -0.3, 0.1, -0.1]))), dict(enumerate(b))
+    )
+    assert close.on_difference and close.verdict is Keep.keeps and math.isnan(close.ratio)
+    far = non_inferiority(
+        dict(enumerate(b - 50.0 + np.array([0.5, -0.5, 0.3, -0.3, 0.1, -0.1]))), dict(enumerate(b))
+    )
+    assert far.verdict is Keep.falls_short
+
+
+def test_without_shared_seeds_the_test_is_unpaired() -> None:
+    rng = np.random.default_rng(11)
+    v = {100 + i: float(x) for i, x in enumerate(rng.normal(990, 20, 12))}
+    b = {i: float(x) for i, x in enumerate(rng.normal(1000, 20, 12))}
+    ni = non_inferiority(v, b)
+    assert not ni.paired and ni.verdict is Keep.keeps and ni.low < ni.ratio < ni.high
+
+
 # ---------------------------------------------------------------------------------------------
 # Rows, pairing, recommendation
 # ---------------------------------------------------------------------------------------------

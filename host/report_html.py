@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from host.report import KEEP_FRACTION, ReportRow
 from host.decision import ALPHA, NOISE_THRESHOLD
+from host.report import KEEP_FRACTION, ReportRow
 from host.report_stats import OBJECTIVE_TEXT, Comparison, Optimise
 from host.report_tables import Table, measurement_table, study_tables
 

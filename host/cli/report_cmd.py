@@ -8,17 +8,18 @@ from typing import Annotated
 import typer
 
 from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.decision import NOISE_THRESHOLD
 from host.errors import DrlcError
 from host.report import (
     ReportFilter,
     ReportFormat,
+    ReportRow,
     collect_rows,
     device_infos,
     render_csv,
     render_markdown,
     render_rich,
 )
-from host.decision import NOISE_THRESHOLD
 from host.report_stats import Optimise
 
 
@@ -143,7 +144,7 @@ GATE_FAILED = 3
 """Exit status of a report whose --require-keeps gate failed (1 and 2 are errors and bad usage)."""
 
 
-def _gate(rows: list, names: list[str], threshold: float) -> None:
+def _gate(rows: list[ReportRow], names: list[str], threshold: float) -> None:
     """--require-keeps: every comparison of each named model must say "keeps"; else exit GATE_FAILED."""
     if not names:
         return

@@ -471,6 +471,38 @@ def test_report_json_through_the_cli(drlc_home: Path, tmp_path: Path) -> None:
     assert table.exit_code == 0 and table.output.lstrip().startswith("Recommendation per policy")
 
 
+def test_spoiled_rounds_are_left_out_and_old_jobs_get_no_latency_verdict(tmp_path: Path) -> None:
+    """A round that validity checks spoiled never enters a timing figure, even when it would decide the verdict;
+    a database from before sessions gives "undecided" latency, never a p-value over episodes."""
+    from host.report import collect_rows
+
+    with ResultsDB(tmp_path / "r.db") as db:
+        fill(db, n_policies=1, targets=(Target("pi", 400.0, False),), n_rounds=4, session="s1")
+        base_sha = db.conn.execute("SELECT sha256 FROM models WHERE method='baseline'").fetchone()[0]
+        job = db.conn.execute(
+            "SELECT job_id, summary FROM jobs WHERE model_sha256=? AND round=2", (base_sha,)
+        ).fetchone()
+        summary = json.loads(job["summary"])
+        summary["inference"]["p50_ns"] *= 50  # what a load spike would do
+        with db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET summary=?, spoiled=1, validity=? WHERE job_id=?",
+                (json.dumps(summary), json.dumps({"reasons": ["load average 9.0"]}), job["job_id"]),
+            )
+        rows = collect_rows(db)
+    base = next(r for r in rows if r.method == "baseline")
+    assert base.round_ids == (0, 1, 3) and base.n_spoiled == 1 and max(base.round_p50_us) < 1000
+    ptdq = next(c for c in compare_all(rows) if c.label == "ptdq")
+    assert ptdq.latency.n == 3 and ptdq.latency.verdict == "faster"  # 0.8x over the three clean rounds
+
+    with ResultsDB(tmp_path / "old.db") as db:
+        fill(db, n_policies=1, targets=(Target("pi", 400.0, False),))
+        comparisons = compare_all(collect_rows(db))
+    variants = [c for c in comparisons if not c.is_baseline]
+    assert all(c.latency.change is Change.undecided and math.isnan(c.latency.p) for c in variants)
+    assert any(c.keep.verdict is Keep.keeps for c in variants)  # returns still pair by seed
+
+
 def test_an_old_database_gains_the_session_columns(tmp_path: Path) -> None:
     import sqlite3
 

@@ -72,7 +72,7 @@ def _iqm(scores: np.ndarray) -> float:
 def _resample(scores: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
     """(reps, runs, tasks): each task's runs drawn with replacement from its own runs (rliable's strata)."""
     runs, tasks = scores.shape
-    idx = rng.integers(0, runs, (reps, runs, tasks))
+    idx = rng.integers(0, runs, (reps, runs, tasks), dtype=np.int32)  # narrow ints: twice as fast to draw
     return scores[idx, np.arange(tasks)[None, None, :]]
 
 
@@ -92,17 +92,27 @@ def iqm_interval(scores: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = BOO
 def improvement_interval(
     x: np.ndarray, y: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED
 ) -> Estimate:
-    """Probability of improvement of X over Y with a stratified bootstrap CI (X and Y resampled independently,
-    as rliable's StratifiedIndependentBootstrap does)."""
+    """Probability of improvement of X over Y with a stratified bootstrap CI (X and Y resampled independently
+    within each task, as rliable's StratifiedIndependentBootstrap does).
+
+    A resample of a task's runs is a vector of counts (multinomial), and the task's probability of improvement
+    over resampled runs is cx · G · cy / (nx ny) with G[i, j] = [x_i > y_j] + ½ [x_i = y_j]: the same statistic
+    as comparing the resampled values, in reps · tasks · nx · ny multiply-adds instead of materialising them."""
     rng = np.random.default_rng(seed)
-    values = []
-    for start in range(0, reps, 100):
-        n = min(100, reps - start)
-        bx, by = _resample(x, n, rng), _resample(y, n, rng)
-        greater = (bx[:, :, None, :] > by[:, None, :, :]).mean(axis=(1, 2))
-        ties = (bx[:, :, None, :] == by[:, None, :, :]).mean(axis=(1, 2))
-        values.append((greater + 0.5 * ties).mean(axis=1))
-    return _percentile(np.concatenate(values), probability_of_improvement(x, y))
+    nx, tasks = x.shape
+    ny = y.shape[0]
+    g = (x.T[:, :, None] > y.T[:, None, :]) + 0.5 * (x.T[:, :, None] == y.T[:, None, :])  # (tasks, nx, ny)
+    cx, cy = _counts(rng, reps, tasks, nx), _counts(rng, reps, tasks, ny)  # (tasks, reps, n)
+    per_task = ((cx @ g) * cy).sum(axis=2) / (nx * ny)  # (tasks, reps)
+    return _percentile(per_task.mean(axis=0), probability_of_improvement(x, y))
+
+
+def _counts(rng: np.random.Generator, reps: int, tasks: int, n: int) -> np.ndarray:
+    """(tasks, reps, n): how often each run is drawn when n runs are drawn with replacement."""
+    idx = rng.integers(0, n, (tasks, reps, n), dtype=np.int32)
+    offsets = (np.arange(tasks * reps) * n).reshape(tasks, reps, 1)
+    flat = np.bincount((idx + offsets).ravel(), minlength=tasks * reps * n)
+    return flat.reshape(tasks, reps, n).astype(np.float64)
 
 
 def aggregates(comparisons: Sequence[Comparison]) -> list[Aggregate]:

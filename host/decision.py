@@ -235,21 +235,12 @@ class _Sample:
 
 
 def _sample(v: np.ndarray, b: np.ndarray, paired: bool) -> _Sample:
-    if paired:
-        cov = np.cov(v, b, ddof=1)
-        return _Sample(
-            float(v.mean()), float(b.mean()), cov[0, 0], cov[1, 1], cov[0, 1], v.size, b.size, True
-        )
-    return _Sample(
-        float(v.mean()),
-        float(b.mean()),
-        float(v.var(ddof=1)),
-        float(b.var(ddof=1)),
-        0.0,
-        v.size,
-        b.size,
-        False,
-    )
+    """Means and unbiased (co)variances; plain dot products, as a report computes thousands of these."""
+    mv, mb = float(v.mean()), float(b.mean())
+    dv, db = v - mv, b - mb
+    svv, sbb = float(dv @ dv) / (v.size - 1), float(db @ db) / (b.size - 1)
+    svb = float(dv @ db) / (v.size - 1) if paired else 0.0
+    return _Sample(mv, mb, svv, sbb, svb, v.size, b.size, paired)
 
 
 def _var_of_diff(s: _Sample, theta: float) -> float:

@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 
 from device_agent.stats import ReturnStats, t_quantile_975
+from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.results_db import ResultsDB
 
-KEEP_FRACTION = 0.9
-"""The study's threshold: a pruned variant counts while it keeps >= 90 % of the baseline's return."""
 PRUNING_METHODS = ("l1", "l2")
 
 
@@ -33,6 +32,7 @@ class ReportFormat(str, Enum):
     md = "md"
     csv = "csv"
     html = "html"
+    json = "json"
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,27 @@ class ReportRow:
     runs, the calls within one are not); for a job whose episodes ran in parallel, untimed, the medians of
     LATENCY_BATCHES consecutive batches of its latency phase's calls (batch means, for correlated calls)."""
     target_fingerprint: str = ""
+    settings_key: str = ""
+    runtime_key: str = ""
+    """ONNX Runtime, MuJoCo and Gymnasium versions and the execution provider that ran the job: part of what a
+    variant must share with its baseline to be compared."""
+    session_id: str | None = None
+    """The deploy invocation the row's rounds come from; None for jobs measured before sessions existed."""
+    seeds: tuple[int, ...] = ()
+    """The seed of each entry of ``returns`` (a variant's episode pairs with the baseline's of the same seed)."""
+    round_ids: tuple[int, ...] = ()
+    """Rounds of the session whose timing counts (not spoiled), aligned with the round_* tuples."""
+    round_p50_us: tuple[float, ...] = ()
+    round_p99_us: tuple[float, ...] = ()
+    round_model_mb: tuple[float, ...] = ()
+    """Per round, what the model adds to the worker's RSS (MiB; see :func:`model_memory_bytes`)."""
+    round_energy: tuple[tuple[int, str, float], ...] = ()
+    """(round, meter, net J per inference) of every usable reading: never below resolution, gross or negative."""
+    energy_meter: str | None = None
+    """The meter ``energy_*_j`` come from (chosen for the execution provider), with its scope when known."""
+    n_spoiled: int = 0
+    """Rounds of the session whose timing validity checks flagged (left out of every timing figure)."""
+    job_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,15 +129,54 @@ def _per_item(reading: dict | None) -> tuple[float | None, bool]:
     return float(reading.get("gross_j", 0.0)) / int(reading["n_items"]), False
 
 
-def energy_per_item(summary: dict) -> tuple[float | None, float | None]:
-    """Net (else gross) J per episode and per inference from the first meter that has either."""
+def net_per_item(reading: dict | None) -> float | None:
+    """Net joules per item of one reading, or None when it is no measurement to rank by: below the meter's
+    resolution, gross only (idle power not subtracted), or not positive (idle power above the job's: noise)."""
+    value, net = _per_item(reading)
+    return value if net and value is not None and value > 0 else None
+
+
+PROVIDER_METERS = {"CUDAExecutionProvider": "nvml", "TensorrtExecutionProvider": "nvml"}
+"""The meter family that sees the work of an execution provider; anything else runs on the CPU (RAPL first)."""
+CPU_METERS = ("rapl", "ina3221", "battery")
+
+
+def meter_order(provider: str) -> tuple[str, ...]:
+    """Meter families in the order that best covers ``provider``'s work: the GPU's own meter for a GPU
+    provider, the CPU package (then a board rail, then the battery) for the CPU."""
+    first = PROVIDER_METERS.get(provider)
+    return (first, *CPU_METERS) if first else (*CPU_METERS, "nvml")
+
+
+def energy_meter(summary: dict) -> str | None:
+    """The meter a job's energy figures come from: the first, in the provider's :func:`meter_order`, with a
+    usable net reading of the inference phase (else of the episodes)."""
+    provider = summary.get("runtime", {}).get("execution_provider", "")
     episodes = {e["meter"]: e for e in summary.get("energy", [])}
     inference = {e["meter"]: e for e in summary.get("inference_phase", {}).get("energy", [])}
-    for meter in dict.fromkeys([*episodes, *inference]):
-        episode_j, inference_j = _per_item(episodes.get(meter))[0], _per_item(inference.get(meter))[0]
-        if episode_j is not None or inference_j is not None:
-            return episode_j, inference_j
-    return None, None
+    meters = list(dict.fromkeys([*inference, *episodes]))
+    for family in meter_order(provider):
+        for meter in meters:
+            if meter.split(":")[0] != family:
+                continue
+            if (
+                net_per_item(inference.get(meter)) is not None
+                or net_per_item(episodes.get(meter)) is not None
+            ):
+                return meter
+    return None
+
+
+def energy_per_item(summary: dict) -> tuple[float | None, float | None]:
+    """Net J per episode and per inference from the meter that covers the job's execution provider
+    (:func:`energy_meter`); never a below-resolution, gross-only or non-positive figure, and never two meters
+    mixed. (None, None) when no such reading exists."""
+    meter = energy_meter(summary)
+    if meter is None:
+        return None, None
+    episodes = {e["meter"]: e for e in summary.get("energy", [])}
+    inference = {e["meter"]: e for e in summary.get("inference_phase", {}).get("energy", [])}
+    return net_per_item(episodes.get(meter)), net_per_item(inference.get(meter))
 
 
 def energy_text(summary: dict) -> str:
@@ -203,14 +263,15 @@ def return_stats(returns: tuple[float, ...]) -> ReturnStats:
     return ReturnStats(m.n, m.mean, std, m.mean - half, m.mean + half)
 
 
-def _episodes_by_job(db: ResultsDB) -> dict[str, tuple[list[float], list[float]]]:
-    """(returns, p50 latencies in µs) of every job's episodes, in episode order: one query for all jobs."""
-    out: dict[str, tuple[list[float], list[float]]] = {}
-    for job_id, ret, p50 in db.conn.execute(
-        "SELECT e.job_id, e.episode_return, e.inference_p50_ns FROM episodes e"
+def _episodes_by_job(db: ResultsDB) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """(seeds, returns, p50 latencies in µs) of every job's episodes, in episode order: one query for all jobs."""
+    out: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    for job_id, seed, ret, p50 in db.conn.execute(
+        "SELECT e.job_id, e.seed, e.episode_return, e.inference_p50_ns FROM episodes e"
         " JOIN jobs j ON j.job_id = e.job_id WHERE j.state = 'succeeded' ORDER BY e.job_id, e.idx"
     ):
-        returns, latencies = out.setdefault(job_id, ([], []))
+        seeds, returns, latencies = out.setdefault(job_id, ([], [], []))
+        seeds.append(int(seed))
         returns.append(ret)
         if p50 is not None and p50 > 0:
             latencies.append(p50 / 1e3)
@@ -242,21 +303,72 @@ def latency_phase_batches(summary: dict[str, Any]) -> list[float]:
     return [float(np.median(batch)) for batch in np.array_split(values, n)]
 
 
+def runtime_key(summary: dict[str, Any]) -> str:
+    """What of the agent's software decides a timing: runtime versions and the provider that ran the job."""
+    rt = summary.get("runtime", {})
+    return " ".join(
+        f"{k}={rt.get(k, '')}"
+        for k in ("onnxruntime_version", "mujoco_version", "gymnasium_version", "execution_provider")
+    )
+
+
+def _session_jobs(jobs: list[Any]) -> list[Any]:
+    """The jobs one row is made of: every round of the latest session (rounds in order), or for jobs measured
+    before sessions existed the latest job alone (one "round", which no timing test can use)."""
+    latest = max(jobs, key=lambda j: (j["finished_at"] or "", j["created_at"] or ""))
+    session = latest["session_id"]
+    if session is None:
+        return [latest]
+    chosen = [j for j in jobs if j["session_id"] == session]
+    return sorted(chosen, key=lambda j: (j["round"] if j["round"] is not None else 0, j["finished_at"] or ""))
+
+
+def _meter_scope(summary: dict[str, Any], meter: str) -> str:
+    scope = next((m.get("scope") for m in summary.get("energy_meters", []) if m.get("name") == meter), None)
+    return f"{meter} ({scope})" if scope else meter
+
+
 def collect_rows(db: ResultsDB) -> list[ReportRow]:
-    """One row per (target, model, measurement settings): the latest succeeded job, statistics recomputed
-    from its stored episodes. A few bulk queries, so 10 000 jobs take about a second."""
+    """One row per (target fingerprint, model, measurement settings): the rounds of its latest session (or its
+    latest job, for jobs from before sessions), statistics recomputed from the stored episodes. Returns are
+    taken once per seed (seeded episodes are deterministic, so a seed repeated in a later round adds nothing);
+    timing figures per round come from the rounds that validity checks did not spoil. A few bulk queries, so
+    10 000 jobs take about a second."""
     episodes = _episodes_by_job(db)
     metrics = _metrics_by_model(db)
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    for job in db.profile_jobs():
+        groups.setdefault((job["model_sha256"], job["target_fingerprint"], job["settings_key"]), []).append(
+            job
+        )
     raw: list[dict[str, Any]] = []
-    for job in db.succeeded_jobs():
-        summary = json.loads(job["summary"])
-        returns, latencies = episodes.get(job["job_id"], ([], []))
-        if len(latencies) < 2:
-            latencies = latency_phase_batches(summary)
-        stats = return_stats(tuple(returns))
+    for jobs in groups.values():
+        jobs = _session_jobs(jobs)
+        summaries = [json.loads(j["summary"]) for j in jobs]
+        by_seed: dict[int, float] = {}
+        episode_p50s: list[float] = []
+        for j in jobs:
+            seeds, returns, latencies = episodes.get(j["job_id"], ([], [], []))
+            for seed, ret in zip(seeds, returns, strict=True):
+                by_seed.setdefault(seed, ret)
+            if not j["spoiled"]:
+                episode_p50s += latencies
+        clean = [(j, s) for j, s in zip(jobs, summaries, strict=True) if not j["spoiled"]]
+        job, summary = clean[-1] if clean else (jobs[-1], summaries[-1])
+        if len(episode_p50s) < 2:
+            episode_p50s = latency_phase_batches(summary)
+        returns = tuple(by_seed.values())
+        stats = return_stats(returns)
         memory = summary.get("memory", {})
         params = json.loads(job["method_params"])
+        meter = energy_meter(summary)
         episode_j, inference_j = energy_per_item(summary)
+        round_energy = []
+        for j, s in clean:
+            m = energy_meter(s)
+            value = energy_per_item(s)[1]
+            if m is not None and value is not None:
+                round_energy.append((j["round"] or 0, _meter_scope(s, m), value))
         raw.append(
             {
                 "target": job["target"],
@@ -273,12 +385,15 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "return_ci95_low": stats.ci95_low,
                 "return_ci95_high": stats.ci95_high,
                 "n_episodes": stats.n,
-                "latency_p50_us": _get(summary, "inference", "p50_ns") / 1e3,
-                "latency_p99_us": _get(summary, "inference", "p99_ns") / 1e3,
+                "latency_p50_us": float(np.median([_get(s, "inference", "p50_ns") / 1e3 for _, s in clean]))
+                if clean
+                else math.nan,
+                "latency_p99_us": float(np.median([_get(s, "inference", "p99_ns") / 1e3 for _, s in clean]))
+                if clean
+                else math.nan,
                 "floor_p50_us": _get(summary, "runtime_floor", "p50_ns") / 1e3,
                 "env_step_us": _get(summary, "env_step", "mean_ns") / 1e3,
-                "model_rss_mb": (_get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes"))
-                / 2**20,
+                "model_rss_mb": _model_mb(memory),
                 "peak_rss_mb": _get(memory, "peak_rss_bytes") / 2**20,
                 "file_kb": job["file_bytes"] / 1024,
                 "n_params": job["n_params"],
@@ -291,18 +406,47 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 else None,
                 "energy_episode_j": episode_j,
                 "energy_inference_j": inference_j,
-                "returns": tuple(returns),
-                "latency_samples_us": tuple(latencies),
+                "returns": returns,
+                "latency_samples_us": tuple(episode_p50s),
                 "target_fingerprint": job["target_fingerprint"],
+                "settings_key": job["settings_key"],
+                "runtime_key": runtime_key(summary),
+                "session_id": job["session_id"],
+                "seeds": tuple(by_seed),
+                "round_ids": tuple(j["round"] or 0 for j, _ in clean),
+                "round_p50_us": tuple(_get(s, "inference", "p50_ns") / 1e3 for _, s in clean),
+                "round_p99_us": tuple(_get(s, "inference", "p99_ns") / 1e3 for _, s in clean),
+                "round_model_mb": tuple(_model_mb(s.get("memory", {})) for _, s in clean),
+                "round_energy": tuple(round_energy),
+                "energy_meter": _meter_scope(summary, meter) if meter else None,
+                "n_spoiled": sum(1 for j in jobs if j["spoiled"]),
+                "job_ids": tuple(j["job_id"] for j in jobs),
             }
         )
-    baseline_return = {(r["target"], r["sha256"]): r["return_mean"] for r in raw if r["method"] == "baseline"}
+    baseline_return = {
+        (r["target_fingerprint"], r["settings_key"], r["sha256"]): r["return_mean"]
+        for r in raw
+        if r["method"] == "baseline"
+    }
     rows = []
     for r in raw:
-        base = baseline_return.get((r["target"], r["baseline_sha256"]))
+        base = baseline_return.get((r["target_fingerprint"], r["settings_key"], r["baseline_sha256"]))
         pct = 100.0 * r["return_mean"] / base if base is not None and base > 0 else None
         rows.append(ReportRow(**r, return_pct_of_baseline=pct))
     return sorted(rows, key=sort_key)
+
+
+def model_memory_bytes(memory: dict) -> float:
+    """What the model itself adds to the worker's RSS: past the runtime's start-up (a weightless graph of the
+    same I/O loaded first), where the agent measured that split; else, from older agents, the whole growth
+    when the model loaded (start-up included, so about equal for every variant)."""
+    if "model_added_bytes" in memory:
+        return float(memory["model_added_bytes"])
+    return _get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes")
+
+
+def _model_mb(memory: dict[str, Any]) -> float:
+    return model_memory_bytes(memory) / 2**20
 
 
 @dataclass(frozen=True)
@@ -493,13 +637,18 @@ def _md_table(headers: list[str], body: list[list[str]]) -> list[str]:
     ]
 
 
-def render_markdown(rows: list[ReportRow], optimise: str = "latency", title: str | None = None) -> str:
+def render_markdown(
+    rows: list[ReportRow],
+    optimise: str = "latency",
+    title: str | None = None,
+    threshold: float = NOISE_THRESHOLD,
+) -> str:
     """The study's tables (recommendations, Tables 1-3, per target and side by side), then every
     measurement, one table per target."""
     from host.report_tables import study_markdown
 
     out = [f"# {title}", ""] if title else []
-    out += study_markdown(rows, optimise)
+    out += study_markdown(rows, optimise, threshold)
     out += ["# Every measurement", ""]
     for target, group in by_target(rows).items():
         out += [f"## Target `{target}`", ""]
@@ -516,7 +665,17 @@ def render_markdown(rows: list[ReportRow], optimise: str = "latency", title: str
     return "\n".join(out)
 
 
-SAMPLE_FIELDS = ("returns", "latency_samples_us")
+SAMPLE_FIELDS = (
+    "returns",
+    "latency_samples_us",
+    "seeds",
+    "round_ids",
+    "round_p50_us",
+    "round_p99_us",
+    "round_model_mb",
+    "round_energy",
+    "job_ids",
+)
 """Per-episode samples: in the database, not in the CSV (one row per job)."""
 CSV_STATS = (
     "variant",
@@ -526,11 +685,13 @@ CSV_STATS = (
     "return_p",
     "keeps_90pct",
     "keeps_90pct_p",
+    "keeps_90pct_study_rule",
     "latency_p50_ci95_low_us",
     "latency_p50_ci95_high_us",
     "latency_vs_baseline",
     "latency_ratio",
     "latency_p",
+    "latency_p_holm",
     "peak_rss_ratio",
     "file_ratio",
     "energy_inference_ratio",
@@ -539,17 +700,20 @@ CSV_STATS = (
 measured on the same target)."""
 
 
-def render_csv(rows: list[ReportRow]) -> str:
+def render_csv(rows: list[ReportRow], threshold: float = NOISE_THRESHOLD) -> str:
     from host.report_stats import compare_all
 
-    comparisons = {(c.row.target, c.row.sha256, c.row.target_fingerprint): c for c in compare_all(rows)}
+    comparisons = {
+        (c.row.target, c.row.sha256, c.row.target_fingerprint, c.row.settings_key): c
+        for c in compare_all(rows, threshold)
+    }
     fields = [f for f in ReportRow.__dataclass_fields__ if f not in SAMPLE_FIELDS]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields + list(CSV_STATS))
     writer.writeheader()
     for row in rows:
         record: dict[str, Any] = {k: getattr(row, k) for k in fields}
-        c = comparisons.get((row.target, row.sha256, row.target_fingerprint))
+        c = comparisons.get((row.target, row.sha256, row.target_fingerprint, row.settings_key))
         if c is not None:
             record |= {
                 "variant": c.label,
@@ -557,13 +721,15 @@ def render_csv(rows: list[ReportRow]) -> str:
                 "return_pct_ci95_high": c.pct.high,
                 "return_vs_baseline": c.verdict.value,
                 "return_p": c.return_test.p if c.return_test else None,
-                "keeps_90pct": c.keeps_return,
-                "keeps_90pct_p": c.keep_test.p if c.keep_test else None,
+                "keeps_90pct": c.keep.verdict.value if not c.is_baseline else "keeps",
+                "keeps_90pct_p": c.keep.p,
+                "keeps_90pct_study_rule": c.keeps_by_mean,
                 "latency_p50_ci95_low_us": c.latency_ci.low,
                 "latency_p50_ci95_high_us": c.latency_ci.high,
-                "latency_vs_baseline": c.latency_verdict.value,
+                "latency_vs_baseline": c.latency.verdict,
                 "latency_ratio": c.latency_ratio,
-                "latency_p": c.latency_test.p if c.latency_test else None,
+                "latency_p": c.latency.p,
+                "latency_p_holm": c.latency.p_adjusted,
                 "peak_rss_ratio": c.memory_ratio,
                 "file_ratio": c.file_ratio,
                 "energy_inference_ratio": c.energy_ratio,
@@ -572,10 +738,30 @@ def render_csv(rows: list[ReportRow]) -> str:
     return buffer.getvalue()
 
 
-def render_rich(rows: list[ReportRow]) -> list[object]:
+def render_rich(
+    rows: list[ReportRow], optimise: str = "latency", threshold: float = NOISE_THRESHOLD
+) -> list[object]:
+    """The terminal report: the recommendation per (policy, target) first, then every measurement per target."""
     from rich.table import Table
 
+    from host.recommend import recommendations
+    from host.report_stats import Optimise, compare_all
+
+    recs = recommendations(compare_all(rows, threshold), Optimise(optimise))
     tables: list[object] = []
+    if recs:
+        from rich.text import Text
+
+        lines = Text(
+            f"Recommendation per policy (optimising {Optimise(optimise).value}; ±{threshold:.0%} noise threshold; "
+            "README: How drlc decides)\n",
+            style="bold",
+        )
+        for r in recs:
+            use = "the baseline" if r.is_baseline else f"{r.choice.label} ({r.model})"
+            lines.append(f"{r.target} · {r.base.model}: use {use}\n", style="bold green")
+            lines.append(f"  {r.reason}\n")
+        tables.append(lines)
     for target, group in by_target(rows).items():
         table = Table(title=f"target: {target}", title_justify="left")
         for header in HEADERS:
@@ -591,7 +777,7 @@ def render_rich(rows: list[ReportRow]) -> list[object]:
         if best:
             best_table = Table(
                 *BEST_HEADERS,
-                title=f"best pruning on {target} (≥ {KEEP_FRACTION:.0%} of baseline return)",
+                title=f"best pruning on {target} by the study's rule (mean ≥ {KEEP_FRACTION:.0%} of the baseline's return; no test)",
                 title_justify="left",
             )
             for b in best:

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from host.decision import ALPHA, NOISE_THRESHOLD
 from host.report import KEEP_FRACTION, ReportRow
-from host.report_stats import ALPHA, Comparison, Optimise
+from host.report_stats import OBJECTIVE_TEXT, Comparison, Optimise
 from host.report_tables import Table, measurement_table, study_tables
 
 CSS = """
@@ -83,8 +84,8 @@ def figure_text(kind: str, target: str) -> tuple[str, str]:
         return (
             f"return against pruning ratio on {target}",
             f"Return (% of the baseline on {target}, 95 % CI band) against the pruning ratio for L1 and L2; the "
-            f"dashed line is {KEEP_FRACTION:.0%} of the baseline's return. Filled points keep the return (not "
-            f"significantly below {KEEP_FRACTION:.0%} of the baseline's), hollow ones do not.",
+            f"dashed line is {KEEP_FRACTION:.0%} of the baseline's return. Filled points are shown to keep the return "
+            f"(one-sided 95 % lower limit ≥ {KEEP_FRACTION:.0%} of the baseline's), hollow ones are not.",
         )
     if kind == "cost":
         return (
@@ -152,6 +153,7 @@ def render_html(
     description: str = "",
     devices: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
+    threshold: float = NOISE_THRESHOLD,
 ) -> str:
     """The whole report as one HTML string.
 
@@ -162,7 +164,7 @@ def render_html(
 
     note = progress or (lambda _: None)
     optimise = Optimise(optimise)
-    tables = study_tables(rows, optimise)
+    tables = study_tables(rows, optimise, threshold)
     n_policies = len({r.baseline_sha256 for r in rows})
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body: list[str] = [f"<h1>{_e(title)}</h1>"]
@@ -182,19 +184,18 @@ def render_html(
     )
     body += toc
     body.append(
-        f'<h2 id="how">How to read this report</h2><p>Every variant is compared with its own baseline on the same '
-        f"device. Returns are shown as a percentage of the baseline's with a 95 % confidence interval; a variant is "
-        f"called <b>better</b> (▲, green) or <b>worse</b> (▼, red) only when Welch's t-test on the per-episode "
-        f"returns rejects equal means at {ALPHA:.0%}, otherwise there is <b>no significant difference</b> (=). A "
-        f"variant <b>keeps the return</b> unless its return is significantly below {KEEP_FRACTION:.0%} of the "
-        f"baseline's (one-sided Welch at {ALPHA:.0%}; such cells are in grey italics). The recommendation per policy "
-        f"and device is the variant with the lowest {'p50 latency' if optimise is Optimise.latency else 'energy per inference'} "
-        f"among those that keep the return, when it is significantly {'faster than' if optimise is Optimise.latency else 'cheaper than'} "
-        f"the baseline; latency is tested on per-episode medians (episodes are the independent units; for a job "
-        f"whose episodes ran in parallel, on medians of batches of its quiet latency phase). Memory and "
-        f"energy are one reading per job: ratios, no test. A latency CI covers the variation within one job; "
-        f"a device whose load changes between jobs (a shared machine) adds drift no CI shows, so measure on a quiet "
-        f"device. Hover over a cell for its figures and p-values.</p>"
+        f'<h2 id="how">How to read this report</h2><p>Every variant is compared with its own baseline measured on '
+        f"the same device fingerprint, settings and agent runtime. Returns are a percentage of the baseline's with a "
+        f"95 % confidence interval (Fieller, episodes paired by seed). A variant <b>keeps the return</b> only when "
+        f"the one-sided 95 % lower limit of that ratio is at least {KEEP_FRACTION:.0%} (non-inferiority); it "
+        f"<b>falls short</b> when the upper limit is below it, and is <b>undecided</b> otherwise (cells not shown to "
+        f"keep are in grey italics). The marks ▲ / ▼ / = are Welch's two-sided test at {ALPHA:.0%}, for reading "
+        f"only. Latency, p99, memory and energy are compared round against round within one deploy session (paired "
+        f"t on log ratios, Holm's correction across the variants of a baseline); a change within "
+        f"±{threshold:.0%} is <b>within noise</b> whatever its p-value. The recommendation per policy and device "
+        f"is the best {OBJECTIVE_TEXT[optimise.value]} among the variants shown to keep the return that beat the "
+        f"baseline beyond the threshold and significantly; otherwise the baseline, with the reason. Energy "
+        f"compares readings of one meter and scope only. Hover over a cell for its figures and p-values.</p>"
     )
     if devices:
         body.append("<h3>Devices</h3>" + devices_html(devices))

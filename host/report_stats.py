@@ -1,37 +1,43 @@
-"""The statistics behind a report's verdicts: CIs, Welch's t-tests against the baseline, recommendations.
+"""A variant against its baseline: which baseline (pairing), and every comparison a report shows.
 
-Every variant is compared with its own baseline on the same target. The sample units are episodes:
-per-episode returns for the return, per-episode median inference latencies for the latency (the
-calls within one episode are not independent draws, the episodes are; a job whose episodes ran in
-parallel, untimed, contributes the medians of batches of its quiet latency phase instead). Energy and memory are one
-reading per job, so they get ratios but no test, and the report says so.
+**Pairing.** A variant is compared only with its baseline measured on the same target fingerprint, under the
+same settings key and the same agent runtime (ONNX Runtime, MuJoCo and Gymnasium versions, execution
+provider). Timing-like figures (p50, p99, model memory, energy) are compared only within one deploy
+session, round against round (see :mod:`host.decision`); rows from before sessions, or from different
+sessions, get "undecided", never a p-value over episodes. File size is exact and needs no session.
 
-- A variant is **better** or **worse** than its baseline only when Welch's two-sided t-test says so at
-  5 %; otherwise there is **no significant difference**. With fewer than two episodes on either side
-  there is no test (``n too small``).
-- A variant **keeps the return** when its mean return is not significantly below 90 % of the
-  baseline's: the one-sided Welch test of ``variant < 0.9 x baseline`` (the baseline's episodes scaled
-  by 0.9) does not reject at 5 %. For a baseline whose mean return is not positive, 90 % of it is
-  meaningless; there the test is against the baseline itself.
-- The **recommendation** per (policy, target) is the variant with the lowest p50 latency (or energy
-  per inference) among those that keep the return, provided it is significantly faster than the
-  baseline (latency) or uses less energy (energy, a single reading); otherwise the baseline.
+**Return.** Paired by seed, non-inferiority at 90 % (:func:`host.decision.non_inferiority`); the study's
+rule on means is kept beside it, labelled as the study's. The two-sided "better / worse / no significant
+difference" mark on returns is Welch's test, for the tables' marks only: nothing is decided by it.
+
+**Multiplicity.** Holm's correction across the variants of one baseline, per objective.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 
 from scipy import special
 
-from host.report import KEEP_FRACTION, PRUNING_METHODS, Moments, ReportRow, moments
-
-ALPHA = 0.05
-"""Significance level of every test in a report."""
+from host.decision import (
+    ALPHA,
+    NOISE_THRESHOLD,
+    Change,
+    Keep,
+    NonInferiority,
+    RatioTest,
+    decide,
+    decide_exact,
+    holm,
+    non_inferiority,
+    paired_ratio,
+    verdict_word,
+)
+from host.report import KEEP_FRACTION, PRUNING_METHODS, Moments, ReportRow, meter_order, moments
 
 
 class Verdict(str, Enum):
@@ -46,8 +52,27 @@ class Verdict(str, Enum):
 
 
 class Optimise(str, Enum):
+    """What the recommendation minimises among the variants shown to keep the return."""
+
     latency = "latency"
+    """p50 inference latency per round"""
+    p99 = "p99"
+    size = "size"
+    """file bytes (exact)"""
+    memory = "memory"
+    """the worker's RSS growth when the model loaded"""
     energy = "energy"
+    """net energy per inference, one meter and scope"""
+
+
+OBJECTIVES = tuple(o.value for o in Optimise)
+OBJECTIVE_TEXT = {
+    "latency": "p50 latency",
+    "p99": "p99 latency",
+    "size": "file size",
+    "memory": "model memory",
+    "energy": "energy per inference",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +197,32 @@ def label_sort_key(label: str) -> tuple:
 
 
 @dataclass(frozen=True)
+class MetricComparison:
+    """One objective of a variant against its baseline: effect, CI, p, Holm-adjusted p and the verdict."""
+
+    objective: str
+    ratio: float
+    """Variant / baseline: geometric mean of per-round ratios when tested, else the plain ratio of the figures."""
+    low: float
+    high: float
+    """Two-sided 95 % CI of the ratio (NaN without a test)."""
+    p: float
+    p_adjusted: float
+    """Holm-adjusted across the variants of the baseline (NaN without a test)."""
+    n: int
+    """Paired rounds the test used (0: exact or none)."""
+    change: Change
+    why: str
+    meter: str | None = None
+    """Energy only: the meter (and scope) both figures come from."""
+
+    @property
+    def verdict(self) -> str:
+        """The verdict word: faster/slower, smaller/larger, less/more energy, within noise, undecided, not compared."""
+        return verdict_word(self.objective, self.change)
+
+
+@dataclass(frozen=True)
 class Comparison:
     """A row (variant or the baseline itself) against its baseline on the same target."""
 
@@ -180,27 +231,54 @@ class Comparison:
     label: str
     return_ci: Interval
     pct: Interval
-    """Mean return as a % of the baseline's, with its 95 % CI (NaN for a non-positive baseline)."""
+    """Mean return as a % of the baseline's, with its two-sided 95 % Fieller CI (NaN for a non-positive baseline)."""
     return_test: Welch | None
     verdict: Verdict
-    keep_test: Welch | None
-    """One-sided test of return < 90 % of the baseline's (of the baseline's, for a non-positive one)."""
-    keeps_return: bool
+    """Welch's two-sided mark on returns (tables only; nothing is decided by it)."""
+    keep: NonInferiority
     latency_ci: Interval
-    """Mean over episodes of the per-episode p50 latency, µs."""
-    latency_ratio: float
-    latency_test: Welch | None
-    latency_verdict: Verdict
-    """better = significantly faster."""
-    energy_ratio: float | None
-    memory_ratio: float
-    """Peak RSS of the worker, variant / baseline."""
-    model_mb_ratio: float
-    file_ratio: float
+    """Mean over episodes of the per-episode p50 latency, µs (display only)."""
+    metrics: dict[str, MetricComparison] = field(default_factory=dict)
 
     @property
     def is_baseline(self) -> bool:
         return self.row.sha256 == self.base.sha256
+
+    @property
+    def keeps_return(self) -> bool:
+        """Shown to keep >= 90 % (non-inferiority); the baseline keeps its own."""
+        return self.is_baseline or self.keep.verdict is Keep.keeps
+
+    @property
+    def keeps_by_mean(self) -> bool:
+        """The study's own rule: the mean return is >= 90 % of the baseline's (no test)."""
+        return self.is_baseline or self.keep.by_mean
+
+    @property
+    def latency(self) -> MetricComparison:
+        return self.metrics["latency"]
+
+    @property
+    def latency_ratio(self) -> float:
+        return self.metrics["latency"].ratio
+
+    @property
+    def energy_ratio(self) -> float | None:
+        m = self.metrics["energy"]
+        return None if m.change is Change.not_compared else m.ratio
+
+    @property
+    def memory_ratio(self) -> float:
+        """Peak RSS of the worker, variant / baseline."""
+        return _ratio(self.row.peak_rss_mb, self.base.peak_rss_mb)
+
+    @property
+    def model_mb_ratio(self) -> float:
+        return self.metrics["memory"].ratio
+
+    @property
+    def file_ratio(self) -> float:
+        return self.metrics["size"].ratio
 
 
 def _verdict(test: Welch | None, higher_is_better: bool = True) -> Verdict:
@@ -217,81 +295,240 @@ def _ratio(a: float | None, b: float | None) -> float:
     return a / b
 
 
-def compare(row: ReportRow, base: ReportRow) -> Comparison:
-    positive = base.return_mean > 0
-    is_base = row.sha256 == base.sha256
-    return_test = None if is_base else welch(row.returns, base.returns)
-    keep_test = (
-        None if is_base else welch(row.returns, base.returns, "less", KEEP_FRACTION if positive else 1.0)
+@dataclass(frozen=True)
+class _Raw:
+    """A metric before Holm's correction: its test (or why there is none) and its plain ratio."""
+
+    test: RatioTest | None
+    plain: float
+    why: str | None = None
+    """Set when the metric cannot be tested at all: the verdict is then undecided or not compared."""
+    not_compared: bool = False
+    meter: str | None = None
+
+
+def _rounds(row: ReportRow, values: tuple[float, ...]) -> dict[int, float]:
+    return dict(zip(row.round_ids, values, strict=False))
+
+
+def _session_problem(row: ReportRow, base: ReportRow) -> str | None:
+    if row.session_id is None or base.session_id is None:
+        return "measured before deploy sessions: no rounds to compare (deploy again)"
+    if row.session_id != base.session_id:
+        return "not measured in the same session as its baseline (deploy them together)"
+    return None
+
+
+def _raw_timing(row: ReportRow, base: ReportRow, values: str, plain: float) -> _Raw:
+    problem = _session_problem(row, base)
+    if problem is not None:
+        return _Raw(None, plain, problem)
+    v, b = _rounds(row, getattr(row, values)), _rounds(base, getattr(base, values))
+    common = sorted(set(v) & set(b))
+    test = paired_ratio([v[r] for r in common], [b[r] for r in common])
+    return _Raw(test, test.ratio if test else plain)
+
+
+def _raw_energy(row: ReportRow, base: ReportRow) -> _Raw:
+    """Per-round net J per inference of one meter (and scope) that measured both; never two meters mixed."""
+    mine: dict[str, dict[int, float]] = {}
+    theirs: dict[str, dict[int, float]] = {}
+    for r, meter, value in row.round_energy:
+        mine.setdefault(meter, {})[r] = value
+    for r, meter, value in base.round_energy:
+        theirs.setdefault(meter, {})[r] = value
+    if not mine or not theirs:
+        return _Raw(
+            None,
+            math.nan,
+            "no usable energy reading on "
+            + ("both" if not mine and not theirs else ("the variant" if not mine else "the baseline")),
+            not_compared=True,
+        )
+    common = [m for m in mine if m in theirs]
+    if not common:
+        return _Raw(
+            None,
+            math.nan,
+            f"different meters (variant: {', '.join(mine)}; baseline: {', '.join(theirs)}): not comparable",
+            not_compared=True,
+        )
+    order = meter_order(row.execution_provider)
+    meter = min(
+        common, key=lambda m: order.index(m.split(":")[0]) if m.split(":")[0] in order else len(order)
     )
-    latency_test = None if is_base else welch(row.latency_samples_us, base.latency_samples_us)
-    energy = None
-    if row.energy_inference_j is not None and base.energy_inference_j is not None:
-        energy = _ratio(row.energy_inference_j, base.energy_inference_j)
-    latency_ci = (
-        mean_ci(row.latency_samples_us)
-        if row.latency_samples_us
-        else Interval(row.latency_p50_us, math.nan, math.nan)
-    )
-    if is_base:
-        pct = Interval(1.0, math.nan, math.nan) if positive else NAN_INTERVAL
+    plain = _ratio(_median(mine[meter].values()), _median(theirs[meter].values()))
+    problem = _session_problem(row, base)
+    if problem is not None:
+        return _Raw(None, plain, problem, meter=meter)
+    rounds = sorted(set(mine[meter]) & set(theirs[meter]))
+    test = paired_ratio([mine[meter][r] for r in rounds], [theirs[meter][r] for r in rounds])
+    return _Raw(test, test.ratio if test else plain, meter=meter)
+
+
+def _median(values: Iterable[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return math.nan
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def _raw_metrics(row: ReportRow, base: ReportRow) -> dict[str, _Raw]:
+    return {
+        "latency": _raw_timing(row, base, "round_p50_us", _ratio(row.latency_p50_us, base.latency_p50_us)),
+        "p99": _raw_timing(row, base, "round_p99_us", _ratio(row.latency_p99_us, base.latency_p99_us)),
+        "memory": _raw_timing(row, base, "round_model_mb", _ratio(row.model_rss_mb, base.model_rss_mb)),
+        "energy": _raw_energy(row, base),
+    }
+
+
+def _finish(objective: str, raw: _Raw, p_adjusted: float, threshold: float) -> MetricComparison:
+    t = raw.test
+    if raw.not_compared:
+        change, why = Change.not_compared, raw.why or ""
+    elif t is None and raw.why is not None:
+        change, why = Change.undecided, raw.why
     else:
-        pct = ratio_ci(row.returns, base.returns) if positive else NAN_INTERVAL
-    if keep_test is not None:
-        keeps = keep_test.p >= ALPHA
-    else:  # too few episodes for a test: the study's rule on means
-        keeps = is_base or row.return_mean >= (KEEP_FRACTION if positive else 1.0) * base.return_mean
-    return Comparison(
-        row=row,
-        base=base,
-        label=variant_label(row),
-        return_ci=Interval(row.return_mean, row.return_ci95_low, row.return_ci95_high),
-        pct=Interval(100 * pct.value, 100 * pct.low, 100 * pct.high),
-        return_test=return_test,
-        verdict=Verdict.same if is_base else _verdict(return_test),
-        keep_test=keep_test,
-        keeps_return=keeps,
-        latency_ci=latency_ci,
-        latency_ratio=_ratio(row.latency_p50_us, base.latency_p50_us),
-        latency_test=latency_test,
-        latency_verdict=Verdict.same if is_base else _verdict(latency_test, higher_is_better=False),
-        energy_ratio=energy,
-        memory_ratio=_ratio(row.peak_rss_mb, base.peak_rss_mb),
-        model_mb_ratio=_ratio(row.model_rss_mb, base.model_rss_mb),
-        file_ratio=_ratio(row.file_kb, base.file_kb),
+        change, why = decide(t, p_adjusted, threshold)
+    return MetricComparison(
+        objective,
+        raw.plain,
+        t.low if t else math.nan,
+        t.high if t else math.nan,
+        t.p if t else math.nan,
+        p_adjusted,
+        t.n if t else 0,
+        change,
+        why,
+        raw.meter,
     )
 
 
-_last: tuple[Sequence[ReportRow], int, list[Comparison]] | None = None
+def _same(objective: str, ratio: float = 1.0) -> MetricComparison:
+    return MetricComparison(
+        objective,
+        ratio,
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+        0,
+        Change.within_noise,
+        "the baseline itself",
+    )
 
 
-def compare_all(rows: Iterable[ReportRow]) -> list[Comparison]:
-    """Every row that has its baseline measured on the same target, compared with it (baselines too).
+def compare(row: ReportRow, base: ReportRow, threshold: float = NOISE_THRESHOLD) -> Comparison:
+    """One variant against its baseline, alone (no multiplicity: Holm over a family of one)."""
+    return _compare_group([row], base, threshold)[0]
+
+
+def _compare_group(rows: Sequence[ReportRow], base: ReportRow, threshold: float) -> list[Comparison]:
+    """Every row of one baseline's family against it, with Holm's correction across the variants."""
+    positive = base.return_mean > 0
+    raws = [None if r.sha256 == base.sha256 else _raw_metrics(r, base) for r in rows]
+    adjusted: dict[str, list[float]] = {}
+    for objective in ("latency", "p99", "memory", "energy"):
+        ps = [
+            math.nan if raw is None or raw[objective].test is None else raw[objective].test.p for raw in raws
+        ]
+        adjusted[objective] = holm(ps)
+    base_seeds = dict(zip(base.seeds, base.returns, strict=False)) if base.seeds else None
+    out = []
+    for i, (row, raw) in enumerate(zip(rows, raws, strict=True)):
+        is_base = raw is None
+        size_ratio = _ratio(row.file_kb, base.file_kb)
+        if is_base:
+            metrics = {o: _same(o) for o in ("latency", "p99", "memory", "energy", "size")}
+            keep = (
+                non_inferiority(list(row.returns), list(row.returns))
+                if row.returns
+                else non_inferiority([], [])
+            )
+        else:
+            metrics = {o: _finish(o, raw[o], adjusted[o][i], threshold) for o in raw}
+            change, why = decide_exact(size_ratio, threshold)
+            metrics["size"] = MetricComparison(
+                "size", size_ratio, math.nan, math.nan, math.nan, math.nan, 0, change, why
+            )
+            mine = dict(zip(row.seeds, row.returns, strict=False)) if row.seeds else None
+            if mine is not None and base_seeds is not None:
+                keep = non_inferiority(mine, base_seeds)
+            else:
+                keep = non_inferiority(list(row.returns), list(base.returns))
+        if is_base:
+            pct = Interval(100.0, math.nan, math.nan) if positive else NAN_INTERVAL
+        elif positive and math.isfinite(keep.ratio):
+            pct = Interval(100 * keep.ratio, 100 * keep.ci95[0], 100 * keep.ci95[1])
+        else:
+            pct = NAN_INTERVAL
+        return_test = None if is_base else welch(row.returns, base.returns)
+        latency_ci = (
+            mean_ci(row.latency_samples_us)
+            if row.latency_samples_us
+            else Interval(row.latency_p50_us, math.nan, math.nan)
+        )
+        out.append(
+            Comparison(
+                row=row,
+                base=base,
+                label=variant_label(row),
+                return_ci=Interval(row.return_mean, row.return_ci95_low, row.return_ci95_high),
+                pct=pct,
+                return_test=return_test,
+                verdict=Verdict.same if is_base else _verdict(return_test),
+                keep=keep,
+                latency_ci=latency_ci,
+                metrics=metrics,
+            )
+        )
+    return out
+
+
+def pair_key(row: ReportRow) -> tuple[str, str, str, str]:
+    """What a variant must share with its baseline to be compared at all."""
+    return (row.target, row.target_fingerprint, row.settings_key, row.runtime_key)
+
+
+_last: tuple[Sequence[ReportRow], int, float, list[Comparison]] | None = None
+
+
+def compare_all(rows: Iterable[ReportRow], threshold: float = NOISE_THRESHOLD) -> list[Comparison]:
+    """Every row whose baseline was measured under the same :func:`pair_key`, compared with it (baselines too),
+    in the rows' order; Holm's correction runs across the variants of each baseline.
 
     The last result is kept for the same (unchanged) list of rows: writing a report in three formats
     compares once, not three times.
     """
     global _last
-    if _last is not None and _last[0] is rows and _last[1] == len(_last[0]):
-        return list(_last[2])
+    if _last is not None and _last[0] is rows and _last[1] == len(_last[0]) and _last[2] == threshold:
+        return list(_last[3])
     given = rows
     rows = list(rows)
-    bases = {(r.target, r.sha256): r for r in rows if r.method == "baseline"}
-    out = []
+    bases = {(*pair_key(r), r.sha256): r for r in rows if r.method == "baseline"}
+    families: dict[tuple, list[ReportRow]] = {}
     for row in rows:
-        base = bases.get((row.target, row.baseline_sha256))
-        if base is not None:
-            out.append(compare(row, base))
+        key = (*pair_key(row), row.baseline_sha256)
+        if key in bases:
+            families.setdefault(key, []).append(row)
+    done: dict[int, Comparison] = {}
+    for key, family in families.items():
+        for row, c in zip(family, _compare_group(family, bases[key], threshold), strict=True):
+            done[id(row)] = c
+    out = [done[id(r)] for r in rows if id(r) in done]
     if isinstance(given, list):
-        _last = (given, len(given), out)
+        _last = (given, len(given), threshold, out)
     return list(out)
 
 
 def group(comparisons: Iterable[Comparison]) -> dict[tuple[str, str], list[Comparison]]:
-    """By (target, baseline sha256), in report order."""
+    """By (target, baseline key), in report order. The baseline key is its sha256, joined with its
+    fingerprint, settings and runtime when it was measured more than one way."""
     out: dict[tuple[str, str], list[Comparison]] = {}
     for c in comparisons:
-        out.setdefault((c.row.target, c.base.sha256), []).append(c)
+        b = c.base
+        out.setdefault((b.target, "|".join((b.sha256, *pair_key(b)[1:]))), []).append(c)
     return out
 
 
@@ -309,7 +546,7 @@ class PruningLimit:
     by_mean: tuple[tuple[str, float, float], ...]
     """(method, ratio, % of baseline) of the highest ratio keeping >= 90 % of the mean (the study's rule)."""
     by_test: dict[str, float | None]
-    """Per pruning method: the highest ratio whose return is not significantly below 90 %; None: none."""
+    """Per pruning method: the highest ratio shown to keep >= 90 % of the return (non-inferiority); None: none."""
 
 
 def pruning_limits(comparisons: Iterable[Comparison]) -> list[PruningLimit]:
@@ -337,135 +574,3 @@ def pruning_limits(comparisons: Iterable[Comparison]) -> list[PruningLimit]:
                 by_test[method] = max((r for r in ratios if r is not None), default=None)
         out.append(PruningLimit(target, base, tuple(by_mean), by_test))
     return out
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    target: str
-    base: ReportRow
-    choice: Comparison | None
-    """None: no choice can be made (energy asked for where none was measured)."""
-    optimise: Optimise
-    reason: str
-    n_keep: int
-    """Variants whose return is not significantly below 90 % of the baseline's."""
-
-
-def _fmt_p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def _keep_text(c: Comparison) -> str:
-    pct = f"{c.pct.value:.1f} % of the baseline's return" if math.isfinite(c.pct.value) else "return"
-    if math.isfinite(c.pct.low):
-        pct += f" [95 % CI {c.pct.low:.1f}, {c.pct.high:.1f}]"
-    if c.keep_test is None:
-        return f"{pct}; too few episodes for a test"
-    return f"{pct}, not significantly below 90 % ({_fmt_p(c.keep_test.p)})"
-
-
-def recommend(comparisons: Sequence[Comparison], optimise: Optimise = Optimise.latency) -> Recommendation:
-    """The recommendation for one (target, baseline) group of comparisons (see the module docstring)."""
-    base_c = next(c for c in comparisons if c.is_baseline)
-    base = base_c.base
-    target = base.target
-    keep = [c for c in comparisons if not c.is_baseline and c.keeps_return]
-    if len(comparisons) == 1:
-        return Recommendation(
-            target,
-            base,
-            base_c,
-            optimise,
-            f"no variant of it was measured on {target}: nothing to choose from",
-            0,
-        )
-    if optimise is Optimise.energy:
-        if base.energy_inference_j is None:
-            return Recommendation(
-                target,
-                base,
-                None,
-                optimise,
-                f"energy per inference is not measured on {target} ({base.energy}): no choice by energy; "
-                "use --optimise latency, or give the device a meter",
-                len(keep),
-            )
-        measured = [c for c in keep if c.row.energy_inference_j is not None]
-        if not measured:
-            return Recommendation(
-                target,
-                base,
-                base_c,
-                optimise,
-                "no variant that keeps the return has an energy reading: keep the baseline",
-                len(keep),
-            )
-        best = min(measured, key=lambda c: c.row.energy_inference_j or math.inf)
-        b_e, v_e = base.energy_inference_j, best.row.energy_inference_j or math.nan
-        if v_e >= b_e:
-            return Recommendation(
-                target,
-                base,
-                base_c,
-                optimise,
-                f"no variant that keeps the return uses less energy per inference than the baseline "
-                f"({b_e * 1e6:.3g} µJ; the lowest, {best.label}, {v_e * 1e6:.3g} µJ): keep the baseline",
-                len(keep),
-            )
-        return Recommendation(
-            target,
-            base,
-            best,
-            optimise,
-            f"lowest energy per inference among {len(keep)} variants that keep the return: {v_e * 1e6:.3g} µJ vs "
-            f"{b_e * 1e6:.3g} µJ for the baseline ({100 * (v_e / b_e - 1):+.0f} %; one reading each, no test); "
-            + _keep_text(best),
-            len(keep),
-        )
-    if not keep:
-        return Recommendation(
-            target,
-            base,
-            base_c,
-            optimise,
-            "every variant's return is significantly below 90 % of the baseline's: keep the baseline",
-            0,
-        )
-    best = min(keep, key=lambda c: c.row.latency_p50_us if math.isfinite(c.row.latency_p50_us) else math.inf)
-    lat = f"p50 {best.row.latency_p50_us:.1f} µs vs {base.latency_p50_us:.1f} µs for the baseline"
-    if best.latency_verdict is not Verdict.better:
-        why = (
-            f"({_fmt_p(best.latency_test.p)})"
-            if best.latency_test is not None
-            else "(too few episodes for a test)"
-        )
-        return Recommendation(
-            target,
-            base,
-            base_c,
-            optimise,
-            f"the fastest of the {len(keep)} variants that keep the return, {best.label}, is "
-            + (
-                "significantly slower than"
-                if best.latency_verdict is Verdict.worse
-                else "not significantly faster than"
-            )
-            + f" the baseline: {lat} {why}: keep the baseline",
-            len(keep),
-        )
-    assert best.latency_test is not None  # for mypy: a "better" verdict has a test
-    return Recommendation(
-        target,
-        base,
-        best,
-        optimise,
-        f"lowest p50 latency among {len(keep)} variants that keep the return: {lat} "
-        f"({100 * (best.latency_ratio - 1):+.0f} %, {_fmt_p(best.latency_test.p)}); " + _keep_text(best),
-        len(keep),
-    )
-
-
-def recommendations(
-    comparisons: Iterable[Comparison], optimise: Optimise = Optimise.latency
-) -> list[Recommendation]:
-    return [recommend(g, optimise) for g in group(comparisons).values() if any(c.is_baseline for c in g)]

@@ -13,28 +13,29 @@ import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from host.decision import ALPHA, NOISE_THRESHOLD
+from host.recommend import Recommendation, recommendations
 from host.report import KEEP_FRACTION, PRUNING_METHODS, ReportRow
 from host.report_stats import (
-    ALPHA,
+    OBJECTIVE_TEXT,
     Comparison,
     Optimise,
     PruningLimit,
-    Recommendation,
     Verdict,
     compare_all,
     group,
     label_sort_key,
     pruning_limits,
-    recommendations,
 )
 
 INT8_METHODS = ("ptdq", "ptsq", "qat")
 
 LEGEND = (
-    f"Returns are % of the policy's baseline on the same target, [95 % CI] by the delta method. Marks: "
-    f"▲ better / ▼ worse than the baseline (Welch's t-test, two-sided, {ALPHA:.0%}), = no significant "
-    f"difference, ? too few episodes for a test. Italic: the return is significantly below "
-    f"{KEEP_FRACTION:.0%} of the baseline's (one-sided Welch, {ALPHA:.0%}); everything else keeps the return."
+    f"Returns are % of the policy's baseline on the same target, [95 % CI] by Fieller's method on episodes "
+    f"paired by seed. Marks: ▲ better / ▼ worse than the baseline (Welch's t-test, two-sided, {ALPHA:.0%}), "
+    f"= no significant difference, ? too few episodes for a test. Italic: not shown to keep "
+    f"{KEEP_FRACTION:.0%} of the baseline's return (the one-sided 95 % lower limit is below it: falls short "
+    f"or undecided)."
 )
 
 
@@ -44,7 +45,7 @@ class Cell:
     title: str = ""
     """Longer text (HTML tooltip)."""
     css: str = ""
-    """better, worse, same, drop (return significantly below 90 %), pick (the recommendation), num."""
+    """better, worse, same, drop (return not shown to keep 90 %), pick (the recommendation), num."""
 
 
 @dataclass
@@ -88,7 +89,8 @@ def return_cell(c: Comparison, with_ci: bool = True, detail: bool = True) -> Cel
         f"{c.label}: return {_num(c.row.return_mean)} ± {_num(c.row.return_std)} "
         f"[95 % CI {_num(c.row.return_ci95_low)}, {_num(c.row.return_ci95_high)}], n = {c.row.n_episodes}; "
         f"vs baseline {_num(c.base.return_mean)}: {c.verdict.value} ({_p(c.return_test)}); "
-        f"below {KEEP_FRACTION:.0%} of it: {'no' if c.keeps_return else 'yes'} ({_p(c.keep_test)})"
+        f"keeps {KEEP_FRACTION:.0%}: {c.keep.verdict.value} ({c.keep.reason}); "
+        f"study's rule on means: {'keeps' if c.keeps_by_mean else 'below'}"
     )
     return Cell(text, title, css)
 
@@ -103,9 +105,9 @@ def _policy_cells(base: ReportRow) -> list[Cell]:
 
 
 def recommendation_table(recs: Sequence[Recommendation], target: str | None = None) -> Table:
-    optimise = recs[0].optimise if recs else Optimise.latency
+    objective = recs[0].objective if recs else Optimise.latency
     table = Table(
-        f"Recommendation per policy{f' on {target}' if target else ''} (optimising {optimise.value})",
+        f"Recommendation per policy{f' on {target}' if target else ''} (optimising {OBJECTIVE_TEXT[objective.value]})",
         [
             "algo",
             "env",
@@ -117,25 +119,23 @@ def recommendation_table(recs: Sequence[Recommendation], target: str | None = No
             "return % base",
             "why",
         ],
+        note=(
+            f"A variant is used only when it is shown to keep {KEEP_FRACTION:.0%} of the return and beats the baseline "
+            f"by more than the noise threshold, significantly after Holm's correction; see README, How drlc decides."
+        ),
         anchor=f"rec-{target}" if target else "rec",
     )
     for r in recs:
         c = r.choice
-        if c is None:
-            use, p50, ratio, pct = "–", "–", "–", "–"
-        else:
-            use = "baseline (no compression)" if c.is_baseline else f"{c.label} ({c.row.model})"
-            p50 = _num(c.row.latency_p50_us)
-            ratio = _num(c.latency_ratio, 2)
-            pct = "100" if c.is_baseline else _num(c.pct.value)
+        use = "baseline (no compression)" if c.is_baseline else f"{c.label} ({c.row.model})"
         table.rows.append(
             [
                 *_policy_cells(r.base),
                 *([] if target else [Cell(r.target)]),
                 Cell(use, css="pick"),
-                Cell(p50, css="num"),
-                Cell(ratio, css="num"),
-                Cell(pct, css="num"),
+                Cell(_num(c.row.latency_p50_us), css="num"),
+                Cell(_num(c.latency_ratio, 2), css="num"),
+                Cell("100" if c.is_baseline else _num(c.pct.value), css="num"),
                 Cell(r.reason),
             ]
         )
@@ -214,8 +214,8 @@ def limits_table(comparisons: Sequence[Comparison], target: str) -> Table:
         ],
         note=(
             f"Study's rule: the highest ratio whose mean return is ≥ {KEEP_FRACTION:.0%} of the baseline's. "
-            f"With a test: the highest ratio whose return is not significantly below {KEEP_FRACTION:.0%} of the "
-            f'baseline\'s (one-sided Welch, {ALPHA:.0%}); "none": at every ratio it is significantly below.'
+            f"With a test: the highest ratio shown to keep {KEEP_FRACTION:.0%} of the baseline's return (one-sided "
+            f'95 % lower limit, paired by seed); "none": no ratio is shown to keep it.'
         ),
         anchor=f"t3-{target}",
     )
@@ -253,6 +253,7 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
             "% base [CI]",
             "vs base",
             f"keeps {KEEP_FRACTION:.0%}",
+            "study's rule",
             "p50 µs [CI]",
             "× base",
             "latency",
@@ -267,17 +268,16 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
         ],
         note=(
             "p50 [CI]: mean over episodes of each episode's median inference latency (or over batches of the "
-            "latency phase, for jobs whose episodes ran in parallel), with its 95 % CI; latency: faster/slower "
-            "than the baseline by Welch's test on those medians. Memory "
-            "and energy are one reading per job (no CI)."
+            "latency phase, for jobs whose episodes ran in parallel), with its 95 % CI; × base: variant / baseline "
+            "per round (geometric mean); latency: the verdict over rounds of one session (paired t on log ratios, "
+            f"Holm-corrected, ±{NOISE_THRESHOLD:.0%} noise threshold unless set otherwise). keeps: shown by "
+            "non-inferiority; study's rule: mean ≥ 90 % of the baseline's, no test."
         ),
         anchor=f"all-{target}",
     )
     for c in comparisons:
         r = c.row
-        latency_mark = {Verdict.better: "faster", Verdict.worse: "slower"}.get(
-            c.latency_verdict, c.latency_verdict.value
-        )
+        lat = c.latency
         table.rows.append(
             [
                 Cell(f"{r.model} [{r.sha256[:8]}]"),
@@ -299,15 +299,17 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
                     else {Verdict.better: "better", Verdict.worse: "worse"}.get(c.verdict, "same"),
                 ),
                 Cell(
-                    "–" if c.is_baseline else ("yes" if c.keeps_return else "no"),
+                    "–" if c.is_baseline else c.keep.verdict.value,
+                    c.keep.reason,
                     css="" if c.keeps_return else "drop",
                 ),
+                Cell("–" if c.is_baseline else ("keeps" if c.keeps_by_mean else "below")),
                 Cell(
                     f"{_num(c.latency_ci.value)} [{_num(c.latency_ci.low)}, {_num(c.latency_ci.high)}]",
                     css="num",
                 ),
                 Cell(_num(c.latency_ratio, 2), css="num"),
-                Cell("–" if c.is_baseline else f"{latency_mark} ({_p(c.latency_test)})"),
+                Cell("–" if c.is_baseline else f"{lat.verdict} ({lat.why})"),
                 Cell(_num(r.latency_p99_us), css="num"),
                 Cell(_num(r.floor_p50_us), css="num"),
                 Cell(_num(r.peak_rss_mb), css="num"),
@@ -316,6 +318,42 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
                 Cell(str(r.n_params), css="num"),
                 Cell("–" if r.action_error_mean_abs is None else f"{r.action_error_mean_abs:.4f}", css="num"),
                 Cell(r.energy),
+            ]
+        )
+    return table
+
+
+def across_policies_table(comparisons: Sequence[Comparison], target: str) -> Table:
+    """Per variant, across the policies measured on ``target``: rliable's IQM and probability of improvement."""
+    from host.aggregates import aggregates, fmt
+
+    table = Table(
+        f"Across policies on {target}: interquartile mean and probability of improvement (rliable)",
+        [
+            "variant",
+            "policies",
+            "episodes each",
+            "return IQM % base [CI]",
+            "P(better return) [CI]",
+            "p50 ratio IQM [CI]",
+        ],
+        note=(
+            "IQM: interquartile mean over every policy's episodes, each as a fraction of its own baseline's mean "
+            "return; P(better return): the probability that an episode of the variant beats one of the baseline, "
+            "averaged over policies (0.5: no difference); p50 ratio: per-round variant / baseline latency, IQM "
+            "over policies and rounds (– without session rounds). [95 % CI] by stratified bootstrap (rliable)."
+        ),
+        anchor=f"agg-{target}",
+    )
+    for a in aggregates(comparisons):
+        table.rows.append(
+            [
+                Cell(a.variant),
+                Cell(str(a.n_policies), css="num"),
+                Cell(str(a.runs), css="num"),
+                Cell(fmt(a.return_iqm, 100), css="num"),
+                Cell(fmt(a.improvement, 1, 2), css="num"),
+                Cell(fmt(a.latency_iqm, 1, 2), css="num"),
             ]
         )
     return table
@@ -350,8 +388,6 @@ def cross_recommendations(recs: Sequence[Recommendation], targets: Sequence[str]
             r = per_target.get(t)
             if r is None:
                 cells.append(Cell("not measured"))
-            elif r.choice is None:
-                cells.append(Cell("–", r.reason))
             elif r.choice.is_baseline:
                 cells.append(Cell("baseline", r.reason, "pick"))
             else:
@@ -411,7 +447,7 @@ def cross_limits(comparisons: Sequence[Comparison], targets: Sequence[str]) -> T
     table = Table(
         f"Table 3 side by side: highest pruning ratio keeping {KEEP_FRACTION:.0%} of the return (means | test)",
         ["algo", "env", "baseline", *targets],
-        note="Per device: the study's rule on means, then per method the highest ratio not significantly below 90 %.",
+        note="Per device: the study's rule on means, then per method the highest ratio shown to keep 90 % (non-inferiority).",
         anchor="cross-t3",
     )
     limits: dict[str, dict[str, PruningLimit]] = {}
@@ -448,24 +484,34 @@ class StudyTables:
     recommendations: list[Recommendation]
 
 
-_last: tuple[Sequence[ReportRow], int, Optimise, StudyTables] | None = None
+_last: tuple[Sequence[ReportRow], int, Optimise, float, StudyTables] | None = None
 
 
-def study_tables(rows: Sequence[ReportRow], optimise: str | Optimise = Optimise.latency) -> StudyTables:
+def study_tables(
+    rows: Sequence[ReportRow],
+    optimise: str | Optimise = Optimise.latency,
+    threshold: float = NOISE_THRESHOLD,
+) -> StudyTables:
     """Every table of the study for ``rows``; the last result is kept for the same (unchanged) list of rows, so
     the Markdown and HTML of one report build them once."""
     global _last
     optimise = Optimise(optimise)
-    if _last is not None and _last[0] is rows and _last[1] == len(rows) and _last[2] is optimise:
-        return _last[3]
-    tables = _study_tables(rows, optimise)
+    if (
+        _last is not None
+        and _last[0] is rows
+        and _last[1] == len(rows)
+        and _last[2] is optimise
+        and _last[3] == threshold
+    ):
+        return _last[4]
+    tables = _study_tables(rows, optimise, threshold)
     if isinstance(rows, list):
-        _last = (rows, len(rows), optimise, tables)
+        _last = (rows, len(rows), optimise, threshold, tables)
     return tables
 
 
-def _study_tables(rows: Sequence[ReportRow], optimise: Optimise) -> StudyTables:
-    comparisons = compare_all(rows)
+def _study_tables(rows: Sequence[ReportRow], optimise: Optimise, threshold: float) -> StudyTables:
+    comparisons = compare_all(rows, threshold)
     recs = recommendations(comparisons, optimise)
     targets = list(dict.fromkeys(r.target for r in rows))
     per_target: dict[str, list[Table]] = {}
@@ -473,6 +519,8 @@ def _study_tables(rows: Sequence[ReportRow], optimise: Optimise) -> StudyTables:
         comps = [c for c in comparisons if c.row.target == t]
         tables = [recommendation_table([r for r in recs if r.target == t], t)]
         tables += [quantization_table(comps, t), pruning_table(comps, t), limits_table(comps, t)]
+        if len({c.base.sha256 for c in comps}) > 1:
+            tables.append(across_policies_table(comps, t))
         per_target[t] = [tb for tb in tables if tb.rows]
     cross: list[Table] = []
     if len(targets) > 1:
@@ -506,8 +554,12 @@ def table_markdown(table: Table) -> list[str]:
     return out
 
 
-def study_markdown(rows: Sequence[ReportRow], optimise: str | Optimise = Optimise.latency) -> list[str]:
-    tables = study_tables(rows, optimise)
+def study_markdown(
+    rows: Sequence[ReportRow],
+    optimise: str | Optimise = Optimise.latency,
+    threshold: float = NOISE_THRESHOLD,
+) -> list[str]:
+    tables = study_tables(rows, optimise, threshold)
     out: list[str] = []
     for t in tables.targets:
         out += [f"## Study tables on `{t}`", ""]

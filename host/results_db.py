@@ -56,7 +56,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     summary            TEXT,
     error              TEXT,
     created_at         TEXT NOT NULL,
-    finished_at        TEXT
+    finished_at        TEXT,
+    session_id         TEXT,
+    round              INTEGER,
+    spoiled            INTEGER NOT NULL DEFAULT 0,
+    validity           TEXT
 );
 CREATE INDEX IF NOT EXISTS models_by_recipe ON models(recipe_key);
 CREATE INDEX IF NOT EXISTS jobs_by_model_target ON jobs(model_sha256, target_fingerprint, settings_key);
@@ -75,6 +79,17 @@ CREATE TABLE IF NOT EXISTS episodes (
     PRIMARY KEY (job_id, idx)
 );
 """
+
+JOB_COLUMNS_ADDED = (
+    ("session_id", "TEXT"),
+    ("round", "INTEGER"),
+    ("spoiled", "INTEGER NOT NULL DEFAULT 0"),
+    ("validity", "TEXT"),
+)
+"""jobs columns of the measurement protocol (README "Measurement protocol"): session_id is one deploy
+invocation (every round of every model shares it), round is 0-based within it, spoiled = 1 when the
+validity rule flagged the job's timing, validity the JSON of what was checked. Jobs from before the
+protocol have NULL session and round."""
 
 STATE_NAMES = {
     pb.JOB_STATE_QUEUED: "queued",
@@ -139,6 +154,11 @@ class ResultsDB:
             for name in ("checkpoint", "recipe_key"):
                 if name not in columns:
                     self.conn.execute(f"ALTER TABLE models ADD COLUMN {name} TEXT")
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(jobs)")}
+        if columns:
+            for name, decl in JOB_COLUMNS_ADDED:
+                if name not in columns:
+                    self.conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         self.conn.close()
@@ -348,6 +368,18 @@ class ResultsDB:
 
     def count_episodes(self, job_id: str) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM episodes WHERE job_id=?", (job_id,)).fetchone()[0])
+
+    def profile_jobs(self) -> list[sqlite3.Row]:
+        """Every succeeded job (every round of every session), joined with its model: a report groups them."""
+        return list(
+            self.conn.execute(
+                """SELECT j.*, m.name AS model_name, m.algo, m.env_id, m.method, m.method_params, m.parent_sha256,
+                          m.file_bytes, m.n_params
+                   FROM jobs j JOIN models m ON m.sha256 = j.model_sha256
+                   WHERE j.state = 'succeeded'
+                   ORDER BY j.target, m.algo, m.env_id, m.name, j.finished_at, j.round"""
+            )
+        )
 
     def succeeded_jobs(self) -> list[sqlite3.Row]:
         """Latest succeeded job per (model, target, settings), joined with its model and target name."""

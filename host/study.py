@@ -154,7 +154,7 @@ class StudyFile(BaseModel):
     zoo_dir: str | None = Field(
         default=None, description="where 'zoo:' paths point when $DRLC_ZOO_DIR is unset"
     )
-    optimise: Literal["latency", "energy"] = "latency"
+    optimise: Literal["latency", "p99", "size", "memory", "energy"] = "latency"
     compress: CompressEntry = Field(default_factory=CompressEntry)
     policy: list[PolicyEntry] = Field(min_length=1)
 

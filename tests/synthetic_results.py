@@ -72,11 +72,21 @@ def fill(
     targets: tuple[Target, ...] = DEFAULT_TARGETS,
     n_episodes: int = 10,
     seed: int = 0,
+    n_rounds: int = 1,
+    session: str | None = None,
 ) -> int:
     """Write ``n_policies`` baselines with the 34 study variants each, measured on every target.
 
-    :return: the number of jobs written (policies x 35 x targets)
+    Returns are paired by seed as a real deploy's are: episode i of every model of a policy shares the
+    seed's own difficulty, plus a smaller per-model noise. With ``session`` set, each model gets ``n_rounds``
+    profile jobs (rounds 0..n-1 of that session; episodes in round 0 only, as seeded returns repeat), and each
+    round's latency carries a drift factor shared by every model of the round, as a machine's load would.
+    Without it: one job per model with no session (a database from before sessions).
+
+    :return: the number of jobs written (policies x 35 x targets x rounds)
     """
+    rounds = n_rounds if session is not None else 1
+    drift = np.random.default_rng(seed + 1).uniform(0.8, 1.25, (len(targets), rounds))
     rng = np.random.default_rng(seed)
     envs = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5")
     algos = ("sac", "ppo", "td3", "trpo", "ddpg")
@@ -96,6 +106,7 @@ def fill(
         base_sha = _sha("policy", p, seed)
         base_return = float(rng.uniform(1500, 9000))
         spread = base_return * float(rng.uniform(0.005, 0.03))
+        seed_effect = rng.normal(0.0, spread, n_episodes)
         for method, ratio, fp32 in variants():
             params: dict[str, object] = {}
             if ratio is not None:
@@ -123,44 +134,52 @@ def fill(
             )  # fmt: skip
             keep = return_fraction(method, ratio, fp32)
             speed = latency_fraction(method, ratio)
-            for t in targets:
+            for ti, t in enumerate(targets):
                 fingerprint = _sha("fp", t.name)[:32]
-                job_id = f"{sha[:12]}-{t.name}-synthetic"
-                returns = rng.normal(base_return * keep, spread, n_episodes)
-                p50s = rng.normal(t.latency_scale * speed, 0.02 * t.latency_scale, n_episodes).clip(1.0)
-                summary: dict[str, object] = {
-                    "n_episodes": n_episodes,
-                    "inference": {"p50_ns": float(np.median(p50s)) * 1e3, "p99_ns": float(p50s.max()) * 2e3,
-                                  "p999_ns": float(p50s.max()) * 4e3},
-                    "env_step": {"mean_ns": 100_000.0},
-                    "runtime_floor": {"p50_ns": t.latency_scale * 300.0},
-                    "memory": {"rss_before_load_bytes": 98 << 20, "rss_after_load_bytes": (98 << 20) + file_bytes * 3,
-                               "peak_rss_bytes": (110 << 20) + file_bytes * 3},
-                    "runtime": {"execution_provider": "CPUExecutionProvider"},
-                    "energy_meters": [] if not t.energy else [{"name": "nvml", "available": True}],
-                    "wall_s": n_episodes * 0.2,
-                }  # fmt: skip
-                if t.energy:
-                    per_inference = 2e-6 * t.latency_scale * speed * float(rng.normal(1, 0.03))
-                    summary["inference_phase"] = {
-                        "energy": [{"meter": "nvml", "n_items": 100_000, "net_j_per_item": per_inference}]
-                    }
-                    summary["energy"] = [
-                        {"meter": "nvml", "n_items": n_episodes, "net_j_per_item": per_inference * 1000}
-                    ]
-                jobs.append(
-                    (job_id, sha, t.name, fingerprint, "synthetic", "{}", "succeeded", json.dumps(summary), None,
-                     stamp, stamp)
-                )  # fmt: skip
-                episodes += [
-                    (job_id, i, i, float(returns[i]), 1000, 0, float(p50s[i]) * 1e3, float(p50s[i]) * 2e3,
-                     100_000.0, 0.2, None)
-                    for i in range(n_episodes)
-                ]  # fmt: skip
+                returns = keep * (base_return + seed_effect) + rng.normal(0.0, 0.3 * spread, n_episodes)
+                for rnd in range(rounds):
+                    job_id = f"{sha[:12]}-{t.name}-synthetic" + (f"-{session}-r{rnd}" if session else "")
+                    scale = t.latency_scale * speed * float(drift[ti, rnd])
+                    p50s = rng.normal(scale, 0.02 * scale, n_episodes).clip(1.0)
+                    summary: dict[str, object] = {
+                        "n_episodes": n_episodes,
+                        "inference": {"p50_ns": float(np.median(p50s)) * 1e3, "p99_ns": float(p50s.max()) * 2e3,
+                                      "p999_ns": float(p50s.max()) * 4e3},
+                        "env_step": {"mean_ns": 100_000.0},
+                        "runtime_floor": {"p50_ns": t.latency_scale * 300.0},
+                        "memory": {"rss_before_load_bytes": 98 << 20, "rss_after_load_bytes": (98 << 20) + file_bytes * 3,
+                                   "peak_rss_bytes": (110 << 20) + file_bytes * 3},
+                        "runtime": {"execution_provider": "CPUExecutionProvider"},
+                        "energy_meters": [] if not t.energy else [{"name": "nvml", "available": True}],
+                        "wall_s": n_episodes * 0.2,
+                    }  # fmt: skip
+                    if t.energy:
+                        per_inference = 2e-6 * scale * float(rng.normal(1, 0.03))
+                        summary["inference_phase"] = {
+                            "energy": [{"meter": "nvml", "n_items": 100_000, "net_j_per_item": per_inference}]
+                        }
+                        summary["energy"] = [
+                            {"meter": "nvml", "n_items": n_episodes, "net_j_per_item": per_inference * 1000}
+                        ]
+                    jobs.append(
+                        (job_id, sha, t.name, fingerprint, "synthetic", "{}", "succeeded", json.dumps(summary), None,
+                         stamp, stamp, session, rnd if session else None, 0, None)
+                    )  # fmt: skip
+                    if rnd == 0:
+                        episodes += [
+                            (job_id, i, i, float(returns[i]), 1000, 0, float(p50s[i]) * 1e3, float(p50s[i]) * 2e3,
+                             100_000.0, 0.2, None)
+                            for i in range(n_episodes)
+                        ]  # fmt: skip
     with db.transaction() as conn:
         conn.executemany("INSERT OR REPLACE INTO targets VALUES (?,?,?,?)", target_rows)
         conn.executemany("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", models)
-        conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)", jobs)
+        conn.executemany(
+            "INSERT OR REPLACE INTO jobs (job_id, model_sha256, target, target_fingerprint, settings_key, request,"
+            " state, summary, error, created_at, finished_at, session_id, round, spoiled, validity)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            jobs,
+        )
         conn.executemany("INSERT OR REPLACE INTO episodes VALUES (?,?,?,?,?,?,?,?,?,?,?)", episodes)
     return len(jobs)
 

@@ -38,7 +38,8 @@ def main() -> None:
 
     from host.report import collect_rows, render_csv, render_markdown
     from host.report_html import render_html
-    from host.report_stats import compare_all, recommendations
+    from host.recommend import recommendations
+    from host.report_stats import compare_all
     from tests.synthetic_results import DEFAULT_TARGETS, fill, variants
     from host.results_db import ResultsDB
 

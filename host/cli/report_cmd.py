@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 
 from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.decision import NOISE_THRESHOLD
 from host.errors import DrlcError
 from host.report import (
     ReportFilter,
     ReportFormat,
+    ReportRow,
     collect_rows,
     device_infos,
     render_csv,
@@ -28,7 +30,12 @@ class ReportError(DrlcError):
 def report_command(
     fmt: Annotated[
         ReportFormat,
-        typer.Option("--format", "-f", help="table (terminal), md, csv, or html (one file, plots embedded)"),
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (terminal), md, csv, html (one file, plots embedded), or json (every job, comparison and "
+            "recommendation; schema in README)",
+        ),
     ] = ReportFormat.table,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="write to this file instead of the terminal")
@@ -48,8 +55,25 @@ def report_command(
         typer.Option(help="only this baseline (name or sha256 prefix) and its variants; repeatable"),
     ] = None,
     optimise: Annotated[
-        Optimise, typer.Option(help="what the recommendation minimises among variants that keep the return")
+        Optimise,
+        typer.Option(
+            help="what the recommendation minimises among variants shown to keep the return: latency (p50), "
+            "p99, size (file bytes), memory (model RSS), energy (per inference, one meter)"
+        ),
     ] = Optimise.latency,
+    noise_threshold: Annotated[
+        float,
+        typer.Option(
+            help="a change smaller than this fraction (0.05: ±5 %) is 'within noise' whatever its p-value",
+        ),
+    ] = NOISE_THRESHOLD,
+    require_keeps: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="exit with status 3 unless this model (name or sha256 prefix) is shown to keep 90 % of its "
+            "baseline's return on every target it was measured on; repeatable (for CI gates)",
+        ),
+    ] = None,
     title: Annotated[str, typer.Option(help="title of the md / html report")] = "drlc report",
     home: HomeOption = None,
 ) -> None:
@@ -76,9 +100,14 @@ def report_command(
                 + "; envs "
                 + ", ".join(sorted({r.env_id for r in everything}))
             )
+        if not 0.0 <= noise_threshold < 1.0:
+            raise ReportError(
+                f"--noise-threshold {noise_threshold} is not a fraction in [0, 1): give e.g. 0.05 for ±5 %"
+            )
         if fmt is ReportFormat.table and output is None:
-            for table in render_rich(rows):
+            for table in render_rich(rows, optimise, noise_threshold):
                 console.print(table)
+            _gate(rows, require_keeps or [], noise_threshold)
             return
         if fmt is ReportFormat.html:
             if output is None:
@@ -86,13 +115,60 @@ def report_command(
             from host.report_html import render_html
 
             with console.status("drawing the plots..."):
-                text = render_html(rows, title=title, optimise=optimise, devices=device_infos(db, rows))
+                text = render_html(
+                    rows,
+                    title=title,
+                    optimise=optimise,
+                    devices=device_infos(db, rows),
+                    threshold=noise_threshold,
+                )
         elif fmt is ReportFormat.csv:
-            text = render_csv(rows)
+            text = render_csv(rows, noise_threshold)
+        elif fmt is ReportFormat.json:
+            from host.report_json import job_records, render_json
+
+            text = render_json(rows, job_records(db, rows), optimise, noise_threshold)
         else:
-            text = render_markdown(rows, optimise=optimise.value, title=title if output else None)
+            text = render_markdown(
+                rows, optimise=optimise.value, title=title if output else None, threshold=noise_threshold
+            )
         if output:
             output.write_text(text)
             console.print(f"wrote {output}")
         else:
             typer.echo(text)
+        _gate(rows, require_keeps or [], noise_threshold)
+
+
+GATE_FAILED = 3
+"""Exit status of a report whose --require-keeps gate failed (1 and 2 are errors and bad usage)."""
+
+
+def _gate(rows: list[ReportRow], names: list[str], threshold: float) -> None:
+    """--require-keeps: every comparison of each named model must say "keeps"; else exit GATE_FAILED."""
+    if not names:
+        return
+    from host.report_stats import compare_all
+
+    comparisons = compare_all(rows, threshold)
+    failed = []
+    for name in names:
+        mine = [
+            c
+            for c in comparisons
+            if not c.is_baseline
+            and (c.row.model.lower() == name.lower() or c.row.sha256.startswith(name.lower()))
+        ]
+        if not mine:
+            raise ReportError(
+                f"--require-keeps {name}: no variant of that name or sha256 prefix in this report"
+            )
+        failed += [
+            f"{name} on {c.row.target}: {c.keep.verdict.value} ({c.keep.reason})"
+            for c in mine
+            if not c.keeps_return
+        ]
+    if failed:
+        for line in failed:
+            console.print(f"[red]gate failed:[/red] {line}")
+        raise typer.Exit(GATE_FAILED)

@@ -1,7 +1,10 @@
-"""What every command shares: the workspace option and turning DrlcError into a clean exit."""
+"""What every command shares: the workspace option, turning user errors into one clean line, and keeping
+library warnings out of the terminal."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from host.errors import DrlcError
 from host.results_db import ResultsDB
@@ -25,19 +29,70 @@ HomeOption = Annotated[
 console = Console(width=None if Console().is_terminal else 200)
 err_console = Console(stderr=True)
 
+LOG_NAME = "drlc-host.log"
+"""Where library warnings (matplotlib, SB3, Gymnasium) and log records go instead of the terminal: the
+workspace's own log file."""
+
+
+def print_error(message: str) -> None:
+    """One line on stderr; the terminal wraps it, rich does not break it (so it can be copied whole)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print a DrlcError as one readable line and exit 1; anything else is a bug and keeps its traceback."""
+    """Print a DrlcError as one readable line and exit 1; anything else is a bug and keeps its traceback.
+
+    An OSError that names a file (an output folder that does not exist, a file that cannot be read or
+    written) comes from what the user typed, so it is reported the same way, with the file's name.
+    """
     try:
         yield
     except DrlcError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        print_error(str(exc))
         raise typer.Exit(code=1) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        reason = exc.strerror or type(exc).__name__
+        hint = ""
+        if isinstance(exc, FileNotFoundError) and not Path(exc.filename).parent.exists():
+            hint = (
+                f" (the folder {Path(exc.filename).parent} does not exist: create it or choose another path)"
+            )
+        print_error(f"cannot use {exc.filename}: {reason}{hint}")
+        raise typer.Exit(code=1) from None
+
+
+@contextmanager
+def warnings_to_log(path: Path) -> Iterator[None]:
+    """Send Python warnings and log records to ``path`` for the duration, not to the user's terminal.
+
+    Libraries warn about things the user cannot act on (deprecations inside SB3, Gymnasium's
+    env-version notes, matplotlib's font cache); they stay in the workspace's log for whoever debugs.
+    """
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # each distinct warning once, into the log
+            yield
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        handler.close()
+
+
+def home_flag(home: Path | None) -> str:
+    """What a printed next command needs to reach the same workspace: `` --home PATH`` when one was given."""
+    return f" --home {home}" if home is not None else ""
 
 
 @contextmanager
 def open_workspace(home: Path | None) -> Iterator[tuple[Workspace, ResultsDB]]:
     workspace = Workspace.resolve(home)
-    with ResultsDB(workspace.db_path) as db:
+    with warnings_to_log(workspace.home / LOG_NAME), ResultsDB(workspace.db_path) as db:
         yield workspace, db

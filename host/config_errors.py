@@ -50,20 +50,29 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel]
 
 def describe(path: Path, exc: ValidationError, root: type[BaseModel]) -> str:
     """Every problem pydantic found, each naming the key, its section, the valid keys and a close match."""
-    lines = []
+    lines: list[str] = []
+    unknown: dict[str, tuple[type[BaseModel], list[str]]] = {}
     for error in exc.errors():
         loc = tuple(error["loc"])
         model, section = _walk(root, loc) if loc else (root, "")
         where = f"{section} of {path}" if section else str(path)
         key = str(loc[-1]) if loc else ""
         if error["type"] == "extra_forbidden":
-            valid = _keys(model)
-            close = difflib.get_close_matches(key, valid, n=1)
-            guess = f"did you mean {close[0]!r}? " if close else ""
-            lines.append(f"unknown key {key!r} in {where}; {guess}valid keys: {', '.join(valid)}")
+            unknown.setdefault(where, (model, []))[1].append(key)
         elif error["type"] == "missing":
             lines.append(f"{where} needs {key!r}")
         else:
             label = f"{key!r} in {where}" if key else where
             lines.append(f"{label}: {error['msg']}")
+    for where, (model, keys) in unknown.items():
+        valid = _keys(model)
+        guesses = [
+            f"{k!r} -> {close[0]!r}" for k in keys if (close := difflib.get_close_matches(k, valid, n=1))
+        ]
+        guess = f"did you mean {', '.join(guesses)}? " if guesses else ""
+        named = ", ".join(repr(k) for k in keys)
+        lines.insert(
+            0,
+            f"unknown key{'s' if len(keys) > 1 else ''} {named} in {where}; {guess}valid keys: {', '.join(valid)}",
+        )
     return "; ".join(lines)

@@ -76,15 +76,14 @@ class TargetProfile(BaseModel):
     def client_security(self) -> ClientSecurity:
         return self.security.load(self.name)
 
-    def unreachable(self, address: str | None = None) -> str:
+    def unreachable(self, address: str | None = None, suggest_targets: bool = True) -> str:
         """What to tell a user whose deploy cannot reach this target's agent: what to check, where to read."""
         address = address or self.address
         text = f"cannot reach the agent at {address}: is `drlc-agent serve` running there?"
         if self.tunnel:
             text += f" Open the tunnel first: {self.tunnel}"
-        text += (
-            f" (see {self.docs or 'docs/targets/README.md'}; `drlc-host targets` shows which agents answer)"
-        )
+        also = "; `drlc-host targets` shows which agents answer" if suggest_targets else ""
+        text += f" (see {self.docs or 'docs/targets/README.md'}{also})"
         return text
 
 

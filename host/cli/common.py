@@ -91,6 +91,32 @@ def home_flag(home: Path | None) -> str:
     return f" --home {home}" if home is not None else ""
 
 
+DEMO_HOME = Path(".drlc-demo")
+"""Where `make demo` keeps its workspace (the Makefile's DEMO_HOME), apart from the user's own."""
+
+
+def check_output_path(path: Path | None) -> None:
+    """Refuse an output file whose folder does not exist before any work is done, naming the folder."""
+    if path is None:
+        return
+    folder = path.expanduser().parent
+    if not folder.is_dir():
+        raise DrlcError(
+            f"cannot write {path}: the folder {folder} does not exist (create it or choose another path)"
+        )
+    if path.is_dir():
+        raise DrlcError(f"cannot write {path}: it is a folder; give a file name, e.g. {path / 'report.html'}")
+
+
+def no_results_hint(workspace: Workspace) -> str:
+    """What to say when a workspace holds no results: how to make some, and where `make demo` put its own."""
+    text = f"no results yet in {workspace.home}: measure a model first (drlc-host deploy --target local)"
+    demo = DEMO_HOME.resolve()
+    if (demo / "results.sqlite").is_file() and demo != workspace.home:
+        text += f"; `make demo` keeps its results apart, see them with: drlc-host report --home {DEMO_HOME}"
+    return text
+
+
 @contextmanager
 def open_workspace(home: Path | None) -> Iterator[tuple[Workspace, ResultsDB]]:
     workspace = Workspace.resolve(home)

@@ -97,7 +97,9 @@ def compress_command(
         base_row = resolve_baseline(db, workspace, baseline)
         base = Baseline.load(base_row.path, checkpoint=checkpoint or base_row.checkpoint)
         if sweep == (method is not None):
-            raise CompressionError("give either --method M or --sweep")
+            raise CompressionError(
+                f"give either --method M (one of {', '.join(m.value for m in Method)}) or --sweep (the study's grid)"
+            )
         if sweep:
             cfg = SweepConfig(
                 fp32_first_layer_variants=not no_fp32_first_layer_variants,

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from device_agent._proto import agent_pb2 as pb
-from host.agent_client import AgentClient
+from host.agent_client import AgentClient, AgentUnreachableError
 from host.cli.common import HomeOption, console, user_errors
 from host.errors import DrlcError
 from host.local_agent import local_agent
@@ -56,6 +56,8 @@ def ping(profile: TargetProfile, workspace: Workspace, timeout_s: float, spawn_l
                 t0 = time.perf_counter()
                 info = client.device_info()
                 round_trip_ms = (time.perf_counter() - t0) * 1e3
+    except AgentUnreachableError as exc:
+        return Ping(False, "down", error=profile.unreachable(exc.address, suggest_targets=False))
     except DrlcError as exc:
         return Ping(False, "down", error=str(exc))
     working = {m.name.split(":")[0] for m in info.energy_meters if m.available}

@@ -67,7 +67,9 @@ def describe(path: Path, exc: ValidationError, root: type[BaseModel]) -> str:
     for where, (model, keys) in unknown.items():
         valid = _keys(model)
         guesses = [
-            f"{k!r} -> {close[0]!r}" for k in keys if (close := difflib.get_close_matches(k, valid, n=1))
+            (f"{close[0]!r}" if len(keys) == 1 else f"{close[0]!r} for {k!r}")
+            for k in keys
+            if (close := difflib.get_close_matches(k, valid, n=1))
         ]
         guess = f"did you mean {', '.join(guesses)}? " if guesses else ""
         named = ", ".join(repr(k) for k in keys)

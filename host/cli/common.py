@@ -4,6 +4,7 @@ library warnings out of the terminal."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +26,9 @@ HomeOption = Annotated[
     ),
 ]
 
-# Tables are wide: when printing to a pipe or file (no terminal to measure), do not squeeze them to 80 columns.
-console = Console(width=None if Console().is_terminal else 200)
+# Tables are wide: when printing to a pipe or file (no terminal to measure), do not squeeze them to 80 columns,
+# unless COLUMNS says how wide (as in a CI log, or to check what an 80-column terminal shows).
+console = Console(width=None if Console().is_terminal or os.environ.get("COLUMNS", "").isdigit() else 200)
 err_console = Console(stderr=True)
 
 LOG_NAME = "drlc-host.log"

@@ -17,15 +17,24 @@ def _size(row: ModelRow) -> str:
     )
 
 
-def models_table(models: list[ModelRow]) -> Table:
+def models_table(models: list[ModelRow], width: int) -> Table:
     """Baselines in bold, their variants indented beneath; full names (what `--models` and `compress` take),
-    never cut: at 80 columns a long name folds onto a second line rather than ending in "…"."""
+    never cut. The algo / env column (the baseline's name usually says it) is shown only where it fits in
+    ``width``; a name longer than the terminal allows folds onto a second line rather than ending in "…"."""
+    name_w = max(len(m.name) + (0 if m.method == "baseline" else 2) for m in models)
+    env_w = max(len(f"{m.algo} {m.env_id}") for m in models)
+    with_env = name_w + 2 + 12 + 2 + 7 + 2 + 8 + 2 + env_w <= width
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     table.add_column("name", overflow="fold")
     table.add_column("sha256", no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)
-    table.add_column("algo / env", overflow="fold")
+    if with_env:
+        table.add_column("algo / env", no_wrap=True)
+
+    def add(*cells: str) -> None:
+        table.add_row(*(cells if with_env else cells[:4]))
+
     baselines = [m for m in models if m.method == "baseline"]
     known = {m.sha256 for m in baselines}
     children: dict[str, list[ModelRow]] = {}
@@ -33,7 +42,7 @@ def models_table(models: list[ModelRow]) -> Table:
         if m.method != "baseline":
             children.setdefault(m.parent_sha256 if m.parent_sha256 in known else "", []).append(m)
     for base in baselines:
-        table.add_row(
+        add(
             f"[bold]{escape(base.name)}[/]",
             base.short,
             f"{base.n_params:,}",
@@ -41,10 +50,10 @@ def models_table(models: list[ModelRow]) -> Table:
             escape(f"{base.algo} {base.env_id}"),
         )
         for v in sorted(children.get(base.sha256, []), key=lambda r: r.name):
-            table.add_row(f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), "")
+            add(f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), "")
     orphans = children.get("", [])
     if orphans:
-        table.add_row("[dim](baseline not registered here)[/]", "", "", "", "")
+        add("[dim](baseline not registered here)[/]", "", "", "", "")
         for v in sorted(orphans, key=lambda r: r.name):
             table.add_row(
                 f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), escape(f"{v.algo} {v.env_id}")
@@ -59,11 +68,11 @@ def models_command(home: HomeOption = None) -> None:
         if not models:
             console.print("no models yet: import one (drlc-host import PATH) or train one (drlc-host train)")
             return
-        console.print(models_table(models))
+        console.print(models_table(models, console.width))
         n_base = sum(m.method == "baseline" for m in models)
+        n_var = len(models) - n_base
         console.print(
-            f"{n_base} baselines, {len(models) - n_base} variants; give a name or sha256 prefix to "
-            "compress (a baseline) or deploy --models (any)",
+            f"{n_base} baseline{'s' * (n_base != 1)}, {n_var} variant{'s' * (n_var != 1)} "
+            "(compress takes a baseline, deploy --models any)",
             highlight=False,
-            soft_wrap=True,
         )

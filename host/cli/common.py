@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -78,14 +78,30 @@ def warnings_to_log(path: Path) -> Iterator[None]:
     root = logging.getLogger()
     root.addHandler(handler)
     logging.captureWarnings(True)
+    mujoco = _mujoco()
+    previous = mujoco.get_mju_user_warning() if mujoco else None
+    if mujoco:  # MuJoCo's C warnings (e.g. Gymnasium's HalfCheetah XML uses a deprecated attribute)
+        mujoco.set_mju_user_warning(lambda text: logging.getLogger("mujoco").warning(text))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")  # each distinct warning once, into the log
             yield
     finally:
+        if mujoco:
+            mujoco.set_mju_user_warning(previous)
         logging.captureWarnings(False)
         root.removeHandler(handler)
         handler.close()
+
+
+def _mujoco() -> Any:
+    try:
+        import mujoco
+    except (
+        ImportError
+    ):  # pragma: no cover - mujoco is a dependency; a broken install still gets its error later
+        return None
+    return mujoco
 
 
 def home_flag(home: Path | None) -> str:

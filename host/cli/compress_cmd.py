@@ -44,17 +44,38 @@ def parse_opts(items: list[str] | None) -> dict[str, Any]:
 
 
 def variants_table(rows: list[tuple[ModelRow, dict[str, Any]]]) -> Table:
-    table = Table("sha256", "variant", "params", "file KB", "mean |Δa|", "max |Δa|")
+    """A sweep's variants, one line each; the full name (what `--models` takes) first and never cut."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("variant", overflow="fold")
+    for title in ("params", "KB", "mean |Δa|", "max |Δa|"):
+        table.add_column(title, justify="right", no_wrap=True)
     for row, metrics in rows:
         table.add_row(
-            row.short,
             escape(row.name),
-            str(row.n_params),
+            f"{row.n_params:,}",
             f"{row.file_bytes / 1024:.1f}",
             f"{metrics.get('action_error_mean_abs', float('nan')):.4f}",
             f"{metrics.get('action_error_max_abs', float('nan')):.4f}",
         )
     return table
+
+
+def describe_variant(row: ModelRow, metrics: dict[str, Any], base: ModelRow) -> None:
+    """What was made, in lines that fit 80 columns: name and sha256, size against the baseline, action
+    error, and where the file is."""
+    console.print(escape(f"made {row.name} [{row.short}]"), soft_wrap=True, highlight=False)
+    console.print(
+        f"  {row.n_params:,} params, {row.file_bytes / 1024:.1f} KB "
+        f"(baseline {base.n_params:,}, {base.file_bytes / 1024:.1f} KB)",
+        highlight=False,
+    )
+    console.print(
+        "  action error against the baseline: "
+        f"mean {metrics.get('action_error_mean_abs', float('nan')):.4f}, "
+        f"max {metrics.get('action_error_max_abs', float('nan')):.4f}",
+        highlight=False,
+    )
+    console.print(escape(f"  {row.path}"), soft_wrap=True, highlight=False)
 
 
 def compress_command(
@@ -142,14 +163,13 @@ def compress_command(
         with console.status(f"{method.value} on {escape(base.manifest.name)}..."):
             variant = make_variant(base, method.value, config)
         row = store(db, workspace, variant, key)
-        console.print(variants_table([(row, variant.manifest.metrics)]))
-        console.print(str(row.path))
+        describe_variant(row, variant.manifest.metrics, base_row)
         print_next(row, home)
 
 
 def print_next(row: ModelRow, home: Path | None) -> None:
     """The command to type next, with the variant's full name (a table cell may be cut at 80 columns)."""
-    console.print(f"made {escape(row.name)}; measure it with:", soft_wrap=True)
+    console.print("measure it with:")
     console.print(
         escape(f"  drlc-host deploy --target local --models {row.name}{home_flag(home)}"),
         soft_wrap=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from device_agent._proto import agent_pb2 as pb
@@ -107,32 +108,38 @@ def targets_command(
             try:
                 profile = load_profile(path)
             except DrlcError as exc:
-                table.add_row(path.stem, "", "[red]invalid profile[/]", "", "", "", str(exc))
+                table.add_row(escape(path.stem), "", "[red]invalid profile[/]", "", "", "", escape(str(exc)))
                 continue
             result = ping(profile, workspace, timeout_s, spawn_local)
             info = result.info
             device = f"{info.hostname} ({info.machine}, {info.cpu_model})" if info else ""
             address = "spawned here" if profile.spawn_local else profile.address
-            status = f"[green]{result.detail}[/]" if result.up else f"[red]{result.detail}[/]"
+            status = f"[green]{escape(result.detail)}[/]" if result.up else f"[red]{escape(result.detail)}[/]"
             providers = (
                 ", ".join(p.replace("ExecutionProvider", "") for p in info.execution_providers)
                 if info
                 else ""
             )
             table.add_row(
-                profile.name, address, status, device, providers, _meters_text(info), profile.description
+                escape(profile.name),
+                escape(address),
+                status,
+                escape(device),
+                escape(providers),
+                escape(_meters_text(info)),
+                escape(profile.description),
             )
             if result.error:
-                notes.append(f"[red]{profile.name}[/]: {result.error}")
+                notes.append(f"[red]{escape(profile.name)}[/]: {escape(result.error)}")
             if result.missing_meters:
                 notes.append(
-                    f"[yellow]{profile.name}[/]: the profile expects {', '.join(result.missing_meters)} "
+                    f"[yellow]{escape(profile.name)}[/]: the profile expects {', '.join(result.missing_meters)} "
                     "but the agent has no working meter of that kind"
                 )
             if info and (verbose or result.missing_meters):
                 for meter in info.energy_meters:
                     if not meter.available:
-                        notes.append(f"  {profile.name} {meter.name}: {meter.reason}")
+                        notes.append(escape(f"  {profile.name} {meter.name}: {meter.reason}"))
         console.print(table)
         for note in notes:
-            console.print(note)
+            console.print(note, soft_wrap=True)

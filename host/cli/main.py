@@ -22,6 +22,8 @@ app = typer.Typer(
     add_completion=False,
     help=__doc__,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # a bug's traceback must not print local variables: they can hold an agent token or a key
+    pretty_exceptions_show_locals=False,
 )
 
 

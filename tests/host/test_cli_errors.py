@@ -249,11 +249,21 @@ def test_progress_keeps_hash_labels_that_look_like_markup(tmp_path: Path) -> Non
         db.add_job("job1", sha, "local", "fp", "key", pb.ProfileRequest(job_id="job1"))
         out = io.StringIO()
         console = Console(file=out, width=80, record=True)
-        with DeployProgress(console, [model], 1, db, "local[b]") as view:
-            view.update(model, 0, 1)
+        with DeployProgress(console, [model], 2, db, "local[b]") as view:
+            view.update(model, 0, 2)
             db.add_episode("job1", pb.EpisodeResult(index=0, seed=0, episode_return=12.5, length=3))
-            view.update(model, 1, 1)
-    assert "✓ pendulum [b6a41edb]: 1 episodes, mean return 12.5" in out.getvalue()
+            view.update(model, 1, 2)
+            # the live view, drawn at 80 columns: the label whole, the return that just arrived
+            screen = Console(file=io.StringIO(), width=80, record=True)
+            screen.print(view.live.renderable)
+            lines = screen.export_text().splitlines()
+            assert all(len(line) <= 80 for line in lines)
+            assert "model 1/1" in lines[0] and "1/2 episodes" in lines[0] and "ETA" in lines[0]
+            assert "pendulum [b6a41edb]" in lines[1] and "1/2" in lines[1]
+            assert lines[2].strip() == "returns: #0 12.5"
+            db.add_episode("job1", pb.EpisodeResult(index=1, seed=1, episode_return=14.5, length=3))
+            view.update(model, 2, 2)
+    assert "✓ pendulum [b6a41edb]: 2 episodes, mean return 13.5 ± 1.4" in out.getvalue()
 
 
 def test_library_warnings_go_to_the_log_not_the_terminal(tmp_path: Path, capfd) -> None:

@@ -75,7 +75,15 @@ def describe_variant(row: ModelRow, metrics: dict[str, Any], base: ModelRow) -> 
         f"max {metrics.get('action_error_max_abs', float('nan')):.4f}",
         highlight=False,
     )
-    console.print(escape(f"  {row.path}"), soft_wrap=True, highlight=False)
+    console.print(escape(f"  {shown_path(row.path)}"), soft_wrap=True, highlight=False)
+
+
+def shown_path(path: Path) -> Path:
+    """A path as short as it can be typed from here: relative to the working directory when inside it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def compress_command(

@@ -123,8 +123,8 @@ class DeployProgress:
             state.finished = state.done >= state.total
             mark = "[green]✓[/]" if state.finished else "[yellow]…[/]"
             self.console.print(
-                f"{mark} {escape(label(self.current))}: {len(returns)} episodes, "
-                f"mean return {statistics.fmean(returns):.1f}{spread}",
+                f"{mark} {escape(label(self.current))} return {statistics.fmean(returns):.1f}{spread} "
+                f"({len(returns)} episodes)",
                 soft_wrap=True,
                 highlight=False,
             )

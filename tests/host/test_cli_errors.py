@@ -234,7 +234,7 @@ def test_deploy_progress_names_each_model_and_its_returns(drlc_home) -> None:
         ]
     )
     for name, sha in (("pendulum", a), ("pendulum-b", b)):
-        assert f"✓ {name} [{sha[:8]}]: 2 episodes, mean return " in result.output
+        assert f"✓ {name} [{sha[:8]}] return " in result.output and " (2 episodes)" in result.output
     assert "2 profiled" in result.output and "next: drlc-host report" in result.output
 
 
@@ -263,7 +263,7 @@ def test_progress_keeps_hash_labels_that_look_like_markup(tmp_path: Path) -> Non
             assert lines[2].strip() == "returns: #0 12.5"
             db.add_episode("job1", pb.EpisodeResult(index=1, seed=1, episode_return=14.5, length=3))
             view.update(model, 2, 2)
-    assert "✓ pendulum [b6a41edb]: 2 episodes, mean return 13.5 ± 1.4" in out.getvalue()
+    assert "✓ pendulum [b6a41edb] return 13.5 ± 1.4 (2 episodes)" in out.getvalue()
 
 
 def test_library_warnings_go_to_the_log_not_the_terminal(tmp_path: Path, capfd) -> None:
@@ -298,3 +298,14 @@ def test_agent_help_flags(flag: str) -> None:
         [sys.executable, "-m", "device_agent", flag], capture_output=True, text=True, cwd=ROOT
     )
     assert done.returncode == 0 and "serve" in done.stdout
+
+
+def test_an_empty_workspace_points_to_the_demo_results(drlc_home, tmp_path: Path, monkeypatch) -> None:
+    """After `make demo`, a plain `drlc-host report` (the user's own, empty workspace) says where they are."""
+    monkeypatch.chdir(tmp_path)
+    plain = ok(["report"]).output
+    assert f"no results yet in {drlc_home.resolve()}" in plain and "make demo" not in plain
+    with ResultsDB(tmp_path / ".drlc-demo" / "results.sqlite"):
+        pass
+    hinted = ok(["report"]).output
+    assert "`make demo` keeps its results apart, see them with: drlc-host report --home .drlc-demo" in hinted

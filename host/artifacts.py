@@ -55,8 +55,13 @@ def select_models(db: ResultsDB, selectors: list[str] | None) -> list[ModelRow]:
             or (as_path.suffix == ".onnx" and m.path == as_path.resolve())
         ]
         if not matches:
-            if as_path.suffix == ".onnx" and not as_path.is_file():
-                raise StoreError(f"file not found: {as_path}")
+            if as_path.suffix == ".onnx":
+                if not as_path.is_file():
+                    raise StoreError(f"file not found: {as_path}")
+                raise StoreError(
+                    f"{as_path} is not registered in this workspace: `drlc-host compress {as_path} --method M` "
+                    "registers a baseline .onnx (and makes a variant); `drlc-host models` lists what is registered"
+                )
             close = difflib.get_close_matches(selector, sorted({m.name for m in models}), n=3)
             guess = f"did you mean {' or '.join(close)}? " if close else ""
             raise StoreError(

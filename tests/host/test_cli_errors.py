@@ -309,3 +309,11 @@ def test_an_empty_workspace_points_to_the_demo_results(drlc_home, tmp_path: Path
         pass
     hinted = ok(["report"]).output
     assert "`make demo` keeps its results apart, see them with: drlc-host report --home .drlc-demo" in hinted
+
+
+def test_an_unregistered_onnx_file_says_how_to_register_it(drlc_home, tmp_path: Path) -> None:
+    data, _, _ = random_policy(name="stray")
+    stray = tmp_path / "stray.onnx"
+    stray.write_bytes(data)
+    line = fails(["deploy", "--models", str(stray)])
+    assert f"{stray} is not registered in this workspace: `drlc-host compress {stray} --method M`" in line

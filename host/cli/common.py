@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,39 +66,40 @@ def user_errors() -> Iterator[None]:
 
 
 @contextmanager
-def warnings_to_log(path: Path) -> Iterator[None]:
+def warnings_to_log(path: Path, mujoco: bool = True) -> Iterator[None]:
     """Send Python warnings and log records to ``path`` for the duration, not to the user's terminal.
 
     Libraries warn about things the user cannot act on (deprecations inside SB3, Gymnasium's
-    env-version notes, matplotlib's font cache); they stay in the workspace's log for whoever debugs.
+    env-version notes, matplotlib's font cache, ONNX Runtime's quantizer advice); they stay in the
+    workspace's log for whoever debugs.
+
+    :param mujoco: also catch MuJoCo's own C-level warnings (Gymnasium's HalfCheetah XML uses a
+        deprecated attribute); this imports mujoco (about 0.2 s), which commands that build no env skip
     """
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     logging.captureWarnings(True)
-    mujoco = _mujoco()
-    previous = mujoco.get_mju_user_warning() if mujoco else None
-    if mujoco:  # MuJoCo's C warnings (e.g. Gymnasium's HalfCheetah XML uses a deprecated attribute)
-        mujoco.set_mju_user_warning(lambda text: logging.getLogger("mujoco").warning(text))
+    module = _mujoco() if mujoco else None
+    previous = module.get_mju_user_warning() if module else None
+    if module:
+        module.set_mju_user_warning(lambda text: logging.getLogger("mujoco").warning(text))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")  # each distinct warning once, into the log
-            yield
+        yield
     finally:
-        if mujoco:
-            mujoco.set_mju_user_warning(previous)
+        if module:
+            module.set_mju_user_warning(previous)
         logging.captureWarnings(False)
         root.removeHandler(handler)
         handler.close()
 
 
 def _mujoco() -> Any:
+    # mujoco is a dependency; if its install is broken, the command that needs it says so later
     try:
         import mujoco
-    except (
-        ImportError
-    ):  # pragma: no cover - mujoco is a dependency; a broken install still gets its error later
+    except ImportError:  # pragma: no cover
         return None
     return mujoco
 
@@ -136,7 +136,11 @@ def no_results_hint(workspace: Workspace) -> str:
 
 
 @contextmanager
-def open_workspace(home: Path | None) -> Iterator[tuple[Workspace, ResultsDB]]:
+def open_workspace(home: Path | None, mujoco: bool = True) -> Iterator[tuple[Workspace, ResultsDB]]:
+    """The workspace and its results database, with library warnings going to its log.
+
+    :param mujoco: the command may build MuJoCo envs here (see :func:`warnings_to_log`)
+    """
     workspace = Workspace.resolve(home)
-    with warnings_to_log(workspace.home / LOG_NAME), ResultsDB(workspace.db_path) as db:
+    with warnings_to_log(workspace.home / LOG_NAME, mujoco=mujoco), ResultsDB(workspace.db_path) as db:
         yield workspace, db

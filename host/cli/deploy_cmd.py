@@ -79,7 +79,7 @@ def deploy_command(
     home: HomeOption = None,
 ) -> None:
     """Upload variants to a target's agent, profile them in MuJoCo there, and store the results."""
-    with user_errors(), open_workspace(home) as (workspace, db):
+    with user_errors(), open_workspace(home, mujoco=False) as (workspace, db):
         profile = load_profile(find_profile(target, profiles_dir))
         chosen = select_models(db, models)
         if not chosen:

@@ -63,7 +63,7 @@ def models_table(models: list[ModelRow], width: int) -> Table:
 
 def models_command(home: HomeOption = None) -> None:
     """List the registered policies: each baseline with its compressed variants beneath it."""
-    with user_errors(), open_workspace(home) as (_, db):
+    with user_errors(), open_workspace(home, mujoco=False) as (_, db):
         models = db.models()
         if not models:
             console.print("no models yet: import one (drlc-host import PATH) or train one (drlc-host train)")

@@ -271,7 +271,7 @@ def test_library_warnings_go_to_the_log_not_the_terminal(tmp_path: Path, capfd) 
     import gymnasium as gym
 
     with warnings_to_log(log):
-        warnings.warn("a library's deprecation notice", DeprecationWarning, stacklevel=1)
+        warnings.warn("a library's deprecation notice", UserWarning, stacklevel=1)
         logging.getLogger("stable_baselines3").warning("a library's log record")
         gym.make("HalfCheetah-v5").close()  # its XML makes MuJoCo's C code warn about 'settotalmass'
     captured = capfd.readouterr()

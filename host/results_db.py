@@ -349,14 +349,14 @@ class ResultsDB:
     def count_episodes(self, job_id: str) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM episodes WHERE job_id=?", (job_id,)).fetchone()[0])
 
-    def latest_episode(self, model_sha256: str) -> tuple[int, float] | None:
-        """(index, return) of the episode stored last for this model, on any job: what just arrived."""
+    def latest_episode(self, model_sha256: str) -> tuple[str, int, float] | None:
+        """(job id, index, return) of the episode stored last for this model, on any job: what just arrived."""
         row = self.conn.execute(
-            """SELECT e.idx, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id
+            """SELECT e.job_id, e.idx, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id
                WHERE j.model_sha256 = ? ORDER BY e.rowid DESC LIMIT 1""",
             (model_sha256,),
         ).fetchone()
-        return (int(row[0]), float(row[1])) if row else None
+        return (str(row[0]), int(row[1]), float(row[2])) if row else None
 
     def succeeded_jobs(self) -> list[sqlite3.Row]:
         """Latest succeeded job per (model, target, settings), joined with its model and target name."""

@@ -40,11 +40,19 @@ def label(model: ModelRow) -> str:
 @dataclass
 class _ModelState:
     total: int
-    returns: dict[int, float] = field(default_factory=dict)
-    """Episode index -> return; keyed so that a re-attached, replayed stream counts nothing twice."""
+    returns: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(job id, episode index) -> return; keyed so that a re-attached, replayed stream counts nothing twice
+    and a model measured in several jobs (or rounds) keeps every episode."""
     done: int = 0
+    """Episodes stored for its current job, as deploy() last said."""
+    done_max: int = 0
     reported: bool = False
-    finished: bool = False
+    printed: int = 0
+    """How many returns its last permanent line covered: a replay adds none, so prints nothing again."""
+
+    @property
+    def completed(self) -> int:
+        return max(self.done_max, len(self.returns))
 
 
 class DeployProgress:
@@ -106,7 +114,11 @@ class DeployProgress:
         self.live.__exit__(kind, exc, tb)
 
     def _total(self) -> int:
-        return sum(s.total for sha, s in self.states.items() if sha not in self.skipped)
+        planned = sum(s.total for sha, s in self.states.items() if sha not in self.skipped)
+        return max(planned, self._completed())
+
+    def _completed(self) -> int:
+        return sum(s.completed for s in self.states.values())
 
     def _models_line(self) -> str:
         started = sum(1 for s in self.states.values() if s.reported)
@@ -117,11 +129,11 @@ class DeployProgress:
         if self.current is None:
             return
         state = self.states[self.current.sha256]
-        if state.returns:
+        if len(state.returns) > state.printed:
             returns = list(state.returns.values())
+            state.printed = len(returns)
             spread = f" ± {statistics.stdev(returns):.1f}" if len(returns) > 1 else ""
-            state.finished = state.done >= state.total
-            mark = "[green]✓[/]" if state.finished else "[yellow]…[/]"
+            mark = "[green]✓[/]" if state.done >= state.total else "[yellow]…[/]"
             self.console.print(
                 f"{mark} {escape(label(self.current))} return {statistics.fmean(returns):.1f}{spread} "
                 f"({len(returns)} episodes)",
@@ -133,8 +145,6 @@ class DeployProgress:
     def update(self, model: ModelRow, done: int, total: int) -> None:
         """deploy()'s progress callback: (model, episodes stored for its job, episodes it will run)."""
         state = self.states.setdefault(model.sha256, _ModelState(total=total))
-        if state.finished and done >= state.total:
-            return  # a replayed end of a stream: already reported
         if not state.reported:
             # models before this one that never reported were skipped (already measured): drop them from the ETA
             index = self.order.get(model.sha256, len(self.order))
@@ -147,22 +157,24 @@ class DeployProgress:
             self._finish_current()
             self.current = model
             self.model_bar.reset(self.model_task, total=total, description=escape(label(model)), visible=True)
-        if done > state.done:
+        if done > 0:
             latest = self.db.latest_episode(model.sha256)
             if latest is not None:
-                state.returns[latest[0]] = latest[1]
+                job_id, index, episode_return = latest
+                state.returns[(job_id, index)] = episode_return
         state.done = done
+        state.done_max = max(state.done_max, done)
         self.model_bar.update(self.model_task, completed=done, total=total)
         shown = list(state.returns.items())[-SHOWN_RETURNS:]
         self.returns_line.plain = (
-            "  returns: " + "  ".join(f"#{i} {r:.1f}" for i, r in shown)
+            "  returns: " + "  ".join(f"#{i} {r:.1f}" for (_, i), r in shown)
             if shown
             else "  waiting for the first episode"
         )
         self.overall.update(
             self.overall_task,
             description=self._models_line(),
-            completed=sum(s.done for s in self.states.values()),
+            completed=self._completed(),
             total=self._total(),
         )
         if done >= total:

@@ -317,3 +317,41 @@ def test_an_unregistered_onnx_file_says_how_to_register_it(drlc_home, tmp_path: 
     stray.write_bytes(data)
     line = fails(["deploy", "--models", str(stray)])
     assert f"{stray} is not registered in this workspace: `drlc-host compress {stray} --method M`" in line
+
+
+def test_progress_counts_skipped_models_out_and_replays_once(tmp_path: Path) -> None:
+    """The overall total drops a model deploy() skipped (already measured); a replayed stream end adds no
+    episode and no second line; a second job of the same model keeps the first job's returns."""
+    data, _, manifest = random_policy(name="p")
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        models = [db.add_model(f"{c}" * 64, path, manifest) for c in "abc"]
+        for m in models:
+            db.add_job(f"job-{m.sha256[0]}", m.sha256, "local", "fp", "key", pb.ProfileRequest())
+        out = io.StringIO()
+        view = DeployProgress(Console(file=out, width=80), models, 2, db, "local")
+        overall = view.overall.tasks[0]
+        with view:
+            assert overall.total == 6
+            b, c = models[1], models[2]  # models[0] was skipped: deploy never reports it
+            view.update(b, 0, 2)
+            assert overall.total == 4 and overall.completed == 0
+            for i, ret in enumerate((10.0, 20.0)):
+                db.add_episode("job-b", pb.EpisodeResult(index=i, seed=i, episode_return=ret, length=1))
+                view.update(b, i + 1, 2)
+            view.update(b, 2, 2)  # the end of the stream, replayed after a re-attach
+            assert overall.completed == 2
+            view.update(c, 0, 2)
+            db.add_episode("job-c", pb.EpisodeResult(index=0, seed=0, episode_return=5.0, length=1))
+            view.update(c, 1, 2)
+            # the agent lost job-c: a new job of the same model starts at index 0 again
+            db.add_job("job-c2", c.sha256, "local", "fp", "key", pb.ProfileRequest())
+            for i, ret in enumerate((7.0, 9.0)):
+                db.add_episode("job-c2", pb.EpisodeResult(index=i, seed=i, episode_return=ret, length=1))
+                view.update(c, i + 1, 2)
+            assert overall.completed == 5 and overall.total == 5
+    text = out.getvalue()
+    assert text.count(f"[{'b' * 8}] return 15.0 ± 7.1 (2 episodes)") == 1
+    assert f"[{'c' * 8}] return 7.0 ± 2.0 (3 episodes)" in text
+    assert "a" * 8 not in text

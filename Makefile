@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_HOME ?= .drlc-demo
 
-.PHONY: demo test lint protos bench clean-demo
+.PHONY: setup demo report report-html test lint protos bench clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# The virtualenv alone; then `source .venv/bin/activate` puts drlc-host and drlc-agent on PATH.
+setup: $(VENV)/.installed
+
 demo: $(VENV)/.installed
 	DRLC_HOME=$(DEMO_HOME) VENV=$(VENV) bash tools/demo.sh
+
+# The demo's report again, without activating the virtualenv (HOME_DIR=PATH for another workspace).
+HOME_DIR ?= $(DEMO_HOME)
+report: $(VENV)/.installed
+	$(VENV)/bin/drlc-host report --home $(HOME_DIR)
+
+report-html: $(VENV)/.installed
+	$(VENV)/bin/drlc-host report --home $(HOME_DIR) --format html -o $(HOME_DIR)/report.html
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

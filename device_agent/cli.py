@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from device_agent import __version__
 from device_agent.errors import AgentError
 from device_agent.security import TOKEN_ENV, SecurityConfig
 from device_agent.server import create_server
@@ -26,6 +27,7 @@ def default_data_dir() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drlc-agent", description="drlc device agent")
+    parser.add_argument("-V", "--version", action="version", version=f"drlc-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve profile jobs over gRPC until stopped (Ctrl-C / SIGTERM)")
     serve.add_argument(

@@ -54,6 +54,16 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def check_address(address: str) -> None:
+    """Refuse a listen address gRPC would misread: no port, or one outside 0..65535 (gRPC wraps 99999 to a
+    random port instead of failing)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise AgentError(
+            f"bad address {address!r}: give HOST:PORT with a port in 0..65535 (0: any free port)"
+        )
+
+
 def create_server(
     address: str,
     data_dir: Path,
@@ -66,6 +76,7 @@ def create_server(
     Off this machine the agent needs both a token and TLS, unless ``insecure`` says otherwise.
     """
     security = security or SecurityConfig()
+    check_address(address)
     if not is_loopback(address) and not insecure and not (security.token and security.tls):
         missing = " and ".join(n for n, ok in (("a token", security.token), ("TLS", security.tls)) if not ok)
         raise AgentError(
@@ -74,7 +85,12 @@ def create_server(
             "plain-text access from the network"
         )
     limits = limits or AgentLimits()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AgentError(
+            f"cannot use the data dir {data_dir}: {exc.strerror or exc} (choose one with --data-dir)"
+        ) from None
     providers = available_providers()
     store = ModelStore(data_dir, limits.max_model_bytes, limits.max_stored_models, limits.max_store_bytes)
     jobs = JobManager(data_dir, store, limits, providers, agent_fingerprint(data_dir))

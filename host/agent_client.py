@@ -21,6 +21,19 @@ class AgentUnavailableError(DeviceError):
     """The agent could not be reached (down, restarting, network): worth retrying, unlike a refusal."""
 
 
+class AgentUnreachableError(AgentUnavailableError):
+    """Nothing answered at the address within the wait (no agent, no tunnel, a firewall), as opposed to an
+    agent that answered with an error. The CLI turns it into what to check on the target."""
+
+    def __init__(self, message: str, address: str, detail: str) -> None:
+        super().__init__(message)
+        self.address = address
+        self.detail = detail
+
+
+UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+"""Health-check outcomes that mean no agent answered at all."""
+
 TRANSIENT_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -138,18 +151,24 @@ class AgentClient:
         health = health_pb2_grpc.HealthStub(self.channel)
         deadline = time.monotonic() + timeout_s
         last = ""
+        answered = False
         while time.monotonic() < deadline:
             try:
-                reply = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=2.0)
+                reply = health.Check(
+                    health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                    timeout=max(0.1, min(2.0, deadline - time.monotonic())),
+                )
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
-                last = f"status {reply.status}"
+                last, answered = f"status {reply.status}", True
             except grpc.RpcError as exc:
                 last = describe_rpc_error(exc, self.address)
+                answered = answered or exc.code() not in UNREACHABLE_CODES
             time.sleep(0.1)
-        raise AgentUnavailableError(
-            f"agent at {self.address} did not become ready within {timeout_s:.0f} s ({last})"
-        )
+        message = f"agent at {self.address} did not become ready within {timeout_s:.0f} s ({last})"
+        if not answered:
+            raise AgentUnreachableError(message, self.address, last)
+        raise AgentUnavailableError(message)
 
     def device_info(self) -> pb.DeviceInfo:
         try:

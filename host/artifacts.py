@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 from pathlib import Path
@@ -33,12 +34,13 @@ def store_artifact(
 
 def select_models(db: ResultsDB, selectors: list[str] | None) -> list[ModelRow]:
     """Models by sha256 prefix, name or artifact path; ``sweep:SELECTOR`` is a baseline with all
-    its variants. All registered models when no selector is given."""
+    its variants. All registered models when no selector is given. A selector may be a comma list
+    (``--models a,b``), as well as repeated."""
     models = db.models()
     if not selectors:
         return models
     chosen: dict[str, ModelRow] = {}
-    for selector in selectors:
+    for selector in [part.strip() for item in selectors for part in item.split(",") if part.strip()]:
         if selector.startswith("sweep:"):
             for base in select_models(db, [selector.removeprefix("sweep:")]):
                 for m in [base, *db.variants_of(base.sha256)]:
@@ -53,8 +55,18 @@ def select_models(db: ResultsDB, selectors: list[str] | None) -> list[ModelRow]:
             or (as_path.suffix == ".onnx" and m.path == as_path.resolve())
         ]
         if not matches:
+            if as_path.suffix == ".onnx":
+                if not as_path.is_file():
+                    raise StoreError(f"file not found: {as_path}")
+                raise StoreError(
+                    f"{as_path} is not registered in this workspace: `drlc-host compress {as_path} --method M` "
+                    "registers a baseline .onnx (and makes a variant); `drlc-host models` lists what is registered"
+                )
+            close = difflib.get_close_matches(selector, sorted({m.name for m in models}), n=3)
+            guess = f"did you mean {' or '.join(close)}? " if close else ""
             raise StoreError(
-                f"no registered model matches {selector!r}; `drlc-host models` lists them (sha256 prefix, name or .onnx path)"
+                f"no registered model matches {selector!r}; {guess}"
+                "`drlc-host models` lists them (sha256 prefix, name or .onnx path)"
             )
         for m in matches:
             chosen.setdefault(m.sha256, m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from host.agent_client import ClientSecurity
+from host.config_errors import describe
 from host.errors import ProfileError
 
 if sys.version_info >= (3, 11):
@@ -52,6 +54,14 @@ class TargetProfile(BaseModel):
     spawn_local: bool = Field(
         default=False, description="start an agent on this machine for the deploy and stop it after"
     )
+    tunnel: str = Field(
+        default="",
+        description="command that makes address reach the agent (e.g. an ssh -L port forward); "
+        "printed when the agent cannot be reached",
+    )
+    docs: str = Field(
+        default="", description="how to install and run the agent there (a path in this checkout)"
+    )
     execution_providers: list[str] = Field(
         default_factory=list, description="preference order; empty: the device's best"
     )
@@ -65,6 +75,16 @@ class TargetProfile(BaseModel):
 
     def client_security(self) -> ClientSecurity:
         return self.security.load(self.name)
+
+    def unreachable(self, address: str | None = None, suggest_targets: bool = True) -> str:
+        """What to tell a user whose deploy cannot reach this target's agent: what to check, where to read."""
+        address = address or self.address
+        text = f"cannot reach the agent at {address}: is `drlc-agent serve` running there?"
+        if self.tunnel:
+            text += f" Open the tunnel first: {self.tunnel}"
+        also = "; `drlc-host targets` shows which agents answer" if suggest_targets else ""
+        text += f" (see {self.docs or 'docs/targets/README.md'}{also})"
+        return text
 
 
 class SecurityOverrides(BaseModel):
@@ -135,8 +155,14 @@ def find_profile(name: str, explicit_dir: Path | None = None) -> Path:
         path = folder / f"{name}.toml"
         if path.is_file():
             return path
-    searched = ", ".join(str(d) for d in profile_dirs(explicit_dir))
-    raise ProfileError(f"no profile {name!r}: looked for {name}.toml in {searched}")
+    searched = ", ".join(dict.fromkeys(str(d) for d in profile_dirs(explicit_dir)))
+    known = [p.stem for p in list_profiles(explicit_dir)]
+    close = difflib.get_close_matches(name, known, n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise ProfileError(
+        f"no target {name!r}; {guess}known targets: {', '.join(known) or 'none'} "
+        f"(profiles/NAME.toml in {searched})"
+    )
 
 
 def load_profile(path: Path) -> TargetProfile:
@@ -145,14 +171,10 @@ def load_profile(path: Path) -> TargetProfile:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"cannot read {path}: {exc}") from exc
     data.setdefault("name", path.stem)
-    known = set(TargetProfile.model_fields)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ProfileError(f"unknown key {unknown[0]!r} in {path}; known keys: {', '.join(sorted(known))}")
     try:
         return TargetProfile.model_validate(data)
     except ValidationError as exc:
-        raise ProfileError(f"{path}: {exc}") from exc
+        raise ProfileError(describe(path, exc, TargetProfile)) from None
 
 
 def list_profiles(explicit_dir: Path | None = None) -> list[Path]:

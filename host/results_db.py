@@ -381,6 +381,15 @@ class ResultsDB:
             )
         )
 
+    def latest_episode(self, model_sha256: str) -> tuple[str, int, float] | None:
+        """(job id, index, return) of the episode stored last for this model, on any job: what just arrived."""
+        row = self.conn.execute(
+            """SELECT e.job_id, e.idx, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id
+               WHERE j.model_sha256 = ? ORDER BY e.rowid DESC LIMIT 1""",
+            (model_sha256,),
+        ).fetchone()
+        return (str(row[0]), int(row[1]), float(row[2])) if row else None
+
     def succeeded_jobs(self) -> list[sqlite3.Row]:
         """Latest succeeded job per (model, target, settings), joined with its model and target name."""
         return list(

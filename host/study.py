@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from host.config_errors import describe
 from host.errors import DrlcError
 from host.results_db import ModelRow, ResultsDB
 
@@ -226,8 +227,7 @@ def load_study(path: Path) -> Study:
     try:
         spec = StudyFile.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise StudyError(f"{path}: " + "; ".join(lines)) from None
+        raise StudyError(describe(path, exc, StudyFile)) from None
     study_dir = path.resolve().parent
     zoo = _zoo_root(study_dir, spec.zoo_dir)
     policies: list[StudyPolicy] = []

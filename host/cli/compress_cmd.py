@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from host.artifacts import select_models, store_artifact
-from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
 from host.compress import make_variant, method_config
 from host.compress.sweep import PlannedVariant, SweepConfig, plan, recipe_key, run_sweep
 from host.compress.variant import Baseline, Variant
@@ -43,12 +44,15 @@ def parse_opts(items: list[str] | None) -> dict[str, Any]:
 
 
 def variants_table(rows: list[tuple[ModelRow, dict[str, Any]]]) -> Table:
-    table = Table("sha256", "variant", "params", "file KB", "mean |Δa|", "max |Δa|")
+    """A sweep's variants, one line each; the full name (what `--models` takes) first and never cut."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("variant", overflow="fold")
+    for title in ("params", "KB", "mean |Δa|", "max |Δa|"):
+        table.add_column(title, justify="right", no_wrap=True)
     for row, metrics in rows:
         table.add_row(
-            row.short,
-            row.name,
-            str(row.n_params),
+            escape(row.name),
+            f"{row.n_params:,}",
             f"{row.file_bytes / 1024:.1f}",
             f"{metrics.get('action_error_mean_abs', float('nan')):.4f}",
             f"{metrics.get('action_error_max_abs', float('nan')):.4f}",
@@ -56,9 +60,37 @@ def variants_table(rows: list[tuple[ModelRow, dict[str, Any]]]) -> Table:
     return table
 
 
+def describe_variant(row: ModelRow, metrics: dict[str, Any], base: ModelRow) -> None:
+    """What was made, in lines that fit 80 columns: name and sha256, size against the baseline, action
+    error, and where the file is."""
+    console.print(escape(f"made {row.name} [{row.short}]"), soft_wrap=True, highlight=False)
+    console.print(
+        f"  {row.n_params:,} params, {row.file_bytes / 1024:.1f} KB "
+        f"(baseline {base.n_params:,}, {base.file_bytes / 1024:.1f} KB)",
+        highlight=False,
+    )
+    console.print(
+        "  action error against the baseline: "
+        f"mean {metrics.get('action_error_mean_abs', float('nan')):.4f}, "
+        f"max {metrics.get('action_error_max_abs', float('nan')):.4f}",
+        highlight=False,
+    )
+    console.print(escape(f"  {shown_path(row.path)}"), soft_wrap=True, highlight=False)
+
+
+def shown_path(path: Path) -> Path:
+    """A path as short as it can be typed from here: relative to the working directory when inside it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def compress_command(
     baseline: Annotated[str, typer.Argument(help="the baseline: sha256 prefix, name, or a .onnx file")],
-    method: Annotated[Method | None, typer.Option(help="one variant by this method")] = None,
+    method: Annotated[
+        Method | None, typer.Option(case_sensitive=False, help="one variant by this method (any case)")
+    ] = None,
     sweep: Annotated[
         bool, typer.Option("--sweep", help="the study's grid: 3 int8 methods + L1/L2 x 5 %..70 %")
     ] = False,
@@ -94,7 +126,9 @@ def compress_command(
         base_row = resolve_baseline(db, workspace, baseline)
         base = Baseline.load(base_row.path, checkpoint=checkpoint or base_row.checkpoint)
         if sweep == (method is not None):
-            raise CompressionError("give either --method M or --sweep")
+            raise CompressionError(
+                f"give either --method M (one of {', '.join(m.value for m in Method)}) or --sweep (the study's grid)"
+            )
         if sweep:
             cfg = SweepConfig(
                 fp32_first_layer_variants=not no_fp32_first_layer_variants,
@@ -104,8 +138,13 @@ def compress_command(
             )
             made = do_sweep(db, workspace, base, cfg)
             console.print(variants_table(made))
+            console.print("deploy them all with:")
             console.print(
-                f"deploy them all with: drlc-host deploy --target local --models sweep:{base.sha256[:12]}"
+                escape(
+                    f"  drlc-host deploy --target local --models sweep:{base.sha256[:12]}{home_flag(home)}"
+                ),
+                soft_wrap=True,
+                highlight=False,
             )
             return
         assert method is not None  # for mypy: checked above
@@ -124,28 +163,61 @@ def compress_command(
         key = recipe_key(base.sha256, method.value, config)
         existing = db.model_by_recipe(key)
         if existing is not None:
-            console.print(f"already made: {existing.name} [{existing.short}] {existing.path}")
+            console.print(
+                escape(f"already made: {existing.name} [{existing.short}] {existing.path}"), soft_wrap=True
+            )
+            print_next(existing, home)
             return
-        with console.status(f"{method.value} on {base.manifest.name}..."):
+        with console.status(f"{method.value} on {escape(base.manifest.name)}..."):
             variant = make_variant(base, method.value, config)
         row = store(db, workspace, variant, key)
-        console.print(variants_table([(row, variant.manifest.metrics)]))
-        console.print(str(row.path))
+        describe_variant(row, variant.manifest.metrics, base_row)
+        print_next(row, home)
+
+
+def print_next(row: ModelRow, home: Path | None) -> None:
+    """The command to type next, with the variant's full name (a table cell may be cut at 80 columns)."""
+    console.print("measure it with:")
+    console.print(
+        escape(f"  drlc-host deploy --target local --models {row.name}{home_flag(home)}"),
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def resolve_baseline(db: ResultsDB, workspace: Workspace, selector: str) -> ModelRow:
-    path = Path(selector)
-    if path.suffix == ".onnx" and path.is_file():
+    """The registered baseline ``selector`` names: a .onnx file (registered on the way), a name or a sha256
+    prefix. A variant is refused with the name of its baseline, a missing file with its path."""
+    path = Path(selector).expanduser()
+    if path.suffix == ".onnx" or "/" in selector:
+        if not path.is_file():
+            raise CompressionError(
+                f"file not found: {path}; give a baseline .onnx file, or a registered baseline's name or "
+                "sha256 prefix (`drlc-host models` lists them)"
+            )
         base = Baseline.load(path)
         return store_artifact(workspace, db, base.data, base.manifest)
     rows = select_models(db, [selector])
     baselines = [r for r in rows if r.method == "baseline"]
-    if len(baselines) != 1:
-        names = ", ".join(f"{r.name} [{r.short}]" for r in rows)
-        raise CompressionError(
-            f"{selector!r} matches {len(baselines)} baselines ({names}); give a longer sha256 prefix"
+    if len(baselines) == 1:
+        return baselines[0]
+    if not baselines:
+        row = rows[0]
+        parent = db.model(row.parent_sha256) if row.parent_sha256 else None
+        of = (
+            f"the baseline {parent.name} [{parent.short}]"
+            if parent
+            else f"baseline {row.parent_sha256 or '?'}"
         )
-    return baselines[0]
+        again = parent.name if parent else (row.parent_sha256 or "BASELINE")[:12]
+        raise CompressionError(
+            f"{row.name} [{row.short}] is a {row.method} variant of {of}, not a baseline; "
+            f"compress the baseline: drlc-host compress {again} --method ..."
+        )
+    names = ", ".join(f"{r.name} [{r.short}]" for r in baselines)
+    raise CompressionError(
+        f"{selector!r} matches {len(baselines)} baselines ({names}); give its full name or a longer sha256 prefix"
+    )
 
 
 def store(db: ResultsDB, workspace: Workspace, variant: Variant, key: str) -> ModelRow:
@@ -164,7 +236,7 @@ def do_sweep(
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task(f"sweep {base.manifest.name}", total=len(planned))
+        task = bar.add_task(escape(f"sweep {base.manifest.name}"), total=len(planned))
 
         def on_progress(item: PlannedVariant, status: str) -> None:
             if status.startswith("failed"):
@@ -172,7 +244,7 @@ def do_sweep(
             bar.update(
                 task,
                 advance=1,
-                description=f"sweep {base.manifest.name}: {item.label} {status.split(':')[0]}",
+                description=escape(f"sweep {base.manifest.name}: {item.label} {status.split(':')[0]}"),
             )
 
         outcome = run_sweep(
@@ -186,7 +258,7 @@ def do_sweep(
         f"{len(outcome['made'])} made, {len(outcome['skipped'])} already there, {len(outcome['failed'])} failed"
     )
     for line in failures:
-        console.print(f"[red]{line}[/]")
+        console.print(f"[red]{escape(line)}[/]")
     rows = [(r, m.metrics if (m := db.manifest(r.sha256)) else {}) for r in db.variants_of(base.sha256)]
     if failures:
         console.print(variants_table(rows))

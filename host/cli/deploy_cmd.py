@@ -6,14 +6,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 
+from host.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
-from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
+from host.cli.deploy_progress import DeployProgress
 from host.deploy import DeployConfig, deploy
-from host.errors import StoreError
-from host.profiles import find_profile, load_profile
-from host.results_db import ModelRow
+from host.errors import DeviceError, StoreError
+from host.profiles import TargetProfile, find_profile, load_profile
+
+
+def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
+    """Wait (bounded, with a spinner) until a remote target's agent answers its health check.
+
+    :raises DeviceError: nothing answered: what to check on the target, its tunnel and its docs
+    """
+    with console.status(
+        escape(f"connecting to {profile.name} at {profile.address} (up to {timeout_s:.0f} s)...")
+    ):
+        with AgentClient(profile.address, security=profile.client_security()) as client:
+            try:
+                client.wait_ready(timeout_s=timeout_s)
+            except AgentUnreachableError as exc:
+                raise DeviceError(profile.unreachable(exc.address)) from None
 
 
 def deploy_command(
@@ -25,7 +41,7 @@ def deploy_command(
         typer.Option(
             "--models",
             "-m",
-            help="sha256 prefix, name or .onnx path; repeatable; default: every registered model",
+            help="sha256 prefix, name or .onnx path; repeatable or a comma list; default: every registered model",
         ),
     ] = None,
     episodes: Annotated[int, typer.Option(help="episodes per model (the study used >= 10)", min=1)] = 10,
@@ -53,11 +69,17 @@ def deploy_command(
             min=1,
         ),
     ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            help="seconds to wait for a remote target's agent to answer before saying what to check", min=0.1
+        ),
+    ] = 15.0,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
     """Upload variants to a target's agent, profile them in MuJoCo there, and store the results."""
-    with user_errors(), open_workspace(home) as (workspace, db):
+    with user_errors(), open_workspace(home, mujoco=False) as (workspace, db):
         profile = load_profile(find_profile(target, profiles_dir))
         chosen = select_models(db, models)
         if not chosen:
@@ -71,27 +93,25 @@ def deploy_command(
             quality_workers=workers,
             latency_calls=latency_calls,
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("episodes"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def on_progress(model: ModelRow, done: int, total: int) -> None:
-                if model.sha256 not in tasks:
-                    tasks[model.sha256] = bar.add_task(f"{model.name} [{model.short[:8]}]", total=total)
-                bar.update(tasks[model.sha256], completed=done)
-
-            outcome = deploy(chosen, profile, workspace, db, cfg, on_progress)
+        if not profile.spawn_local:
+            check_reachable(profile, connect_timeout)
+        view = DeployProgress(console, chosen, cfg.n_episodes, db, profile.name)
+        try:
+            with view:
+                outcome = deploy(chosen, profile, workspace, db, cfg, view.update)
+        except AgentUnreachableError as exc:
+            if profile.spawn_local:
+                raise
+            raise DeviceError(profile.unreachable(exc.address)) from None
         console.print(
-            f"target [bold]{outcome.target}[/] ({outcome.fingerprint[:8]}): {len(outcome.succeeded)} profiled, "
-            f"{len(outcome.skipped)} already done, {len(outcome.uploaded)} uploaded, {len(outcome.failed)} failed"
+            f"target [bold]{escape(outcome.target)}[/] ({outcome.fingerprint[:8]}): "
+            f"{len(outcome.succeeded)} profiled, {len(outcome.skipped)} already done, "
+            f"{len(outcome.uploaded)} uploaded, {len(outcome.failed)} failed",
+            soft_wrap=True,
         )
         for sha, error in outcome.failed.items():
-            console.print(f"[red]failed[/] {sha[:12]}: {error}")
+            console.print(f"[red]failed[/] {sha[:12]}: {escape(error)}", soft_wrap=True)
         if outcome.failed:
             raise typer.Exit(code=1)
+        if outcome.succeeded or outcome.skipped:
+            console.print(f"next: drlc-host report{escape(home_flag(home))}", highlight=False, soft_wrap=True)

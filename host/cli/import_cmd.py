@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from host.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
@@ -36,13 +37,13 @@ def import_command(
     with user_errors(), open_workspace(home) as (workspace, db):
         exported = import_checkpoint(path, env_id=env, algo=algo)
         for note in exported.notes:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(f"[yellow]note:[/] {escape(note)}")
         row = store_artifact(
             workspace, db, exported.onnx_bytes, exported.manifest, checkpoint=resolve_checkpoint_path(path)
         )
         m = exported.manifest
         console.print(
-            f"imported [bold]{m.name}[/] ({m.algo}, {m.env_id}, hidden {m.hidden_sizes}, {m.n_params} params, "
+            f"imported [bold]{escape(m.name)}[/] ({m.algo}, {m.env_id}, hidden {m.hidden_sizes}, {m.n_params} params, "
             f"obs normalisation {'in graph' if m.obs_normalization else 'none'})"
         )
         console.print(f"sha256 {row.sha256}\n{row.path}")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from host import __version__
 
 from host.cli.compress_cmd import compress_command
 from host.cli.deploy_cmd import deploy_command
@@ -13,7 +17,34 @@ from host.cli.study_cmd import study_app
 from host.cli.targets_cmd import targets_command
 from host.cli.train_cmd import train_command
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    # a bug's traceback must not print local variables: they can hold an agent token or a key
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"drlc-host {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """drlc-host: train or import deep-RL policies, compress them, profile them on devices, report."""
+
+
 app.command("train", rich_help_panel="Make policies")(train_command)
 app.command("import", rich_help_panel="Make policies")(import_command)
 app.command("models", rich_help_panel="Make policies")(models_command)

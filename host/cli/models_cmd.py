@@ -1,27 +1,78 @@
-"""`drlc-host models`: the variants this workspace holds."""
+"""`drlc-host models`: the policies this workspace holds, each variant under its baseline, one line each."""
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.results_db import ModelRow
+
+
+def _size(row: ModelRow) -> str:
+    return (
+        f"{row.file_bytes / 1024:.0f} KB"
+        if row.file_bytes >= 10 * 1024
+        else f"{row.file_bytes / 1024:.1f} KB"
+    )
+
+
+def models_table(models: list[ModelRow], width: int) -> Table:
+    """Baselines in bold, their variants indented beneath; full names (what `--models` and `compress` take),
+    never cut. The algo / env column (the baseline's name usually says it) is shown only where it fits in
+    ``width``; a name longer than the terminal allows folds onto a second line rather than ending in "…"."""
+    name_w = max(len(m.name) + (0 if m.method == "baseline" else 2) for m in models)
+    env_w = max(len(f"{m.algo} {m.env_id}") for m in models)
+    with_env = name_w + 2 + 12 + 2 + 7 + 2 + 8 + 2 + env_w <= width
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    table.add_column("name", overflow="fold")
+    table.add_column("sha256", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    if with_env:
+        table.add_column("algo / env", no_wrap=True)
+
+    def add(*cells: str) -> None:
+        table.add_row(*(cells if with_env else cells[:4]))
+
+    baselines = [m for m in models if m.method == "baseline"]
+    known = {m.sha256 for m in baselines}
+    children: dict[str, list[ModelRow]] = {}
+    for m in models:
+        if m.method != "baseline":
+            children.setdefault(m.parent_sha256 if m.parent_sha256 in known else "", []).append(m)
+    for base in baselines:
+        add(
+            f"[bold]{escape(base.name)}[/]",
+            base.short,
+            f"{base.n_params:,}",
+            _size(base),
+            escape(f"{base.algo} {base.env_id}"),
+        )
+        for v in sorted(children.get(base.sha256, []), key=lambda r: r.name):
+            add(f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), "")
+    orphans = children.get("", [])
+    if orphans:
+        add("[dim](baseline not registered here)[/]", "", "", "", "")
+        for v in sorted(orphans, key=lambda r: r.name):
+            table.add_row(
+                f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), escape(f"{v.algo} {v.env_id}")
+            )
+    return table
 
 
 def models_command(home: HomeOption = None) -> None:
-    """List registered policy variants (name, method, size, sha256)."""
-    with user_errors(), open_workspace(home) as (_, db):
-        table = Table("sha256", "name", "algo", "env", "method", "params", "file KB", "parent")
-        for m in db.models():
-            params = ", ".join(f"{k}={v}" for k, v in sorted(m.method_params.items()))
-            method = m.method + (f" ({params})" if params else "")
-            table.add_row(
-                m.short,
-                m.name,
-                m.algo,
-                m.env_id,
-                method,
-                str(m.n_params),
-                f"{m.file_bytes / 1024:.1f}",
-                (m.parent_sha256 or "")[:12],
-            )
-        console.print(table)
+    """List the registered policies: each baseline with its compressed variants beneath it."""
+    with user_errors(), open_workspace(home, mujoco=False) as (_, db):
+        models = db.models()
+        if not models:
+            console.print("no models yet: import one (drlc-host import PATH) or train one (drlc-host train)")
+            return
+        console.print(models_table(models, console.width))
+        n_base = sum(m.method == "baseline" for m in models)
+        n_var = len(models) - n_base
+        console.print(
+            f"{n_base} baseline{'s' * (n_base != 1)}, {n_var} variant{'s' * (n_var != 1)} "
+            "(compress takes a baseline, deploy --models any)",
+            highlight=False,
+        )

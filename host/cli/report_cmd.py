@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.cli.common import (
+    HomeOption,
+    check_output_path,
+    console,
+    no_results_hint,
+    open_workspace,
+    user_errors,
+)
 from host.decision import NOISE_THRESHOLD
 from host.errors import DrlcError
 from host.report import (
@@ -79,10 +86,11 @@ def report_command(
 ) -> None:
     """Return, latency, memory and energy of every profiled variant against its baseline, per target and side by
     side: the study's tables, significance tests, a recommendation per policy and device, and plots (html)."""
-    with user_errors(), open_workspace(home) as (_, db):
+    with user_errors(), open_workspace(home) as (workspace, db):
+        check_output_path(output)
         everything = collect_rows(db)
         if not everything:
-            console.print("no results yet: run `drlc-host deploy --target local` first")
+            console.print(no_results_hint(workspace), soft_wrap=True, highlight=False)
             return
         chosen = ReportFilter(
             targets=tuple(target or ()),

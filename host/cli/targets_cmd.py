@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from device_agent._proto import agent_pb2 as pb
-from host.agent_client import AgentClient
+from host.agent_client import AgentClient, AgentUnreachableError
 from host.cli.common import HomeOption, console, user_errors
 from host.errors import DrlcError
 from host.local_agent import local_agent
@@ -57,6 +58,8 @@ def ping(profile: TargetProfile, workspace: Workspace, timeout_s: float, spawn_l
                 t0 = time.perf_counter()
                 info = client.device_info()
                 round_trip_ms = (time.perf_counter() - t0) * 1e3
+    except AgentUnreachableError as exc:
+        return Ping(False, "down", error=profile.unreachable(exc.address, suggest_targets=False))
     except DrlcError as exc:
         return Ping(False, "down", error=str(exc))
     working = {m.name.split(":")[0] for m in info.energy_meters if m.available}
@@ -117,32 +120,40 @@ def targets_command(
             }
         for path, profile in loaded:
             if isinstance(profile, DrlcError):
-                table.add_row(path.stem, "", "[red]invalid profile[/]", "", "", "", str(profile))
+                table.add_row(
+                    escape(path.stem), "", "[red]invalid profile[/]", "", "", "", escape(str(profile))
+                )
                 continue
             result = pings[path].result()
             info = result.info
             device = f"{info.hostname} ({info.machine}, {info.cpu_model})" if info else ""
             address = "spawned here" if profile.spawn_local else profile.address
-            status = f"[green]{result.detail}[/]" if result.up else f"[red]{result.detail}[/]"
+            status = f"[green]{escape(result.detail)}[/]" if result.up else f"[red]{escape(result.detail)}[/]"
             providers = (
                 ", ".join(p.replace("ExecutionProvider", "") for p in info.execution_providers)
                 if info
                 else ""
             )
             table.add_row(
-                profile.name, address, status, device, providers, _meters_text(info), profile.description
+                escape(profile.name),
+                escape(address),
+                status,
+                escape(device),
+                escape(providers),
+                escape(_meters_text(info)),
+                escape(profile.description),
             )
             if result.error:
-                notes.append(f"[red]{profile.name}[/]: {result.error}")
+                notes.append(f"[red]{escape(profile.name)}[/]: {escape(result.error)}")
             if result.missing_meters:
                 notes.append(
-                    f"[yellow]{profile.name}[/]: the profile expects {', '.join(result.missing_meters)} "
+                    f"[yellow]{escape(profile.name)}[/]: the profile expects {', '.join(result.missing_meters)} "
                     "but the agent has no working meter of that kind"
                 )
             if info and (verbose or result.missing_meters):
                 for meter in info.energy_meters:
                     if not meter.available:
-                        notes.append(f"  {profile.name} {meter.name}: {meter.reason}")
+                        notes.append(escape(f"  {profile.name} {meter.name}: {meter.reason}"))
         console.print(table)
         for note in notes:
-            console.print(note)
+            console.print(note, soft_wrap=True)

@@ -31,9 +31,10 @@ def test_one_variant_then_the_same_again(drlc_home) -> None:
     again = runner.invoke(app, ["compress", "pendulum", "--method", "l2", "--ratio", "0.3"])
     assert again.exit_code == 0 and "already made: pendulum-l2-30" in again.output
     wrong = runner.invoke(app, ["compress", "pendulum", "--method", "ptdq", "--ratio", "0.3"])
-    assert wrong.exit_code == 1 and "bad options for ptdq" in wrong.output
+    assert wrong.exit_code == 1 and "ptdq takes no --ratio (that is an option of l1, l2)" in wrong.output
     neither = runner.invoke(app, ["compress", "pendulum"])
-    assert neither.exit_code == 1 and "either --method M or --sweep" in neither.output
+    assert neither.exit_code == 1
+    assert "either --method M (one of ptdq, ptsq, qat, l1, l2) or --sweep" in neither.output
     variant_of_variant = runner.invoke(app, ["compress", "pendulum-l2-30", "--method", "ptdq"])
     assert variant_of_variant.exit_code == 1
 

@@ -76,7 +76,7 @@ def test_deploy_refuses_unknown_models_and_profiles(drlc_home) -> None:
     result = runner.invoke(app, ["deploy", "--target", "local"])
     assert result.exit_code == 1 and "no models to deploy" in result.output
     result = runner.invoke(app, ["deploy", "--target", "no-such-device"])
-    assert result.exit_code == 1 and "no profile 'no-such-device'" in result.output
+    assert result.exit_code == 1 and "no target 'no-such-device'; known targets: " in result.output
 
 
 def test_broken_stream_is_reattached_and_stored_once(tmp_path, agent, client: AgentClient) -> None:

@@ -29,7 +29,12 @@ def test_targets_lists_profiles_and_pings_agents(tmp_path: Path, agent, drlc_hom
     assert result.exit_code == 0, result.output
     out = result.output
     assert "bench" in out and "gone" in out and "broken" in out
-    assert "up, " in out and "down" in out and "did not become ready" in out and "invalid profile" in out
+    assert (
+        "up, " in out
+        and "down" in out
+        and "cannot reach the agent at 127.0.0.1:1: is `drlc-agent serve` running there?" in out
+        and "invalid profile" in out
+    )
     # the profile expects NVML, which this test agent lacks unless the machine has a GPU
     assert "nvml" in out
     # the shipped profiles are listed too (they come after the explicit folder)

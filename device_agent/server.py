@@ -107,7 +107,7 @@ def create_server(
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),  # hosts ping every 30 s
         ],
         # beyond this, calls are refused by gRPC itself (RESOURCE_EXHAUSTED) instead of queueing without end
         maximum_concurrent_rpcs=MAX_RPCS_PER_THREAD * threads,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from device_agent._proto import agent_pb2 as pb
 from device_agent._proto import agent_pb2_grpc
 from device_agent.manifest import sha256_bytes
 from device_agent.server import CHUNK_BYTES, SERVICE_NAME
-from host.errors import DeviceError
+from host.errors import DeviceError, ProfileError
 
 
 class AgentUnavailableError(DeviceError):
@@ -67,6 +68,9 @@ class ClientSecurity:
     tls_client_key: bytes | None = None
     tls_server_name: str | None = None
     """Expected name in the agent's certificate, when the address does not carry it."""
+    allow_plaintext_token: bool = False
+    """Send the token over a plain-text channel to a non-loopback address (off by default: anyone on the
+    path could read it; tunnel over SSH to a loopback port, or give the profile a TLS CA)."""
 
     @property
     def tls(self) -> bool:
@@ -81,8 +85,38 @@ class _TokenAuth(grpc.AuthMetadataPlugin):
         callback(self._metadata, None)
 
 
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+CHANNEL_OPTIONS: list[tuple[str, object]] = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    # a vanished or frozen agent is noticed during a long job stream, instead of the host waiting for ever
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
 def open_channel(address: str, security: ClientSecurity) -> grpc.Channel:
-    options: list[tuple[str, object]] = [("grpc.max_receive_message_length", 64 << 20)]
+    if (
+        security.token
+        and not security.tls
+        and not security.allow_plaintext_token
+        and not is_loopback(address)
+    ):
+        raise ProfileError(
+            f"refusing to send the agent token in plain text to {address}: give the profile a [security] "
+            "tls_ca, reach the agent through an SSH tunnel to a loopback port, or set "
+            "allow_plaintext_token = true if the network is yours alone"
+        )
+    options = list(CHANNEL_OPTIONS)
     if security.tls:
         credentials = grpc.ssl_channel_credentials(
             security.tls_ca, security.tls_client_key, security.tls_client_cert

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from device_agent._proto import agent_pb2 as pb
+from host.agent_checks import AgentSentInvalidData, JobCheck, check_device_info
 from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
 from host.errors import DeviceError
 from host.local_agent import local_agent
@@ -121,19 +122,28 @@ def _consume(
     total: int,
     progress: ProgressFn,
 ) -> str | None:
-    """Store events as they arrive. Returns None on success, else the job's failure message."""
-    for event in events:
-        kind = event.WhichOneof("event")
-        if kind == "episode":
-            db.add_episode(job_id, event.episode)
-            progress(model, db.count_episodes(job_id), total)
-        elif kind == "summary":
-            db.finish_job(job_id, event.summary)
-            return None
-        elif kind == "failed":
-            message = f"{event.failed.error_type}: {event.failed.message}"
-            db.fail_job(job_id, message)
-            return message
+    """Store events as they arrive, each checked first (host.agent_checks): a value that cannot be true fails
+    the job and drops what was stored of it. Returns None on success, else the job's failure message."""
+    request = db.job_request(job_id)
+    check = JobCheck(request if request is not None else pb.ProfileRequest())
+    try:
+        for event in events:
+            kind = event.WhichOneof("event")
+            if kind == "episode":
+                if check.episode(event.episode):
+                    db.add_episode(job_id, event.episode)
+                progress(model, db.count_episodes(job_id), total)
+            elif kind == "summary":
+                check.summary(event.summary)
+                db.finish_job(job_id, event.summary)
+                return None
+            elif kind == "failed":
+                message = check.failure(event.failed)
+                db.fail_job(job_id, message)
+                return message
+    except AgentSentInvalidData as exc:
+        db.discard_job(job_id, str(exc))
+        return str(exc)
     raise AgentUnavailableError(f"the stream of job {job_id} ended without a summary (the agent stopped?)")
 
 
@@ -244,6 +254,7 @@ def deploy(
     key = settings_key(settings)
     with connect(profile, workspace) as client:
         info = client.device_info()
+        check_device_info(info)
         db.upsert_target(profile.name, info)
         outcome = DeployOutcome(profile.name, info.fingerprint)
         for model in models:

@@ -103,6 +103,10 @@ class SecurityOverrides(BaseModel):
     tls_server_name: str | None = Field(
         default=None, description="name in the agent's certificate, if not the address"
     )
+    allow_plaintext_token: bool = Field(
+        default=False,
+        description="send the token without TLS to a non-loopback address (anyone on the path can read it)",
+    )
 
     def load(self, profile: str) -> ClientSecurity:
         def read(path: str | None, what: str) -> bytes | None:
@@ -132,6 +136,7 @@ class SecurityOverrides(BaseModel):
             tls_client_cert=read(self.tls_client_cert, "client certificate"),
             tls_client_key=read(self.tls_client_key, "client key"),
             tls_server_name=self.tls_server_name,
+            allow_plaintext_token=self.allow_plaintext_token,
         )
 
 

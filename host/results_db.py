@@ -355,6 +355,20 @@ class ResultsDB:
                 ),
             )
 
+    def job_request(self, job_id: str) -> pb.ProfileRequest | None:
+        """The request the host sent for this job (recorded before it was sent)."""
+        row = self.conn.execute("SELECT request FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return json_format.Parse(row[0], pb.ProfileRequest()) if row else None
+
+    def discard_job(self, job_id: str, error: str) -> None:
+        """Fail a job and drop every episode stored for it: what an agent sent for it cannot be trusted."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM episodes WHERE job_id=?", (job_id,))
+            db.execute(
+                "UPDATE jobs SET state='failed', error=?, summary=NULL, finished_at=? WHERE job_id=?",
+                (error, now(), job_id),
+            )
+
     def fail_job(self, job_id: str, error: str) -> None:
         with self.transaction() as db:
             db.execute(

@@ -181,8 +181,10 @@ def test_job_with_a_meter_reports_idle_gross_net_per_episode_and_per_inference(
     )  # int64 as JSON text
     text = energy_text(stored)
     assert text.startswith("fake:steady: ") and "J/episode" in text and "µJ/inference" in text
-    episode_j, inference_j = energy_per_item(stored)
-    assert episode_j == pytest.approx(0.0, abs=1e-3) and inference_j == pytest.approx(0.0, abs=1e-6)
+    # a steady draw: net of idle power is zero up to rounding, and a figure that is not positive is never
+    # one a verdict compares (README: How drlc decides)
+    for value, tolerance in zip(energy_per_item(stored), (1e-3, 1e-6), strict=True):
+        assert value is None or value == pytest.approx(0.0, abs=tolerance)
 
 
 def test_report_energy_text_for_flagged_gross_and_missing_readings() -> None:
@@ -196,7 +198,7 @@ def test_report_energy_text_for_flagged_gross_and_missing_readings() -> None:
     }
     # the episodes window was too short for NVML; the inference phase has no idle figure: gross 50 µJ/call
     assert energy_text(flagged) == "nvml:gpu0: episode below resolution, 50 µJ/inference gross"
-    assert energy_per_item(flagged) == (None, pytest.approx(5e-5))
+    assert energy_per_item(flagged) == (None, None)  # below resolution, and gross only: nothing to compare
     assert energy_text({}) == "not measured"  # a summary from before energy was reported
     gone = {"energy_meters": [{"name": "rapl:package-0", "reason": "failed mid-job: file vanished"}]}
     assert energy_text(gone) == "not measured (rapl:package-0: failed mid-job: file vanished)"

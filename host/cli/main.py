@@ -8,6 +8,7 @@ import typer
 
 from host import __version__
 
+from host.cli.clean_cmd import clean_command
 from host.cli.compress_cmd import compress_command
 from host.cli.deploy_cmd import deploy_command
 from host.cli.import_cmd import import_command
@@ -52,6 +53,7 @@ app.command("compress", rich_help_panel="Make policies")(compress_command)
 app.command("deploy", rich_help_panel="Measure")(deploy_command)
 app.command("report", rich_help_panel="Measure")(report_command)
 app.command("targets", rich_help_panel="Measure")(targets_command)
+app.command("clean", rich_help_panel="Measure")(clean_command)
 app.add_typer(study_app, name="study", rich_help_panel="Measure")
 
 if __name__ == "__main__":

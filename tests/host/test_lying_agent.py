@@ -183,3 +183,33 @@ def test_a_token_goes_in_plain_text_only_to_loopback_or_when_allowed() -> None:
         "robot1.invalid:50051", security=ClientSecurity(token="secret", allow_plaintext_token=True)
     ):
         pass  # (no call is made: nothing leaves this machine)
+
+
+def test_clean_removes_models_and_old_job_records_from_a_target(tmp_path: Path) -> None:
+    """The host side of storage housekeeping, through the real CLI and a real local agent."""
+    from typer.testing import CliRunner
+
+    from host.cli.main import app
+
+    home = tmp_path / "home"
+    workspace = Workspace.resolve(home)
+    with ResultsDB(workspace.db_path) as db:
+        data, _, manifest = random_policy(name="tidy")
+        model = store_artifact(workspace, db, data, manifest)
+    runner = CliRunner()
+    deployed = runner.invoke(
+        app, ["deploy", "--target", "local", "--episodes", "1", "--warmup-calls", "5", "--home", str(home)]
+    )
+    assert deployed.exit_code == 0, deployed.output
+    stored = workspace.local_agent_dir / "models" / f"{model.sha256}.onnx"
+    assert stored.is_file()
+    nothing = runner.invoke(app, ["clean", "--target", "local", "--home", str(home)])
+    assert nothing.exit_code == 1 and "nothing to clean" in nothing.output
+    cleaned = runner.invoke(
+        app, ["clean", "--target", "local", "--models", "tidy", "--jobs-older-than", "0", "--home", str(home)]
+    )
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "1 of 1 models removed" in cleaned.output and "job records deleted" in cleaned.output
+    assert not stored.exists() and not list((workspace.local_agent_dir / "jobs").glob("*.pb"))
+    conn = sqlite3.connect(workspace.db_path)  # the results here are kept
+    assert conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] >= 1

@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="end an upload that sends nothing for this long",
     )
     serve.add_argument(
+        "--max-threads",
+        type=int,
+        default=AgentLimits.max_intra_op_threads,
+        help="most ONNX Runtime threads a job may ask for (0: this device's CPU count)",
+    )
+    serve.add_argument(
         "--max-streams",
         type=int,
         default=AgentLimits.max_streams,
@@ -94,6 +100,7 @@ def serve(args: argparse.Namespace) -> int:
         max_store_bytes=int(args.max_store_mb * 2**20),
         upload_idle_s=args.upload_idle_s,
         max_streams=args.max_streams,
+        max_intra_op_threads=args.max_threads,
         allowed_envs=tuple(args.allow_env),
     )
     data_dir = args.data_dir or default_data_dir()

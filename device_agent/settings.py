@@ -108,6 +108,8 @@ class AgentLimits:
     """Empty: every Gymnasium MuJoCo env."""
     max_quality_workers: int = 0
     """Most worker processes one job may run at once; 0: this device's CPU count."""
+    max_intra_op_threads: int = 0
+    """Most ONNX Runtime threads one job may ask for; 0: this device's CPU count (more only oversubscribes)."""
     max_concurrent_uploads: int = 4
     """Uploads in progress at once; more are refused (RESOURCE_EXHAUSTED) so uploads cannot take every thread."""
     upload_idle_s: float = 30.0
@@ -201,10 +203,11 @@ def effective_settings(
     if requested.warmup_calls < 0 or requested.warmup_calls > 100_000:
         raise InvalidRequestError(f"warmup_calls={requested.warmup_calls} is outside 0..100000")
     cpus = usable_cpus() if cpus is None else cpus
-    if requested.intra_op_threads < 0 or requested.intra_op_threads > len(cpus):
+    most_threads = limits.max_intra_op_threads or len(cpus)
+    if requested.intra_op_threads < 0 or requested.intra_op_threads > most_threads:
         raise InvalidRequestError(
-            f"intra_op_threads={requested.intra_op_threads} is outside 0..{len(cpus)}, this device's CPU count "
-            "(0: ONNX Runtime's default)"
+            f"intra_op_threads={requested.intra_op_threads} is outside 0..{most_threads} allowed by this agent "
+            "(its CPU count unless started with --max-threads; 0: ONNX Runtime's default)"
         )
     if not 0 <= requested.seed <= SEED_MAX:
         raise InvalidRequestError(f"seed={requested.seed} is outside 0..{SEED_MAX}")

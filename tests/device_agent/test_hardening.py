@@ -281,6 +281,8 @@ def test_settings_are_range_checked_at_submit() -> None:
         with pytest.raises(InvalidRequestError, match=match):
             effective_settings(bad, limits, cpu, cpus=cpus)
     assert effective_settings(MeasurementSettings(intra_op_threads=2, seed=2**31 - 1), limits, cpu, cpus=cpus)
+    oversubscribe = AgentLimits(max_intra_op_threads=8)  # the operator asked for it (--max-threads 8)
+    assert effective_settings(MeasurementSettings(intra_op_threads=8), oversubscribe, cpu, cpus=cpus)
 
 
 def test_bad_seed_is_refused_over_the_wire(client: AgentClient) -> None:

@@ -8,7 +8,7 @@ export fails here and not as a bad return on a device.
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import host
-from device_agent.manifest import ArtifactManifest, sha256_bytes
+from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.errors import ExportError
 from host.export.onnx_builder import build_onnx
 from host.export.policy_spec import ObsNorm, PolicySpec
+from host.export.env_choice import check_spaces, env_spaces
+from host.export.env_setup import EnvSetup
 from host.export.sb3_loader import (
     ALGOS,
-    check_spaces,
-    env_spaces,
     load_checkpoint,
     load_vecnormalize_stats,
     spec_from_model,
@@ -91,7 +91,13 @@ def package_versions() -> dict[str, str]:
 
 
 def import_checkpoint(
-    path: Path, env_id: str | None = None, algo: str | None = None, *, verify: bool = True
+    path: Path,
+    env_id: str | None = None,
+    algo: str | None = None,
+    *,
+    verify: bool = True,
+    env_options: Mapping[str, Any] | None = None,
+    obs_wrappers: Sequence[str | ObsWrapper] | None = None,
 ) -> ExportedPolicy:
     """Export an SB3 / RL Zoo checkpoint (and its ``vecnormalize.pkl``) as a baseline artifact.
 
@@ -101,11 +107,15 @@ def import_checkpoint(
         returned ``notes`` say so)
     :param algo: the algorithm (``ppo``, ``sac``, ...) when it should not be detected
     :param verify: compare the graph's actions with ``model.predict`` before returning
+    :param env_options: env options on top of the zoo folder's (``--env-option``)
+    :param obs_wrappers: observation wrappers; None: those the zoo's config.yml names
     :raises CheckpointError: the checkpoint cannot be read or its env built
     :raises SpaceMismatchError: the checkpoint does not fit the env
     :raises UnsupportedPolicyError: the policy is not a continuous MLP actor
     """
-    loaded = load_checkpoint(path, env_id=env_id, algo=algo)
+    loaded = load_checkpoint(
+        path, env_id=env_id, algo=algo, env_options=env_options, obs_wrappers=obs_wrappers
+    )
     source: dict[str, Any] = {
         "origin": "import",
         "checkpoint_name": loaded.checkpoint.name,
@@ -121,7 +131,7 @@ def import_checkpoint(
     spec = spec_from_model(loaded.model, loaded.obs_norm)
     return export_spec(
         spec,
-        env_id=loaded.env_id,
+        env=EnvSetup(loaded.env_id, dict(loaded.env_kwargs), loaded.obs_wrappers),
         algo=loaded.algo,
         source=source,
         training_seed=loaded.training_seed,
@@ -166,7 +176,7 @@ def export_model(
     check_spaces(f"the {type(model).__name__} model", model.observation_space, model.action_space, env)
     return export_spec(
         spec_from_model(model, stats),
-        env_id=env_id,
+        env=EnvSetup(env_id),
         algo=name,
         source=source if source is not None else {"origin": "train"},
         training_seed=training_seed,
@@ -176,13 +186,24 @@ def export_model(
 
 
 def baseline_manifest(
-    spec: PolicySpec, *, env_id: str, algo: str, source: dict[str, Any], training_seed: int | None
+    spec: PolicySpec,
+    *,
+    env_id: str,
+    algo: str,
+    source: dict[str, Any],
+    training_seed: int | None,
+    env: EnvSetup | None = None,
 ) -> ArtifactManifest:
-    """The manifest of a baseline (uncompressed) variant of ``spec``."""
+    """The manifest of a baseline (uncompressed) variant of ``spec``.
+
+    :param env: the env options and observation wrappers, when the policy needs any
+    """
     return ArtifactManifest(
         name=f"{algo}-{env_id}",
         algo=algo,
         env_id=env_id,
+        env_kwargs=dict(env.env_kwargs) if env is not None else {},
+        obs_wrappers=list(env.obs_wrappers) if env is not None else [],
         observation_shape=[spec.obs_dim],
         action_shape=[spec.act_dim],
         action_low=[float(x) for x in spec.action_low],
@@ -202,7 +223,7 @@ def baseline_manifest(
 def export_spec(
     spec: PolicySpec,
     *,
-    env_id: str,
+    env: EnvSetup | str,
     algo: str,
     source: dict[str, Any],
     training_seed: int | None = None,
@@ -212,13 +233,17 @@ def export_spec(
 ) -> ExportedPolicy:
     """Build the baseline artifact of ``spec`` and, given ``model``, check it against ``model.predict``.
 
+    :param env: the env (id, options, wrappers) the policy runs in; the check samples it
     :raises ExportError: when the graph's actions differ from the model's by more than ``tolerance``
     """
-    manifest = baseline_manifest(spec, env_id=env_id, algo=algo, source=source, training_seed=training_seed)
+    setup = env if isinstance(env, EnvSetup) else EnvSetup(env)
+    manifest = baseline_manifest(
+        spec, env_id=setup.env_id, algo=algo, source=source, training_seed=training_seed, env=setup
+    )
     onnx_bytes = build_onnx(spec, manifest)
     error = None
     if model is not None:
-        obs = sample_observations(env_id, N_CHECK_OBS, seed=0)
+        obs = sample_observations(setup, N_CHECK_OBS, seed=0)
         error = max_action_error(onnx_bytes, model, spec.obs_norm, obs)
         if not error <= tolerance:
             raise ExportError(
@@ -235,17 +260,15 @@ def export_spec(
     )
 
 
-def sample_observations(env_id: str, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` raw observations from seeded uniform-random-action rollouts of ``env_id``, float32 ``[n, obs_dim]``.
+def sample_observations(env_id: str | EnvSetup, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` raw observations from seeded uniform-random-action rollouts of the env, float32 ``[n, obs_dim]``.
 
     Random actions reach states a trained policy also reaches (falls, odd poses), which is what an
-    export check needs; reproducible for a given seed.
+    export check needs; reproducible for a given seed. The env is built as the agent builds it
+    (options, observation wrappers).
     """
-    import gymnasium as gym
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        env = gym.make(env_id)
+    setup = env_id if isinstance(env_id, EnvSetup) else EnvSetup(env_id)
+    env = setup.build()
     try:
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)

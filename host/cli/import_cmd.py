@@ -7,8 +7,12 @@ from typing import Annotated
 
 import typer
 
+from rich.markup import escape
+
+from device_agent.envs import describe_env
 from host.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
+from host.export.env_setup import parse_env_options
 from host.export.sb3_loader import resolve_checkpoint_path
 from host.importer import import_checkpoint
 
@@ -30,19 +34,46 @@ def import_command(
         str | None,
         typer.Option("--algo", help="override the detected algorithm (ppo, trpo, a2c, sac, td3, ddpg, tqc)"),
     ] = None,
+    env_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env-option",
+            help="env option KEY=VALUE for gymnasium.make, repeatable (e.g. use_contact_forces=true); "
+            "added to the zoo folder's env_kwargs.yml",
+        ),
+    ] = None,
+    obs_wrapper: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--obs-wrapper",
+            help="observation wrapper the policy was trained in, repeatable (time_feature); "
+            "default: the zoo config.yml's env_wrapper",
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Export a trained policy (with its VecNormalize statistics) as one self-describing ONNX file."""
+    """Export a trained policy (with its VecNormalize statistics) as one self-describing ONNX file.
+
+    With no --env, a checkpoint whose own env cannot be built here runs in the newest registered
+    version whose spaces fit it (with the options that give back an old version's observation,
+    e.g. Ant-v3 -> Ant-v4 with use_contact_forces=True); the choice and its reason are printed.
+    """
     with user_errors(), open_workspace(home) as (workspace, db):
-        exported = import_checkpoint(path, env_id=env, algo=algo)
+        exported = import_checkpoint(
+            path,
+            env_id=env,
+            algo=algo,
+            env_options=parse_env_options(env_option or []),
+            obs_wrappers=obs_wrapper or None,
+        )
         for note in exported.notes:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(f"[yellow]note:[/] {escape(note)}")
         row = store_artifact(
             workspace, db, exported.onnx_bytes, exported.manifest, checkpoint=resolve_checkpoint_path(path)
         )
         m = exported.manifest
         console.print(
-            f"imported [bold]{m.name}[/] ({m.algo}, {m.env_id}, hidden {m.hidden_sizes}, {m.n_params} params, "
+            f"imported [bold]{m.name}[/] ({m.algo}, {escape(describe_env(m.env_id, m.env_kwargs, m.obs_wrappers))}, hidden {m.hidden_sizes}, {m.n_params} params, "
             f"obs normalisation {'in graph' if m.obs_normalization else 'none'})"
         )
         console.print(f"sha256 {row.sha256}\n{row.path}")

@@ -8,6 +8,7 @@ export fails here and not as a bad return on a device.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -23,6 +24,13 @@ from host.export.onnx_builder import build_onnx
 from host.export.policy_spec import ObsNorm, PolicySpec
 from host.export.env_choice import check_spaces, env_spaces
 from host.export.env_setup import EnvSetup
+from host.reference import (
+    PublishedReturn,
+    ReferenceReturn,
+    evaluate_checkpoint,
+    find_published_returns,
+    published_return,
+)
 from host.export.sb3_loader import (
     ALGOS,
     load_checkpoint,
@@ -63,6 +71,8 @@ class ExportedPolicy:
     :param notes: things the user should know, e.g. that the env version was changed
     :param max_abs_action_error: largest |ONNX - SB3| action difference found by the export check,
         None when the check was skipped
+    :param reference: the checkpoint's own deterministic return in the exported env, when asked for
+    :param published: the return published for it (the zoo's benchmark), when one was found
     """
 
     onnx_bytes: bytes
@@ -71,6 +81,8 @@ class ExportedPolicy:
     spec: PolicySpec
     notes: tuple[str, ...] = ()
     max_abs_action_error: float | None = None
+    reference: ReferenceReturn | None = None
+    published: PublishedReturn | None = None
 
     def write(self, path: Path) -> Path:
         """Write the model to ``path`` (a file, or a folder that gets ``<sha256>.onnx``)."""
@@ -98,6 +110,8 @@ def import_checkpoint(
     verify: bool = True,
     env_options: Mapping[str, Any] | None = None,
     obs_wrappers: Sequence[str | ObsWrapper] | None = None,
+    reference_episodes: int = 0,
+    reference_seed: int = 0,
 ) -> ExportedPolicy:
     """Export an SB3 / RL Zoo checkpoint (and its ``vecnormalize.pkl``) as a baseline artifact.
 
@@ -109,6 +123,8 @@ def import_checkpoint(
     :param verify: compare the graph's actions with ``model.predict`` before returning
     :param env_options: env options on top of the zoo folder's (``--env-option``)
     :param obs_wrappers: observation wrappers; None: those the zoo's config.yml names
+    :param reference_episodes: evaluate the checkpoint's own ``predict`` for this many episodes
+        (seeds ``reference_seed + i``, as a deploy with that seed) in the exported env; 0: skip
     :raises CheckpointError: the checkpoint cannot be read or its env built
     :raises SpaceMismatchError: the checkpoint does not fit the env
     :raises UnsupportedPolicyError: the policy is not a continuous MLP actor
@@ -129,7 +145,7 @@ def import_checkpoint(
         source["vecnormalize_name"] = loaded.vecnormalize.name
         source["vecnormalize_sha256"] = loaded.vecnormalize_sha256
     spec = spec_from_model(loaded.model, loaded.obs_norm)
-    return export_spec(
+    exported = export_spec(
         spec,
         env=EnvSetup(loaded.env_id, dict(loaded.env_kwargs), loaded.obs_wrappers),
         algo=loaded.algo,
@@ -138,6 +154,16 @@ def import_checkpoint(
         model=loaded.model if verify else None,
         notes=loaded.notes,
     )
+    published = None
+    published_csv = find_published_returns(loaded.checkpoint)
+    if published_csv is not None and loaded.trained_env_id is not None:
+        published = published_return(published_csv, loaded.algo, loaded.trained_env_id)
+    reference = (
+        evaluate_checkpoint(loaded, reference_episodes, seed=reference_seed)
+        if reference_episodes > 0
+        else None
+    )
+    return dataclasses.replace(exported, reference=reference, published=published)
 
 
 def export_model(

@@ -15,6 +15,7 @@ from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.export.env_setup import parse_env_options
 from host.export.sb3_loader import resolve_checkpoint_path
 from host.importer import import_checkpoint
+from host.reference import write_reference
 
 
 def import_command(
@@ -50,6 +51,15 @@ def import_command(
             "default: the zoo config.yml's env_wrapper",
         ),
     ] = None,
+    reference: Annotated[
+        int,
+        typer.Option(
+            "--reference",
+            min=0,
+            help="episodes of the checkpoint's own deterministic predict in the exported env "
+            "(seeds 0..N-1, as deploy's default), its reference return; 0: skip",
+        ),
+    ] = 10,
     home: HomeOption = None,
 ) -> None:
     """Export a trained policy (with its VecNormalize statistics) as one self-describing ONNX file.
@@ -65,6 +75,7 @@ def import_command(
             algo=algo,
             env_options=parse_env_options(env_option or []),
             obs_wrappers=obs_wrapper or None,
+            reference_episodes=reference,
         )
         for note in exported.notes:
             console.print(f"[yellow]note:[/] {escape(note)}")
@@ -77,3 +88,12 @@ def import_command(
             f"obs normalisation {'in graph' if m.obs_normalization else 'none'})"
         )
         console.print(f"sha256 {row.sha256}\n{row.path}")
+        if exported.reference is not None:
+            console.print(f"reference return: {escape(exported.reference.describe())}")
+            write_reference(row.path, exported.reference, exported.published)
+        if exported.published is not None:
+            p = exported.published
+            console.print(
+                f"published return: {p.mean:.1f} ± {p.std:.1f} on {p.env_id} ({escape(p.source)}); "
+                f"compare a deploy with the reference, which ran in the same env"
+            )

@@ -238,13 +238,9 @@ def _notes(
 ) -> list[str]:
     notes = []
     if env_id is None and setup.env_id != trained_env_id:
-        why = (
-            f"{trained_env_id} cannot be built here"
-            if trained_env_id in unbuildable
-            else f"{trained_env_id} does not fit"
-        )
+        why = "cannot be built here" if trained_env_id in unbuildable else "does not fit it"
         notes.append(
-            f"the checkpoint was trained on {trained_env_id}; {why}, so it runs in {setup.describe()}, "
+            f"the checkpoint was trained on {trained_env_id}, which {why}; it runs in {setup.describe()}, "
             f"the newest registered version whose spaces fit it" + (f" ({reason})" if reason else "")
         )
         if tried:

@@ -310,7 +310,7 @@ def test_vecnormalize_pickle_cannot_run_code(tmp_path: Path) -> None:
 def test_choose_env_upgrades_an_unbuildable_version() -> None:
     choice = choose_env("ckpt", None, None, trained_env_id="Hopper-v3")
     assert choice.spaces.env_id == "Hopper-v5"
-    assert "Hopper-v3 cannot be built here" in choice.notes[0] and "Hopper-v5" in choice.notes[0]
+    assert "Hopper-v3, which cannot be built here" in choice.notes[0] and "Hopper-v5" in choice.notes[0]
     choice = choose_env("ckpt", None, None, trained_env_id="Hopper-v4")
     assert (choice.spaces.env_id, choice.notes) == ("Hopper-v4", ())
 

@@ -79,7 +79,7 @@ class ArtifactManifest(BaseModel):
     output_name: str = OUTPUT_NAME
     hidden_sizes: list[int]
     activation: str
-    action_postprocess: Literal["tanh_rescale", "clip"]
+    action_postprocess: Literal["tanh_rescale", "clip", "none"]
     obs_normalization: ObsNormalization | None = None
     method: str = Field(default="baseline", description="baseline, ptdq, ptsq, qat, l1, l2")
     method_params: dict[str, Any] = Field(default_factory=dict)

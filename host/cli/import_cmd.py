@@ -14,7 +14,11 @@ from host.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.export.env_setup import parse_env_options
 from host.export.sb3_loader import resolve_checkpoint_path
-from host.importer import import_checkpoint
+from host.errors import CheckpointError
+from host.export.cleanrl_loader import CLEANRL_SUFFIX
+from host.export.foreign_onnx import ACTION_SQUASHES
+from host.foreign_import import import_cleanrl, import_onnx_actor
+from host.importer import ExportedPolicy, import_checkpoint
 from host.reference import write_reference
 
 
@@ -22,7 +26,10 @@ def import_command(
     path: Annotated[
         Path,
         typer.Argument(
-            exists=True, resolve_path=True, help="SB3 .zip, or an RL Zoo folder holding <Env>.zip"
+            exists=True,
+            resolve_path=True,
+            help="SB3 .zip, an RL Zoo folder holding <Env>.zip, an ONNX actor (.onnx) or a CleanRL "
+            "actor (.cleanrl_model)",
         ),
     ],
     env: Annotated[
@@ -51,6 +58,17 @@ def import_command(
             "default: the zoo config.yml's env_wrapper",
         ),
     ] = None,
+    action_squash: Annotated[
+        str | None,
+        typer.Option(
+            "--action-squash",
+            help="for an .onnx actor: what its tool did with the graph's output: tanh (rescaled to the "
+            "env's bounds), clip (to the bounds) or none",
+        ),
+    ] = None,
+    onnx_output: Annotated[
+        str | None, typer.Option("--onnx-output", help="for an .onnx actor: the output that is the action")
+    ] = None,
     reference: Annotated[
         int,
         typer.Option(
@@ -69,18 +87,17 @@ def import_command(
     e.g. Ant-v3 -> Ant-v4 with use_contact_forces=True); the choice and its reason are printed.
     """
     with user_errors(), open_workspace(home) as (workspace, db):
-        exported = import_checkpoint(
-            path,
-            env_id=env,
-            algo=algo,
-            env_options=parse_env_options(env_option or []),
-            obs_wrappers=obs_wrapper or None,
-            reference_episodes=reference,
+        exported = _import(
+            path, env, algo, env_option or [], obs_wrapper, action_squash, onnx_output, reference
         )
         for note in exported.notes:
             console.print(f"[yellow]note:[/] {escape(note)}")
         row = store_artifact(
-            workspace, db, exported.onnx_bytes, exported.manifest, checkpoint=resolve_checkpoint_path(path)
+            workspace,
+            db,
+            exported.onnx_bytes,
+            exported.manifest,
+            checkpoint=resolve_checkpoint_path(path) if _is_sb3(path) else None,
         )
         m = exported.manifest
         console.print(
@@ -90,10 +107,64 @@ def import_command(
         console.print(f"sha256 {row.sha256}\n{row.path}")
         if exported.reference is not None:
             console.print(f"reference return: {escape(exported.reference.describe())}")
-            write_reference(row.path, exported.reference, exported.published)
+            write_reference(Path(row.path), exported.reference, exported.published)
         if exported.published is not None:
             p = exported.published
             console.print(
                 f"published return: {p.mean:.1f} ± {p.std:.1f} on {p.env_id} ({escape(p.source)}); "
                 f"compare a deploy with the reference, which ran in the same env"
             )
+
+
+def _is_sb3(path: Path) -> bool:
+    return path.suffix not in (".onnx", CLEANRL_SUFFIX)
+
+
+def _import(
+    path: Path,
+    env: str | None,
+    algo: str | None,
+    env_option: list[str],
+    obs_wrapper: list[str] | None,
+    action_squash: str | None,
+    onnx_output: str | None,
+    reference: int,
+) -> ExportedPolicy:
+    """Dispatch on the file kind; options that do not apply to it are refused, not ignored."""
+    options = parse_env_options(env_option)
+    if _is_sb3(path):
+        if action_squash or onnx_output:
+            raise CheckpointError(
+                "--action-squash and --onnx-output are for .onnx actors, not SB3 checkpoints"
+            )
+        return import_checkpoint(
+            path,
+            env_id=env,
+            algo=algo,
+            env_options=options,
+            obs_wrappers=obs_wrapper or None,
+            reference_episodes=reference,
+        )
+    kind = "an ONNX actor" if path.suffix == ".onnx" else "a CleanRL actor"
+    if env is None:
+        raise CheckpointError(
+            f"{path.name} is {kind}, which does not say its env: pass --env, e.g. Hopper-v5"
+        )
+    if path.suffix == ".onnx":
+        if action_squash not in ACTION_SQUASHES:
+            raise CheckpointError(
+                f"{path.name} is an ONNX actor: pass --action-squash tanh|clip|none, what its tool did with the "
+                f"graph's output (SAC/TD3: tanh, PPO: clip)"
+            )
+        return import_onnx_actor(
+            path,
+            env,
+            action_squash,  # type: ignore[arg-type]
+            algo=algo,
+            output=onnx_output,
+            env_options=options,
+            obs_wrappers=obs_wrapper,
+        )
+    if action_squash or onnx_output:
+        raise CheckpointError("--action-squash and --onnx-output are for .onnx actors, not CleanRL actors")
+    return import_cleanrl(path, env, algo=algo, env_options=options, obs_wrappers=obs_wrapper)

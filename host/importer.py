@@ -175,6 +175,7 @@ def export_model(
     training_seed: int | None = None,
     *,
     verify: bool = True,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> ExportedPolicy:
     """Export an in-memory SB3 model, e.g. right after training.
 
@@ -186,6 +187,7 @@ def export_model(
     :param source: provenance for the manifest; default ``{"origin": "train"}``
     :param training_seed: the seed the model was trained with
     :param verify: compare the graph's actions with ``model.predict`` before returning
+    :param env_kwargs: the env options it was trained with (recorded in the manifest)
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -198,11 +200,12 @@ def export_model(
     name = (algo or type(model).__name__).lower()
     if name not in ALGOS:
         raise ExportError(f"unknown algorithm {name!r}; drlc exports: {', '.join(ALGOS)}")
-    env = env_spaces(env_id)
+    setup = EnvSetup(env_id, dict(env_kwargs or {}))
+    env = env_spaces(setup)
     check_spaces(f"the {type(model).__name__} model", model.observation_space, model.action_space, env)
     return export_spec(
         spec_from_model(model, stats),
-        env=EnvSetup(env_id),
+        env=setup,
         algo=name,
         source=source if source is not None else {"origin": "train"},
         training_seed=training_seed,

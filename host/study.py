@@ -99,6 +99,12 @@ class PolicyEntry(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], description="train: one baseline per seed")
     hp: dict[str, Any] = Field(default_factory=dict, description="train: hyperparameter overrides")
     normalize: bool | None = Field(default=None, description="train: VecNormalize (default as the zoo says)")
+    env_options: dict[str, Any] = Field(
+        default_factory=dict, description="import, train: env options for gymnasium.make (as --env-option)"
+    )
+    obs_wrappers: list[str] | None = Field(
+        default=None, description="import: observation wrappers (as --obs-wrapper); default the zoo folder's"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicyEntry:
@@ -173,6 +179,8 @@ class StudyPolicy:
     seed: int = 0
     hyperparams: dict[str, Any] = field(default_factory=dict)
     normalize: bool | None = None
+    env_options: dict[str, Any] = field(default_factory=dict)
+    obs_wrappers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,17 @@ def load_study(path: Path) -> Study:
             if not source.exists():
                 raise StudyError(f"policy import = {entry.import_!r}: {source} does not exist")
             label = entry.import_.removeprefix("zoo:")
-            policies.append(StudyPolicy("import", label, path=source, env_id=entry.env, algo=entry.algo))
+            policies.append(
+                StudyPolicy(
+                    "import",
+                    label,
+                    path=source,
+                    env_id=entry.env,
+                    algo=entry.algo,
+                    env_options=dict(entry.env_options),
+                    obs_wrappers=tuple(entry.obs_wrappers) if entry.obs_wrappers is not None else None,
+                )
+            )
         elif entry.onnx is not None:
             source = _resolve_path(entry.onnx, study_dir, zoo)
             if not source.is_file():
@@ -258,6 +276,7 @@ def load_study(path: Path) -> Study:
                         seed=seed,
                         hyperparams=dict(entry.hp),
                         normalize=entry.normalize,
+                        env_options=dict(entry.env_options),
                     )
                 )
     c = spec.compress
@@ -322,17 +341,23 @@ def baseline_recipe(policy: StudyPolicy) -> str | None:
             vecnormalize = find_vecnormalize(checkpoint)
         except DrlcError as exc:
             raise StudyError(f"policy {policy.label}: {exc}") from exc
-        return _key(
-            {
-                "kind": "import",
-                "checkpoint": _file_sha256(checkpoint),
-                "vecnormalize": _file_sha256(vecnormalize) if vecnormalize else None,
-                "env": policy.env_id,
-                "algo": policy.algo,
-            }
-        )
+        payload: dict[str, Any] = {
+            "kind": "import",
+            "checkpoint": _file_sha256(checkpoint),
+            "vecnormalize": _file_sha256(vecnormalize) if vecnormalize else None,
+            "env": policy.env_id,
+            "algo": policy.algo,
+        }
+        if policy.env_options:  # only when given: imports without them keep their old keys
+            payload["env_options"] = policy.env_options
+        if policy.obs_wrappers is not None:
+            payload["obs_wrappers"] = list(policy.obs_wrappers)
+        return _key(payload)
     if policy.kind == "train":
-        return _key({"kind": "train", "config": asdict(train_config(policy))})
+        config = asdict(train_config(policy))
+        if not config.get("env_kwargs"):
+            config.pop("env_kwargs", None)  # added later: runs without env options keep their old keys
+        return _key({"kind": "train", "config": config})
     return None
 
 
@@ -347,6 +372,7 @@ def train_config(policy: StudyPolicy) -> Any:
         total_steps=policy.steps,
         hyperparams=dict(policy.hyperparams),
         normalize=policy.normalize,
+        env_kwargs=dict(policy.env_options),
     )
 
 
@@ -597,7 +623,13 @@ def _make_baseline(
 
         assert policy.path is not None
         on_event("baseline", {"policy": policy.label, "status": "importing"})
-        exported = import_checkpoint(policy.path, env_id=policy.env_id, algo=policy.algo)
+        exported = import_checkpoint(
+            policy.path,
+            env_id=policy.env_id,
+            algo=policy.algo,
+            env_options=policy.env_options,
+            obs_wrappers=policy.obs_wrappers,
+        )
         return store_artifact(
             workspace,
             db,

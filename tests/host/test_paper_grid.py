@@ -35,3 +35,24 @@ def test_paper_grid_parses_and_covers_every_cell(monkeypatch: pytest.MonkeyPatch
         ("sac", "Hopper"),
         ("trpo", "HalfCheetah"),
     ]
+
+
+def test_study_entries_take_env_options_and_key_them(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from host.study import baseline_recipe
+
+    if ZOO_DIR is None:
+        pytest.skip("needs the shared RL Zoo agents: ../shared/zoo or DRLC_ZOO_DIR")
+    monkeypatch.setenv("DRLC_ZOO_DIR", str(ZOO_DIR))
+    study_file = tmp_path / "s.toml"
+    study_file.write_text(
+        'name = "s"\n'
+        '[[policy]]\nimport = "zoo:ppo/Hopper-v3"\n'
+        '[[policy]]\nimport = "zoo:ppo/Hopper-v3"\nenv_options = {reset_noise_scale = 0.01}\n'
+        '[[policy]]\ntrain = "ppo"\nenv = "Ant-v4"\nenv_options = {use_contact_forces = true}\n'
+    )
+    plain, varied, trained = load_study(study_file).policies
+    assert varied.env_options == {"reset_noise_scale": 0.01} and plain.env_options == {}
+    assert baseline_recipe(plain) != baseline_recipe(varied)
+    from host.study import train_config
+
+    assert train_config(trained).env_kwargs == {"use_contact_forces": True}

@@ -103,6 +103,11 @@ def test_sb3_onnxable_ppo_export_imports_and_compresses(tmp_path: Path, drlc_hom
     )
     assert imported.exit_code == 0, imported.output
     assert "imported ppo-Hopper-v5" in imported.output
+    # the value head is an output too; named as the action, it is refused for its shape
+    values = runner.invoke(
+        app, ["import", str(path), "--env", "Hopper-v5", "--action-squash", "clip", "--onnx-output", "values"]
+    )
+    assert values.exit_code == 1 and "maps 11 observations to 1 actions" in values.output
     # the same actions as SB3's own predict (which clips to the bounds, as --action-squash clip says)
     exported = import_onnx_actor(path, "Hopper-v5", "clip")
     obs = sample_observations("Hopper-v5", 64, seed=1)
@@ -252,3 +257,87 @@ def test_cleanrl_actors_load_with_their_scripts_architectures(tmp_path: Path, dr
     torch.save({"encoder.weight": torch.zeros(2, 2), "encoder.bias": torch.zeros(2)}, other)
     with pytest.raises(UnsupportedPolicyError, match="its layers are encoder"):
         import_cleanrl(other, "Hopper-v5")
+
+
+def _hand_built(
+    path: Path, rescale: tuple[np.ndarray, np.ndarray] | None, batch: int | str = "batch"
+) -> Path:
+    """A graph as tf2onnx-style tools write it: MatMul + Add layers, a clipped (x - mean) / std in front,
+    and a Tanh (optionally times scale plus offset, CleanRL's Actor) at the end; Pendulum-v1 sizes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    consts = {
+        "mean": rng.normal(size=3),
+        "std": rng.uniform(0.5, 2.0, 3),
+        "lo": np.array(-5.0),
+        "hi": np.array(5.0),
+        "w0": rng.normal(size=(3, 16)) * 0.5,
+        "b0": rng.normal(size=16) * 0.1,
+        "w1": rng.normal(size=(16, 1)) * 0.5,
+        "b1": rng.normal(size=1) * 0.1,
+    }
+    nodes = [
+        helper.make_node("Sub", ["x", "mean"], ["centred"]),
+        helper.make_node("Div", ["centred", "std"], ["scaled"]),
+        helper.make_node("Clip", ["scaled", "lo", "hi"], ["normed"]),
+        helper.make_node("MatMul", ["normed", "w0"], ["h0"]),
+        helper.make_node("Add", ["h0", "b0"], ["h0b"]),
+        helper.make_node("Relu", ["h0b"], ["a0"]),
+        helper.make_node("MatMul", ["a0", "w1"], ["h1"]),
+        helper.make_node("Add", ["h1", "b1"], ["h1b"]),
+        helper.make_node("Tanh", ["h1b"], ["squashed" if rescale else "mu"]),
+    ]
+    if rescale is not None:
+        consts |= {"scale": rescale[0], "offset": rescale[1]}
+        nodes += [
+            helper.make_node("Mul", ["squashed", "scale"], ["rescaled"]),
+            helper.make_node("Add", ["rescaled", "offset"], ["mu"]),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "actor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])],
+        [helper.make_tensor_value_info("mu", TensorProto.FLOAT, [batch, 1])],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_matmul_graphs_with_normaliser_rescale_and_fixed_batch_import(tmp_path: Path) -> None:
+    plain = import_onnx_actor(_hand_built(tmp_path / "a.onnx", None, batch=1), "Pendulum-v1", "tanh")
+    assert plain.manifest.obs_normalization is not None and plain.manifest.obs_normalization.clip_obs == 5.0
+    assert plain.manifest.action_postprocess == "tanh_rescale" and plain.max_abs_action_error is not None
+    # the rescale inside the graph (CleanRL's scale and bias for Pendulum's [-2, 2]) is the same squash
+    same = import_onnx_actor(
+        _hand_built(tmp_path / "b.onnx", (np.array([2.0]), np.array([0.0]))), "Pendulum-v1", "tanh"
+    )
+    import onnxruntime as ort
+
+    obs = sample_observations("Pendulum-v1", 32, seed=2)
+    acts = [
+        ort.InferenceSession(e.onnx_bytes, providers=["CPUExecutionProvider"]).run(None, {"obs": obs})[0]
+        for e in (plain, same)
+    ]
+    assert np.array_equal(acts[0], acts[1])  # one policy, one graph, whatever the exporter did after tanh
+    assert same.manifest.model_copy(update={"source": {}}) == plain.manifest.model_copy(update={"source": {}})
+    with pytest.raises(UnsupportedPolicyError, match="does not map \\[-1, 1\\] to the env's bounds"):
+        import_onnx_actor(
+            _hand_built(tmp_path / "c.onnx", (np.array([1.0]), np.array([0.0]))), "Pendulum-v1", "tanh"
+        )
+
+
+def test_the_parity_check_catches_a_wrong_squash(tmp_path: Path) -> None:
+    from host.errors import ExportError
+    from host.export.foreign_onnx import foreign_spec
+    from host.foreign_import import _parity
+
+    actor = read_foreign_actor(_hand_built(tmp_path / "a.onnx", None).read_bytes())
+    spec = foreign_spec(actor, "tanh", np.array([-2.0]), np.array([2.0]))
+    exported = import_onnx_actor(tmp_path / "a.onnx", "Pendulum-v1", "tanh")
+    obs = sample_observations("Pendulum-v1", 32, seed=0)
+    with pytest.raises(ExportError, match="differs from the original"):
+        _parity("a.onnx", spec, exported.onnx_bytes, np.zeros((32, 1)), obs)

@@ -48,6 +48,7 @@ else:  # pragma: no cover
 
 if TYPE_CHECKING:
     from host.compress.variant import Variant
+    from host.executors import Executor
     from host.profiles import TargetProfile
     from host.workspace import Workspace
 
@@ -711,30 +712,27 @@ def _deploy_target(
         )
 
 
-def run_study(
+def _make_baselines(
     study: Study,
     workspace: Workspace,
     db: ResultsDB,
-    profiles: list[TargetProfile],
-    on_event: StudyEvent | None = None,
-    *,
-    write_report: bool = True,
-) -> StudyOutcome:
-    """Do whatever the study still misses: baselines, variants, measurements, then the report.
+    outcome: StudyOutcome,
+    emit: StudyEvent,
+    executor: Executor | None,
+) -> None:
+    """Import, register or train every baseline the database lacks (training on ``executor`` when given)."""
+    missing = [p for p in study.policies if find_baseline(db, p) is None]
+    if executor is not None and (to_train := [p for p in missing if p.kind == "train"]):
+        from host.study_executor import train_on
 
-    A failed variant or target does not stop the others; the outcome lists the failures and the
-    caller decides the exit status. Running the same study again does only what is still missing.
-
-    :raises StudyError: a baseline cannot be made (nothing downstream of it could run)
-    """
-    emit = on_event or (lambda *_: None)
-    started = time.perf_counter()
-    outcome = StudyOutcome()
-
-    emit("phase", {"name": "baselines"})
+        failed = train_on(executor, to_train, workspace, db, outcome, emit)
+        if failed:
+            raise StudyError("training failed for " + "; ".join(failed))
+    trained_now = set(outcome.baselines_made)
     for policy in study.policies:
-        if find_baseline(db, policy) is not None:
-            emit("baseline", {"policy": policy.label, "status": "registered"})
+        if (found := find_baseline(db, policy)) is not None:
+            if found.sha256 not in trained_now:
+                emit("baseline", {"policy": policy.label, "status": "registered"})
             continue
         try:
             row = _make_baseline(policy, workspace, db, emit)
@@ -743,13 +741,46 @@ def run_study(
         outcome.baselines_made.append(row.sha256)
         emit("baseline", {"policy": policy.label, "status": f"made {row.name} [{row.short}]"})
 
+
+def run_study(
+    study: Study,
+    workspace: Workspace,
+    db: ResultsDB,
+    profiles: list[TargetProfile],
+    on_event: StudyEvent | None = None,
+    *,
+    write_report: bool = True,
+    executor: Executor | None = None,
+) -> StudyOutcome:
+    """Do whatever the study still misses: baselines, variants, measurements, then the report.
+
+    A failed variant or target does not stop the others; the outcome lists the failures and the
+    caller decides the exit status. Running the same study again does only what is still missing.
+
+    :param executor: where training runs and variants are made, one task each (a local process pool,
+        a Ray cluster: :mod:`host.study_executor`); None: in this process, one after another
+
+    :raises StudyError: a baseline cannot be made (nothing downstream of it could run)
+    """
+    emit = on_event or (lambda *_: None)
+    started = time.perf_counter()
+    outcome = StudyOutcome()
+
+    emit("phase", {"name": "baselines"})
+    _make_baselines(study, workspace, db, outcome, emit, executor)
+
     plan = make_plan(study, db, profiles)
     emit("phase", {"name": "compress", "plan": plan})
-    for pp in plan.policies:
-        if pp.variants_missing:
-            _compress(pp, study, workspace, db, outcome, emit)
-        else:
-            outcome.variants_skipped += len(pp.variants)
+    if executor is not None:
+        from host.study_executor import compress_on
+
+        compress_on(executor, list(plan.policies), study, workspace, db, outcome, emit)
+    else:
+        for pp in plan.policies:
+            if pp.variants_missing:
+                _compress(pp, study, workspace, db, outcome, emit)
+            else:
+                outcome.variants_skipped += len(pp.variants)
 
     plan = make_plan(study, db, profiles)
     models = [m for pp in plan.policies for m in pp.models()]

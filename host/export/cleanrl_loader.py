@@ -68,7 +68,15 @@ def _dense(state: Mapping[str, np.ndarray], prefix: str) -> DenseLayer:
 def _check_rescale(state: Mapping[str, np.ndarray], low: np.ndarray, high: np.ndarray, where: str) -> None:
     scale, bias = state.get("action_scale"), state.get("action_bias")
     if scale is None or bias is None:
-        return  # older scripts had no buffers and acted in [-1, 1] * max_action
+        # Older scripts had no buffers: their actor's tanh output went to the env as it was (clipped to
+        # the bounds), which drlc's rescale reproduces only where the bounds are [-1, 1].
+        if not (np.all(low == -1.0) and np.all(high == 1.0)):
+            raise UnsupportedPolicyError(
+                f"{where} has no action_scale/action_bias buffers (an older CleanRL script, whose actions were "
+                f"tanh outputs clipped to the bounds), and the env's bounds [{low}, {high}] are not [-1, 1]; "
+                f"drlc cannot tell how it was rescaled"
+            )
+        return
     want_scale, want_bias = (high - low) / 2.0, (high + low) / 2.0
     if not (np.allclose(scale.reshape(-1), want_scale) and np.allclose(bias.reshape(-1), want_bias)):
         raise UnsupportedPolicyError(

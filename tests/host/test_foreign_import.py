@@ -253,6 +253,17 @@ def test_cleanrl_actors_load_with_their_scripts_architectures(tmp_path: Path, dr
     # an actor for other bounds, and a state dict of something else, are refused with what was found
     with pytest.raises(UnsupportedPolicyError, match="does not fit the env's bounds"):
         import_cleanrl(sac, "InvertedPendulum-v5")
+    old = tmp_path / "old.cleanrl_model"  # an older script's actor: no rescale buffers
+    torch.save(
+        {
+            k: v
+            for k, v in _cleanrl_actor(3, 1, np.array([-2.0]), np.array([2.0])).items()
+            if "action" not in k
+        },
+        old,
+    )
+    with pytest.raises(UnsupportedPolicyError, match="no action_scale/action_bias buffers"):
+        import_cleanrl(old, "Pendulum-v1")
     other = tmp_path / "other.cleanrl_model"
     torch.save({"encoder.weight": torch.zeros(2, 2), "encoder.bias": torch.zeros(2)}, other)
     with pytest.raises(UnsupportedPolicyError, match="its layers are encoder"):

@@ -116,8 +116,9 @@ def import_checkpoint(
     """Export an SB3 / RL Zoo checkpoint (and its ``vecnormalize.pkl``) as a baseline artifact.
 
     :param path: the model ``.zip``, or an RL Zoo run folder holding it
-    :param env_id: the Gymnasium env to export for; None: the checkpoint's own env, moved to the
-        newest registered version when that one cannot be built (RL Zoo ``-v3`` -> ``-v5``; the
+    :param env_id: the Gymnasium env to export for; None: the checkpoint's own env, or when that one
+        cannot be built or does not fit, the newest registered version whose spaces fit the
+        checkpoint (RL Zoo ``Ant-v3`` -> ``Ant-v4`` with contact forces; :func:`choose_env`; the
         returned ``notes`` say so)
     :param algo: the algorithm (``ppo``, ``sac``, ...) when it should not be detected
     :param verify: compare the graph's actions with ``model.predict`` before returning

@@ -492,8 +492,8 @@ def load_checkpoint(
     """Load an SB3 / RL Zoo checkpoint for export, with its VecNormalize statistics.
 
     :param path: the model ``.zip``, or an RL Zoo run folder holding it
-    :param env_id: the Gymnasium env to export for; None: the env the checkpoint names, moved to the
-        newest registered version when that one cannot be built here (RL Zoo ``-v3`` -> ``-v5``)
+    :param env_id: the Gymnasium env to export for; None: the env the checkpoint names, or the newest
+        registered version whose spaces fit the checkpoint (:func:`host.export.env_choice.choose_env`)
     :param algo: the algorithm, when detection from the checkpoint is not wanted
     :param env_options: env options (``gymnasium.make`` kwargs) on top of the zoo folder's
         ``env_kwargs.yml`` / ``args.yml`` ones

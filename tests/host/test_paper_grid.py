@@ -37,6 +37,7 @@ def test_paper_grid_parses_and_covers_every_cell(monkeypatch: pytest.MonkeyPatch
     ]
 
 
+@pytest.mark.zoo
 def test_study_entries_take_env_options_and_key_them(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from host.study import baseline_recipe
 

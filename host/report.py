@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from device_agent.envs import describe_env
+from device_agent.manifest import ObsWrapper
 from device_agent.stats import ReturnStats, t_quantile_975
 from host.results_db import ResultsDB
 
@@ -77,6 +79,9 @@ class ReportRow:
     runs, the calls within one are not); for a job whose episodes ran in parallel, untimed, the medians of
     LATENCY_BATCHES consecutive batches of its latency phase's calls (batch means, for correlated calls)."""
     target_fingerprint: str = ""
+    env_setup: str = ""
+    """The env as the device built it: the id with its options and observation wrappers, e.g.
+    ``Ant-v4(use_contact_forces=True)``; the id alone when the policy needs none."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,19 @@ def _metrics_by_model(db: ResultsDB) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _env_by_model(db: ResultsDB) -> dict[str, str]:
+    """Each model's env as its manifest has the device build it (options and wrappers included)."""
+    out = {}
+    for sha, text in db.conn.execute("SELECT sha256, manifest FROM models"):
+        try:
+            manifest = json.loads(text)
+            wrappers = [ObsWrapper(**w) for w in manifest.get("obs_wrappers") or []]
+            out[sha] = describe_env(manifest["env_id"], manifest.get("env_kwargs") or {}, wrappers)
+        except (ValueError, AttributeError, KeyError, TypeError):
+            continue
+    return out
+
+
 LATENCY_BATCHES = 10
 """Batches a latency phase's calls are cut into when the episodes have no latency of their own."""
 
@@ -247,6 +265,7 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
     from its stored episodes. A few bulk queries, so 10 000 jobs take about a second."""
     episodes = _episodes_by_job(db)
     metrics = _metrics_by_model(db)
+    envs = _env_by_model(db)
     raw: list[dict[str, Any]] = []
     for job in db.succeeded_jobs():
         summary = json.loads(job["summary"])
@@ -294,6 +313,7 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "returns": tuple(returns),
                 "latency_samples_us": tuple(latencies),
                 "target_fingerprint": job["target_fingerprint"],
+                "env_setup": envs.get(job["model_sha256"], job["env_id"]),
             }
         )
     baseline_return = {(r["target"], r["sha256"]): r["return_mean"] for r in raw if r["method"] == "baseline"}

@@ -175,5 +175,8 @@ def test_a_time_feature_zoo_agent_imports_compresses_and_matches_its_reference(
         assert len(jobs) == 2 and len(db.models()) == 2
     assert len(measured) == 1 and len(measured[0]) == 4
     assert within_noise(measured[0], reference), (measured[0], reference.returns)
+    # the report names the env as the device built it
+    report = runner.invoke(app, ["report", "--format", "csv"])
+    assert "Walker2d-v5(ctrl_cost_weight=0.002) + time_feature(max_steps=1000)" in report.output
     # and the comparison can fail: the same policy without its time feature sees other observations
     assert not within_noise([r + 10 * max(reference.std, 1.0) + 100 for r in measured[0]], reference)

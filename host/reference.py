@@ -137,7 +137,8 @@ def within_noise(
     maths can tip a chaotic episode (a fall) one way or the other.
     """
     m = np.asarray(measured, dtype=float)
-    spread = math.sqrt(np.var(m, ddof=1) / len(m) + reference.std**2 / len(reference.returns))
+    var = float(np.var(m, ddof=1)) if len(m) > 1 else 0.0  # one episode: only the floor applies
+    spread = math.sqrt(var / len(m) + reference.std**2 / len(reference.returns))
     bound = max(z * spread, floor * abs(reference.mean))
     return abs(float(m.mean()) - reference.mean) <= bound
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from device_agent import convert
 from device_agent._proto import agent_pb2 as pb
-from device_agent.envs import check_env_allowed
+from device_agent.envs import check_env_allowed, check_env_setup
 from device_agent.job_records import DamagedRecord, RecordFiles
 from device_agent.errors import InvalidRequestError, JobConflictError, JobNotFoundError
 from device_agent.manifest import ArtifactManifest
@@ -221,6 +221,7 @@ class JobManager:
             )
             env_id = request.env_id or manifest.env_id
             check_env_allowed(env_id, self.limits.allowed_envs)
+            check_env_setup(env_id, manifest.env_kwargs, manifest.obs_wrappers)
             if sum(1 for j in self._jobs.values() if not j.done) >= self.limits.max_queued_jobs:
                 raise InvalidRequestError(
                     f"this agent already has {self.limits.max_queued_jobs} jobs waiting; try again later"

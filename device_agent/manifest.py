@@ -33,6 +33,25 @@ class ObsNormalization(BaseModel):
     epsilon: float
 
 
+class ObsWrapper(BaseModel):
+    """An observation wrapper the policy was trained inside, by drlc's name for it, with its parameters.
+
+    Only names the agent implements itself (``device_agent.obs_wrappers.OBS_WRAPPERS``) run; the
+    agent refuses any other with the reason, because running a policy without the wrapper it was
+    trained in gives observations of the wrong shape or meaning.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+#: Manifest fields left out of the JSON while they hold their default, so artifacts that need no
+#: env options keep the bytes (and sha256) they had before these fields existed.
+_OMIT_WHEN_EMPTY = ("env_kwargs", "obs_wrappers")
+
+
 class ArtifactManifest(BaseModel):
     """Everything a reader needs to know about one policy variant.
 
@@ -46,6 +65,12 @@ class ArtifactManifest(BaseModel):
     name: str = Field(description="human label, e.g. 'sac-HalfCheetah-v5'")
     algo: str = Field(description="sb3 algorithm name in lower case: ppo, trpo, sac, td3, ddpg, tqc, a2c")
     env_id: str
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="options passed to gymnasium.make, e.g. use_contact_forces"
+    )
+    obs_wrappers: list[ObsWrapper] = Field(
+        default_factory=list, description="observation wrappers around the env, innermost first"
+    )
     observation_shape: list[int]
     action_shape: list[int]
     action_low: list[float]
@@ -54,7 +79,7 @@ class ArtifactManifest(BaseModel):
     output_name: str = OUTPUT_NAME
     hidden_sizes: list[int]
     activation: str
-    action_postprocess: Literal["tanh_rescale", "clip"]
+    action_postprocess: Literal["tanh_rescale", "clip", "none"]
     obs_normalization: ObsNormalization | None = None
     method: str = Field(default="baseline", description="baseline, ptdq, ptsq, qat, l1, l2")
     method_params: dict[str, Any] = Field(default_factory=dict)
@@ -66,7 +91,11 @@ class ArtifactManifest(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        for key in _OMIT_WHEN_EMPTY:
+            if not data[key]:
+                del data[key]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ArtifactManifest:

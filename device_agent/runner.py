@@ -37,7 +37,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from device_agent.energy.recorder import EnergyRecorder, Marks, open_recorder
-from device_agent.errors import EnvUnavailableError, InvalidModelError, InvalidRequestError, WorkerError
+from device_agent.envs import build_env
+from device_agent.errors import InvalidModelError, InvalidRequestError, WorkerError
 from device_agent.manifest import ArtifactManifest
 from device_agent.platform_facts import cpu_model_and_flags, library_versions
 from device_agent.results import (
@@ -109,18 +110,14 @@ def timer_overhead_ns(n: int = 10_000) -> float:
     return float(np.median(samples))
 
 
-def make_env(env_id: str, max_steps: int) -> Any:
-    import gymnasium as gym
-
-    try:
-        kwargs = {"max_episode_steps": max_steps} if max_steps > 0 else {}
-        return gym.make(env_id, **kwargs)
-    except gym.error.Error as exc:
-        raise EnvUnavailableError(f"cannot build env {env_id!r} on this device: {exc}") from exc
-    except Exception as exc:  # MuJoCo or a missing extra fails in its own ways
-        raise EnvUnavailableError(
-            f"cannot build env {env_id!r} on this device: {type(exc).__name__}: {exc}"
-        ) from exc
+def make_env(env_id: str, max_steps: int, manifest: ArtifactManifest | None = None) -> Any:
+    """The env a job steps: ``env_id`` with the manifest's env options and observation wrappers."""
+    return build_env(
+        env_id,
+        manifest.env_kwargs if manifest is not None else None,
+        manifest.obs_wrappers if manifest is not None else (),
+        max_episode_steps=max_steps if max_steps > 0 else None,
+    )
 
 
 def check_spaces(env: Any, manifest: ArtifactManifest, env_id: str) -> None:
@@ -691,7 +688,7 @@ def setup(
     :return: env, session, obs_buffer, infer, how it is bound, the CPUs, RSS before and after the session
     """
     cpus = apply_affinity(settings.cpu_affinity)
-    env = make_env(env_id, settings.max_steps_per_episode)
+    env = make_env(env_id, settings.max_steps_per_episode, manifest)
     check_spaces(env, manifest, env_id)
     obs_buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
     rss_before = rss_bytes()

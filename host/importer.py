@@ -8,7 +8,8 @@ export fails here and not as a bad return on a device.
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -17,14 +18,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import host
-from device_agent.manifest import ArtifactManifest, sha256_bytes
+from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.errors import ExportError
 from host.export.onnx_builder import build_onnx
 from host.export.policy_spec import ObsNorm, PolicySpec
+from host.export.env_choice import check_spaces, env_spaces
+from host.export.env_setup import EnvSetup
+from host.reference import (
+    PublishedReturn,
+    ReferenceReturn,
+    evaluate_checkpoint,
+    find_published_returns,
+    published_return,
+)
 from host.export.sb3_loader import (
     ALGOS,
-    check_spaces,
-    env_spaces,
     load_checkpoint,
     load_vecnormalize_stats,
     spec_from_model,
@@ -63,6 +71,8 @@ class ExportedPolicy:
     :param notes: things the user should know, e.g. that the env version was changed
     :param max_abs_action_error: largest |ONNX - SB3| action difference found by the export check,
         None when the check was skipped
+    :param reference: the checkpoint's own deterministic return in the exported env, when asked for
+    :param published: the return published for it (the zoo's benchmark), when one was found
     """
 
     onnx_bytes: bytes
@@ -71,6 +81,8 @@ class ExportedPolicy:
     spec: PolicySpec
     notes: tuple[str, ...] = ()
     max_abs_action_error: float | None = None
+    reference: ReferenceReturn | None = None
+    published: PublishedReturn | None = None
 
     def write(self, path: Path) -> Path:
         """Write the model to ``path`` (a file, or a folder that gets ``<sha256>.onnx``)."""
@@ -91,21 +103,36 @@ def package_versions() -> dict[str, str]:
 
 
 def import_checkpoint(
-    path: Path, env_id: str | None = None, algo: str | None = None, *, verify: bool = True
+    path: Path,
+    env_id: str | None = None,
+    algo: str | None = None,
+    *,
+    verify: bool = True,
+    env_options: Mapping[str, Any] | None = None,
+    obs_wrappers: Sequence[str | ObsWrapper] | None = None,
+    reference_episodes: int = 0,
+    reference_seed: int = 0,
 ) -> ExportedPolicy:
     """Export an SB3 / RL Zoo checkpoint (and its ``vecnormalize.pkl``) as a baseline artifact.
 
     :param path: the model ``.zip``, or an RL Zoo run folder holding it
-    :param env_id: the Gymnasium env to export for; None: the checkpoint's own env, moved to the
-        newest registered version when that one cannot be built (RL Zoo ``-v3`` -> ``-v5``; the
+    :param env_id: the Gymnasium env to export for; None: the checkpoint's own env, or when that one
+        cannot be built or does not fit, the newest registered version whose spaces fit the
+        checkpoint (RL Zoo ``Ant-v3`` -> ``Ant-v4`` with contact forces; :func:`choose_env`; the
         returned ``notes`` say so)
     :param algo: the algorithm (``ppo``, ``sac``, ...) when it should not be detected
     :param verify: compare the graph's actions with ``model.predict`` before returning
+    :param env_options: env options on top of the zoo folder's (``--env-option``)
+    :param obs_wrappers: observation wrappers; None: those the zoo's config.yml names
+    :param reference_episodes: evaluate the checkpoint's own ``predict`` for this many episodes
+        (seeds ``reference_seed + i``, as a deploy with that seed) in the exported env; 0: skip
     :raises CheckpointError: the checkpoint cannot be read or its env built
     :raises SpaceMismatchError: the checkpoint does not fit the env
     :raises UnsupportedPolicyError: the policy is not a continuous MLP actor
     """
-    loaded = load_checkpoint(path, env_id=env_id, algo=algo)
+    loaded = load_checkpoint(
+        path, env_id=env_id, algo=algo, env_options=env_options, obs_wrappers=obs_wrappers
+    )
     source: dict[str, Any] = {
         "origin": "import",
         "checkpoint_name": loaded.checkpoint.name,
@@ -119,15 +146,25 @@ def import_checkpoint(
         source["vecnormalize_name"] = loaded.vecnormalize.name
         source["vecnormalize_sha256"] = loaded.vecnormalize_sha256
     spec = spec_from_model(loaded.model, loaded.obs_norm)
-    return export_spec(
+    exported = export_spec(
         spec,
-        env_id=loaded.env_id,
+        env=EnvSetup(loaded.env_id, dict(loaded.env_kwargs), loaded.obs_wrappers),
         algo=loaded.algo,
         source=source,
         training_seed=loaded.training_seed,
         model=loaded.model if verify else None,
         notes=loaded.notes,
     )
+    published = None
+    published_csv = find_published_returns(loaded.checkpoint)
+    if published_csv is not None and loaded.trained_env_id is not None:
+        published = published_return(published_csv, loaded.algo, loaded.trained_env_id)
+    reference = (
+        evaluate_checkpoint(loaded, reference_episodes, seed=reference_seed)
+        if reference_episodes > 0
+        else None
+    )
+    return dataclasses.replace(exported, reference=reference, published=published)
 
 
 def export_model(
@@ -139,6 +176,7 @@ def export_model(
     training_seed: int | None = None,
     *,
     verify: bool = True,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> ExportedPolicy:
     """Export an in-memory SB3 model, e.g. right after training.
 
@@ -150,6 +188,7 @@ def export_model(
     :param source: provenance for the manifest; default ``{"origin": "train"}``
     :param training_seed: the seed the model was trained with
     :param verify: compare the graph's actions with ``model.predict`` before returning
+    :param env_kwargs: the env options it was trained with (recorded in the manifest)
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -162,11 +201,12 @@ def export_model(
     name = (algo or type(model).__name__).lower()
     if name not in ALGOS:
         raise ExportError(f"unknown algorithm {name!r}; drlc exports: {', '.join(ALGOS)}")
-    env = env_spaces(env_id)
+    setup = EnvSetup(env_id, dict(env_kwargs or {}))
+    env = env_spaces(setup)
     check_spaces(f"the {type(model).__name__} model", model.observation_space, model.action_space, env)
     return export_spec(
         spec_from_model(model, stats),
-        env_id=env_id,
+        env=setup,
         algo=name,
         source=source if source is not None else {"origin": "train"},
         training_seed=training_seed,
@@ -176,13 +216,24 @@ def export_model(
 
 
 def baseline_manifest(
-    spec: PolicySpec, *, env_id: str, algo: str, source: dict[str, Any], training_seed: int | None
+    spec: PolicySpec,
+    *,
+    env_id: str,
+    algo: str,
+    source: dict[str, Any],
+    training_seed: int | None,
+    env: EnvSetup | None = None,
 ) -> ArtifactManifest:
-    """The manifest of a baseline (uncompressed) variant of ``spec``."""
+    """The manifest of a baseline (uncompressed) variant of ``spec``.
+
+    :param env: the env options and observation wrappers, when the policy needs any
+    """
     return ArtifactManifest(
         name=f"{algo}-{env_id}",
         algo=algo,
         env_id=env_id,
+        env_kwargs=dict(env.env_kwargs) if env is not None else {},
+        obs_wrappers=list(env.obs_wrappers) if env is not None else [],
         observation_shape=[spec.obs_dim],
         action_shape=[spec.act_dim],
         action_low=[float(x) for x in spec.action_low],
@@ -202,7 +253,7 @@ def baseline_manifest(
 def export_spec(
     spec: PolicySpec,
     *,
-    env_id: str,
+    env: EnvSetup | str,
     algo: str,
     source: dict[str, Any],
     training_seed: int | None = None,
@@ -212,13 +263,17 @@ def export_spec(
 ) -> ExportedPolicy:
     """Build the baseline artifact of ``spec`` and, given ``model``, check it against ``model.predict``.
 
+    :param env: the env (id, options, wrappers) the policy runs in; the check samples it
     :raises ExportError: when the graph's actions differ from the model's by more than ``tolerance``
     """
-    manifest = baseline_manifest(spec, env_id=env_id, algo=algo, source=source, training_seed=training_seed)
+    setup = env if isinstance(env, EnvSetup) else EnvSetup(env)
+    manifest = baseline_manifest(
+        spec, env_id=setup.env_id, algo=algo, source=source, training_seed=training_seed, env=setup
+    )
     onnx_bytes = build_onnx(spec, manifest)
     error = None
     if model is not None:
-        obs = sample_observations(env_id, N_CHECK_OBS, seed=0)
+        obs = sample_observations(setup, N_CHECK_OBS, seed=0)
         error = max_action_error(onnx_bytes, model, spec.obs_norm, obs)
         if not error <= tolerance:
             raise ExportError(
@@ -235,17 +290,15 @@ def export_spec(
     )
 
 
-def sample_observations(env_id: str, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` raw observations from seeded uniform-random-action rollouts of ``env_id``, float32 ``[n, obs_dim]``.
+def sample_observations(env_id: str | EnvSetup, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` raw observations from seeded uniform-random-action rollouts of the env, float32 ``[n, obs_dim]``.
 
     Random actions reach states a trained policy also reaches (falls, odd poses), which is what an
-    export check needs; reproducible for a given seed.
+    export check needs; reproducible for a given seed. The env is built as the agent builds it
+    (options, observation wrappers).
     """
-    import gymnasium as gym
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        env = gym.make(env_id)
+    setup = env_id if isinstance(env_id, EnvSetup) else EnvSetup(env_id)
+    env = setup.build()
     try:
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from device_agent.envs import describe_env
+from device_agent.manifest import ObsWrapper
 from device_agent.stats import ReturnStats, t_quantile_975
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.results_db import ResultsDB
@@ -98,6 +100,9 @@ class ReportRow:
     n_spoiled: int = 0
     """Rounds of the session whose timing validity checks flagged (left out of every timing figure)."""
     job_ids: tuple[str, ...] = ()
+    env_setup: str = ""
+    """The env as the device built it: the id with its options and observation wrappers, e.g.
+    ``Ant-v4(use_contact_forces=True)``; the id alone when the policy needs none."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +294,19 @@ def _metrics_by_model(db: ResultsDB) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _env_by_model(db: ResultsDB) -> dict[str, str]:
+    """Each model's env as its manifest has the device build it (options and wrappers included)."""
+    out = {}
+    for sha, text in db.conn.execute("SELECT sha256, manifest FROM models"):
+        try:
+            manifest = json.loads(text)
+            wrappers = [ObsWrapper(**w) for w in manifest.get("obs_wrappers") or []]
+            out[sha] = describe_env(manifest["env_id"], manifest.get("env_kwargs") or {}, wrappers)
+        except (ValueError, AttributeError, KeyError, TypeError):
+            continue
+    return out
+
+
 LATENCY_BATCHES = 10
 """Batches a latency phase's calls are cut into when the episodes have no latency of their own."""
 
@@ -341,6 +359,7 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
         groups.setdefault((job["model_sha256"], job["target_fingerprint"], job["settings_key"]), []).append(
             job
         )
+    envs = _env_by_model(db)
     raw: list[dict[str, Any]] = []
     for jobs in groups.values():
         jobs = _session_jobs(jobs)
@@ -421,6 +440,7 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "energy_meter": _meter_scope(summary, meter) if meter else None,
                 "n_spoiled": sum(1 for j in jobs if j["spoiled"]),
                 "job_ids": tuple(j["job_id"] for j in jobs),
+                "env_setup": envs.get(job["model_sha256"], job["env_id"]),
             }
         )
     baseline_return = {

@@ -96,7 +96,7 @@ def return_cell(c: Comparison, with_ci: bool = True, detail: bool = True) -> Cel
 
 
 def _policy_cells(base: ReportRow) -> list[Cell]:
-    return [Cell(base.algo), Cell(base.env_id), Cell(policy_name(base))]
+    return [Cell(base.algo), Cell(base.env_setup or base.env_id), Cell(policy_name(base))]
 
 
 # ---------------------------------------------------------------------------------------------

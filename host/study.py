@@ -49,6 +49,7 @@ else:  # pragma: no cover
 
 if TYPE_CHECKING:
     from host.compress.variant import Variant
+    from host.executors import Executor
     from host.profiles import TargetProfile
     from host.workspace import Workspace
 
@@ -100,6 +101,12 @@ class PolicyEntry(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], description="train: one baseline per seed")
     hp: dict[str, Any] = Field(default_factory=dict, description="train: hyperparameter overrides")
     normalize: bool | None = Field(default=None, description="train: VecNormalize (default as the zoo says)")
+    env_options: dict[str, Any] = Field(
+        default_factory=dict, description="import, train: env options for gymnasium.make (as --env-option)"
+    )
+    obs_wrappers: list[str] | None = Field(
+        default=None, description="import: observation wrappers (as --obs-wrapper); default the zoo folder's"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicyEntry:
@@ -174,6 +181,8 @@ class StudyPolicy:
     seed: int = 0
     hyperparams: dict[str, Any] = field(default_factory=dict)
     normalize: bool | None = None
+    env_options: dict[str, Any] = field(default_factory=dict)
+    obs_wrappers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +246,17 @@ def load_study(path: Path) -> Study:
             if not source.exists():
                 raise StudyError(f"policy import = {entry.import_!r}: {source} does not exist")
             label = entry.import_.removeprefix("zoo:")
-            policies.append(StudyPolicy("import", label, path=source, env_id=entry.env, algo=entry.algo))
+            policies.append(
+                StudyPolicy(
+                    "import",
+                    label,
+                    path=source,
+                    env_id=entry.env,
+                    algo=entry.algo,
+                    env_options=dict(entry.env_options),
+                    obs_wrappers=tuple(entry.obs_wrappers) if entry.obs_wrappers is not None else None,
+                )
+            )
         elif entry.onnx is not None:
             source = _resolve_path(entry.onnx, study_dir, zoo)
             if not source.is_file():
@@ -258,6 +277,7 @@ def load_study(path: Path) -> Study:
                         seed=seed,
                         hyperparams=dict(entry.hp),
                         normalize=entry.normalize,
+                        env_options=dict(entry.env_options),
                     )
                 )
     c = spec.compress
@@ -322,17 +342,23 @@ def baseline_recipe(policy: StudyPolicy) -> str | None:
             vecnormalize = find_vecnormalize(checkpoint)
         except DrlcError as exc:
             raise StudyError(f"policy {policy.label}: {exc}") from exc
-        return _key(
-            {
-                "kind": "import",
-                "checkpoint": _file_sha256(checkpoint),
-                "vecnormalize": _file_sha256(vecnormalize) if vecnormalize else None,
-                "env": policy.env_id,
-                "algo": policy.algo,
-            }
-        )
+        payload: dict[str, Any] = {
+            "kind": "import",
+            "checkpoint": _file_sha256(checkpoint),
+            "vecnormalize": _file_sha256(vecnormalize) if vecnormalize else None,
+            "env": policy.env_id,
+            "algo": policy.algo,
+        }
+        if policy.env_options:  # only when given: imports without them keep their old keys
+            payload["env_options"] = policy.env_options
+        if policy.obs_wrappers is not None:
+            payload["obs_wrappers"] = list(policy.obs_wrappers)
+        return _key(payload)
     if policy.kind == "train":
-        return _key({"kind": "train", "config": asdict(train_config(policy))})
+        config = asdict(train_config(policy))
+        if not config.get("env_kwargs"):
+            config.pop("env_kwargs", None)  # added later: runs without env options keep their old keys
+        return _key({"kind": "train", "config": config})
     return None
 
 
@@ -347,6 +373,7 @@ def train_config(policy: StudyPolicy) -> Any:
         total_steps=policy.steps,
         hyperparams=dict(policy.hyperparams),
         normalize=policy.normalize,
+        env_kwargs=dict(policy.env_options),
     )
 
 
@@ -597,7 +624,13 @@ def _make_baseline(
 
         assert policy.path is not None
         on_event("baseline", {"policy": policy.label, "status": "importing"})
-        exported = import_checkpoint(policy.path, env_id=policy.env_id, algo=policy.algo)
+        exported = import_checkpoint(
+            policy.path,
+            env_id=policy.env_id,
+            algo=policy.algo,
+            env_options=policy.env_options,
+            obs_wrappers=policy.obs_wrappers,
+        )
         return store_artifact(
             workspace,
             db,
@@ -679,30 +712,27 @@ def _deploy_target(
         )
 
 
-def run_study(
+def _make_baselines(
     study: Study,
     workspace: Workspace,
     db: ResultsDB,
-    profiles: list[TargetProfile],
-    on_event: StudyEvent | None = None,
-    *,
-    write_report: bool = True,
-) -> StudyOutcome:
-    """Do whatever the study still misses: baselines, variants, measurements, then the report.
+    outcome: StudyOutcome,
+    emit: StudyEvent,
+    executor: Executor | None,
+) -> None:
+    """Import, register or train every baseline the database lacks (training on ``executor`` when given)."""
+    missing = [p for p in study.policies if find_baseline(db, p) is None]
+    if executor is not None and (to_train := [p for p in missing if p.kind == "train"]):
+        from host.study_executor import train_on
 
-    A failed variant or target does not stop the others; the outcome lists the failures and the
-    caller decides the exit status. Running the same study again does only what is still missing.
-
-    :raises StudyError: a baseline cannot be made (nothing downstream of it could run)
-    """
-    emit = on_event or (lambda *_: None)
-    started = time.perf_counter()
-    outcome = StudyOutcome()
-
-    emit("phase", {"name": "baselines"})
+        failed = train_on(executor, to_train, workspace, db, outcome, emit)
+        if failed:
+            raise StudyError("training failed for " + "; ".join(failed))
+    trained_now = set(outcome.baselines_made)
     for policy in study.policies:
-        if find_baseline(db, policy) is not None:
-            emit("baseline", {"policy": policy.label, "status": "registered"})
+        if (found := find_baseline(db, policy)) is not None:
+            if found.sha256 not in trained_now:
+                emit("baseline", {"policy": policy.label, "status": "registered"})
             continue
         try:
             row = _make_baseline(policy, workspace, db, emit)
@@ -711,13 +741,46 @@ def run_study(
         outcome.baselines_made.append(row.sha256)
         emit("baseline", {"policy": policy.label, "status": f"made {row.name} [{row.short}]"})
 
+
+def run_study(
+    study: Study,
+    workspace: Workspace,
+    db: ResultsDB,
+    profiles: list[TargetProfile],
+    on_event: StudyEvent | None = None,
+    *,
+    write_report: bool = True,
+    executor: Executor | None = None,
+) -> StudyOutcome:
+    """Do whatever the study still misses: baselines, variants, measurements, then the report.
+
+    A failed variant or target does not stop the others; the outcome lists the failures and the
+    caller decides the exit status. Running the same study again does only what is still missing.
+
+    :param executor: where training runs and variants are made, one task each (a local process pool,
+        a Ray cluster: :mod:`host.study_executor`); None: in this process, one after another
+
+    :raises StudyError: a baseline cannot be made (nothing downstream of it could run)
+    """
+    emit = on_event or (lambda *_: None)
+    started = time.perf_counter()
+    outcome = StudyOutcome()
+
+    emit("phase", {"name": "baselines"})
+    _make_baselines(study, workspace, db, outcome, emit, executor)
+
     plan = make_plan(study, db, profiles)
     emit("phase", {"name": "compress", "plan": plan})
-    for pp in plan.policies:
-        if pp.variants_missing:
-            _compress(pp, study, workspace, db, outcome, emit)
-        else:
-            outcome.variants_skipped += len(pp.variants)
+    if executor is not None:
+        from host.study_executor import compress_on
+
+        compress_on(executor, list(plan.policies), study, workspace, db, outcome, emit)
+    else:
+        for pp in plan.policies:
+            if pp.variants_missing:
+                _compress(pp, study, workspace, db, outcome, emit)
+            else:
+                outcome.variants_skipped += len(pp.variants)
 
     plan = make_plan(study, db, profiles)
     models = [m for pp in plan.policies for m in pp.models()]

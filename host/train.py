@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device_agent.envs import check_env_options
+from device_agent.errors import AgentError
 from host.errors import DrlcError
 from host.hyperparams import ALGO_LIBRARIES, Hyperparams, resolve
 from host.importer import ExportedPolicy
@@ -62,6 +64,9 @@ class TrainConfig:
     """Any Gymnasium env id with a Box observation and a Box action space, e.g. Hopper-v5."""
     seed: int = 0
     """Seeds the algorithm, the training envs and torch; recorded in the artifact's manifest."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env options for ``gymnasium.make`` (``--env-option``), checked against the env's signature;
+    recorded in the artifact's manifest, so the device steps the env the policy was trained in."""
     total_steps: int | None = None
     """Environment steps to train for. None: the hyperparameters' n_timesteps (the RL Zoo's budget), else 1e6.
     On-policy algorithms finish their last rollout, so they may run up to one rollout more."""
@@ -122,6 +127,7 @@ class TrainPlan:
         return {
             "algo": self.config.algo,
             "env_id": self.config.env_id,
+            "env_kwargs": self.config.env_kwargs,
             "seed": self.config.seed,
             "total_steps": self.total_steps,
             "eval_every_steps": self.eval_every_steps,
@@ -154,6 +160,8 @@ def make_plan(cfg: TrainConfig) -> TrainPlan:
         "total_steps": total,
         "hyperparams": hp.record()["values"],
     }
+    if cfg.env_kwargs:  # only when given: runs without options keep their keys
+        shaping["env_kwargs"] = cfg.env_kwargs
     key = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
     return TrainPlan(cfg, hp, total, every, ckpt, key)
 
@@ -416,9 +424,13 @@ def _setup(plan: TrainPlan, run_dir: Path, state: dict[str, Any]) -> tuple[Any, 
     cfg, hp = plan.config, plan.hyperparams
     # ---- envs: training envs (VecNormalize when the hyperparameters say so) and one evaluation env
     try:
-        venv = make_vec_env(cfg.env_id, n_envs=hp.n_envs, seed=cfg.seed + state.get("steps", 0))
-        eval_env = make_vec_env(cfg.env_id, n_envs=1, seed=EVAL_SEED_OFFSET + cfg.seed)
-    except gym.error.Error as exc:
+        check_env_options(cfg.env_id, cfg.env_kwargs)
+        options = dict(cfg.env_kwargs) or None
+        venv = make_vec_env(
+            cfg.env_id, n_envs=hp.n_envs, seed=cfg.seed + state.get("steps", 0), env_kwargs=options
+        )
+        eval_env = make_vec_env(cfg.env_id, n_envs=1, seed=EVAL_SEED_OFFSET + cfg.seed, env_kwargs=options)
+    except (gym.error.Error, AgentError) as exc:
         raise TrainingError(f"cannot make env {cfg.env_id!r}: {exc}") from exc
     if hp.normalize:
         if state:
@@ -474,7 +486,15 @@ def _export(model: Any, venv: Any, plan: TrainPlan, steps_done: int) -> Exported
         "config_key": plan.config_key,
     }
     cfg = plan.config
-    return export_model(model, venv, env_id=cfg.env_id, algo=cfg.algo, source=source, training_seed=cfg.seed)
+    return export_model(
+        model,
+        venv,
+        env_id=cfg.env_id,
+        algo=cfg.algo,
+        source=source,
+        training_seed=cfg.seed,
+        env_kwargs=cfg.env_kwargs,
+    )
 
 
 def _sb3_callback(monitor: _Monitor) -> Any:

@@ -23,6 +23,15 @@ ZOO_AGENTS: list[tuple[str, str]] = (
     sorted((p.parent.parent.name, p.parent.name) for p in ZOO_DIR.glob("*/*/*.zip")) if ZOO_DIR else []
 )
 
+# The agents that do not simply run in the newest env version: $DRLC_ZOO_EXTRA_DIR, else zoo-extra beside the zoo.
+_extra = os.environ.get("DRLC_ZOO_EXTRA_DIR")
+ZOO_EXTRA_DIR: Path | None = Path(_extra) if _extra else (ZOO_DIR.parent / "zoo-extra" if ZOO_DIR else None)
+ZOO_EXTRA_AGENTS: list[tuple[str, str]] = (
+    sorted((p.parent.parent.name, p.parent.name) for p in ZOO_EXTRA_DIR.glob("*/*/*.zip"))
+    if ZOO_EXTRA_DIR and ZOO_EXTRA_DIR.is_dir()
+    else []
+)
+
 
 @pytest.fixture
 def zoo_dir() -> Path:

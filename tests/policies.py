@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from device_agent.manifest import ArtifactManifest, sha256_bytes
+from device_agent.envs import build_env
+from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.export.onnx_builder import build_onnx
 from host.export.policy_spec import DenseLayer, PolicySpec
 import itertools
@@ -16,9 +19,11 @@ def random_policy(
     hidden: tuple[int, ...] = (16, 16),
     seed: int = 0,
     name: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    obs_wrappers: Sequence[ObsWrapper] = (),
 ) -> tuple[bytes, str, ArtifactManifest]:
-    """A random tanh-rescaled MLP for ``env_id``: (onnx bytes, sha256, manifest)."""
-    env = gym.make(env_id)
+    """A random tanh-rescaled MLP for ``env_id`` (with those options and wrappers): (onnx bytes, sha256, manifest)."""
+    env = build_env(env_id, env_kwargs, obs_wrappers)
     obs_dim = int(env.observation_space.shape[0])
     act_dim = int(env.action_space.shape[0])
     low, high = env.action_space.low, env.action_space.high
@@ -36,6 +41,8 @@ def random_policy(
         name=name or f"random-{env_id}-{seed}",
         algo="sac",
         env_id=env_id,
+        env_kwargs=dict(env_kwargs or {}),
+        obs_wrappers=list(obs_wrappers),
         observation_shape=[obs_dim],
         action_shape=[act_dim],
         action_low=[float(x) for x in low],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
+from device_agent.envs import describe_env
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.results_db import ModelRow
 
@@ -17,12 +18,18 @@ def _size(row: ModelRow) -> str:
     )
 
 
-def models_table(models: list[ModelRow], width: int) -> Table:
+def models_table(models: list[ModelRow], width: int, envs: dict[str, str] | None = None) -> Table:
     """Baselines in bold, their variants indented beneath; full names (what `--models` and `compress` take),
     never cut. The algo / env column (the baseline's name usually says it) is shown only where it fits in
-    ``width``; a name longer than the terminal allows folds onto a second line rather than ending in "…"."""
+    ``width``; a name longer than the terminal allows folds onto a second line rather than ending in "…".
+    ``envs``: the env as the device builds it, per sha256 (with its options and wrappers), else the id."""
+    envs = envs or {}
+
+    def env(m: ModelRow) -> str:
+        return f"{m.algo} {envs.get(m.sha256, m.env_id)}"
+
     name_w = max(len(m.name) + (0 if m.method == "baseline" else 2) for m in models)
-    env_w = max(len(f"{m.algo} {m.env_id}") for m in models)
+    env_w = max(len(env(m)) for m in models)
     with_env = name_w + 2 + 12 + 2 + 7 + 2 + 8 + 2 + env_w <= width
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     table.add_column("name", overflow="fold")
@@ -47,7 +54,7 @@ def models_table(models: list[ModelRow], width: int) -> Table:
             base.short,
             f"{base.n_params:,}",
             _size(base),
-            escape(f"{base.algo} {base.env_id}"),
+            escape(env(base)),
         )
         for v in sorted(children.get(base.sha256, []), key=lambda r: r.name):
             add(f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), "")
@@ -55,9 +62,7 @@ def models_table(models: list[ModelRow], width: int) -> Table:
     if orphans:
         add("[dim](baseline not registered here)[/]", "", "", "", "")
         for v in sorted(orphans, key=lambda r: r.name):
-            table.add_row(
-                f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), escape(f"{v.algo} {v.env_id}")
-            )
+            add(f"  {escape(v.name)}", v.short, f"{v.n_params:,}", _size(v), escape(env(v)))
     return table
 
 
@@ -68,7 +73,12 @@ def models_command(home: HomeOption = None) -> None:
         if not models:
             console.print("no models yet: import one (drlc-host import PATH) or train one (drlc-host train)")
             return
-        console.print(models_table(models, console.width))
+        envs = {}
+        for m in models:
+            manifest = db.manifest(m.sha256)
+            if manifest is not None:
+                envs[m.sha256] = describe_env(m.env_id, manifest.env_kwargs, manifest.obs_wrappers)
+        console.print(models_table(models, console.width, envs))
         n_base = sum(m.method == "baseline" for m in models)
         n_var = len(models) - n_base
         console.print(

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from host.executors import make_executor
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.study import StudyPlan, format_duration, load_profiles, load_study, make_plan, run_study
 
@@ -119,6 +120,24 @@ def run_command(
     report: Annotated[bool, typer.Option("--report/--no-report", help="write the report at the end")] = True,
     report_dir: ReportDirOption = None,
     profiles_dir: ProfilesDirOption = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="where training runs and variants are made, one task each: local (a process pool on this "
+            "machine) or ray (a Ray cluster); default: in this process, one after another",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="tasks at once (local: default one per core; ray: default as many as it schedules)", min=0
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join ('auto': the one on this machine); default: start one"),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Do everything the study still misses: import or train, compress, measure on every target at once, report.
@@ -143,7 +162,10 @@ def run_command(
             TimeElapsedColumn(),
             console=console,
         ) as bar:
-            outcome = run_study(study, workspace, db, profiles, StudyProgress(bar), write_report=report)
+            runner = make_executor(executor, workers or None, ray_address) if executor else None
+            outcome = run_study(
+                study, workspace, db, profiles, StudyProgress(bar), write_report=report, executor=runner
+            )
         made = f"{len(outcome.baselines_made)} baselines made, {outcome.variants_made} variants made"
         jobs = ", ".join(
             f"{name}: {outcome.jobs_run.get(name, 0)} profiled, {outcome.jobs_skipped.get(name, 0)} already done"

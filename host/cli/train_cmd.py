@@ -9,6 +9,8 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from device_agent.envs import describe_env
+from host.export.env_setup import parse_env_options
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.errors import DrlcError
 from host.executors import Executor, Outcome, make_executor
@@ -62,7 +64,8 @@ def _describe_plan(plan: TrainPlan) -> str:
     kwargs = ", ".join(f"{k}={v}" for k, v in hp.normalize_kwargs.items())
     norm = f"VecNormalize({kwargs})" if hp.normalize else "raw observations"
     return (
-        f"[bold]{plan.config.algo} {escape(plan.config.env_id)}[/]: {plan.total_steps:,} steps, {norm}\n"
+        f"[bold]{plan.config.algo} {escape(describe_env(plan.config.env_id, plan.config.env_kwargs, ()))}[/]: "
+        f"{plan.total_steps:,} steps, {norm}\n"
         f"  hyperparameters: {escape(hp.source.describe(plan.config.env_id))}{escape(extra)}\n"
         f"  {escape(values)}"
     )
@@ -97,6 +100,13 @@ def train_command(
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
     seeds: Annotated[
         str | None, typer.Option(help="several seeds, e.g. 0,1,2 or 0-9 (overrides --seed)")
+    ] = None,
+    env_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env-option",
+            help="env option KEY=VALUE for gymnasium.make, repeatable; recorded in the artifact",
+        ),
     ] = None,
     hp: Annotated[
         list[str] | None,
@@ -161,11 +171,13 @@ def train_command(
         envs = split_list(env, STUDY_ENVS)
         seed_list = parse_seeds(seeds) if seeds is not None else [seed]
         overrides = parse_overrides(hp)
+        env_options = parse_env_options(env_option or [])
         configs = [
             TrainConfig(
                 algo=a,
                 env_id=e,
                 seed=s,
+                env_kwargs=env_options,
                 total_steps=steps,
                 hyperparams=overrides,
                 use_zoo=zoo,

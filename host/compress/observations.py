@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from device_agent.manifest import sha256_bytes
-from host.errors import CompressionError
+from host.errors import CompressionError, DrlcError
+from host.export.env_setup import EnvSetup
 
 HELD_OUT_SEED = 1_000_000
 """Seeds from here on are for action-error evaluation only; calibration and training use smaller ones."""
@@ -55,7 +56,7 @@ def session(data: bytes) -> Any:
 
 def collect_observations(
     model_bytes: bytes,
-    env_id: str,
+    env_id: str | EnvSetup,
     n_episodes: int,
     seed: int,
     max_steps_per_episode: int = 1000,
@@ -63,15 +64,19 @@ def collect_observations(
 ) -> ObservationSet:
     """Roll the ONNX policy out (batch 1, deterministic unless ``action_noise_std`` > 0).
 
+    :param env_id: the env, or (for a policy that needs options or wrappers) its whole setup, as
+        ``EnvSetup.of(manifest)`` gives it: the rollouts must see what the device will see
     :param action_noise_std: Gaussian noise on the actions, as a fraction of the action range,
         to visit states near (not only on) the policy's own trajectories.
     """
-    import gymnasium as gym
-
     if n_episodes < 1:
         raise CompressionError(f"need at least one episode of observations, got {n_episodes}")
+    setup = env_id if isinstance(env_id, EnvSetup) else EnvSetup(env_id)
     sess = session(model_bytes)
-    env = gym.make(env_id, max_episode_steps=max_steps_per_episode)
+    try:
+        env = setup.build(max_episode_steps=max_steps_per_episode)
+    except DrlcError as exc:
+        raise CompressionError(f"cannot build the policy's env for rollouts: {exc}") from exc
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
     observations: list[np.ndarray] = []
@@ -91,7 +96,7 @@ def collect_observations(
     env.close()
     return ObservationSet(
         obs=np.stack(observations).astype(np.float32),
-        env_id=env_id,
+        env_id=setup.env_id,
         policy_sha256=sha256_bytes(model_bytes),
         seed=seed,
         n_episodes=n_episodes,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from device_agent.manifest import ObsWrapper
+from device_agent.obs_wrappers import apply_wrapper
 from host.compress.int8_check import integer_kernels
 from host.compress.observations import actions
 from host.compress.qdq_builder import (
@@ -480,7 +482,11 @@ def _rl(
 
     try:
         loaded = load_checkpoint(
-            Path(baseline.checkpoint), env_id=baseline.manifest.env_id, algo=baseline.manifest.algo
+            Path(baseline.checkpoint),
+            env_id=baseline.manifest.env_id,
+            algo=baseline.manifest.algo,
+            env_options=baseline.manifest.env_kwargs,
+            obs_wrappers=baseline.manifest.obs_wrappers,
         )
     except DrlcError as exc:
         raise CompressionError(f"cannot load the checkpoint for QAT rl mode: {exc}") from exc
@@ -535,12 +541,31 @@ def _check_same_actor(expected: PolicySpec, got: PolicySpec, checkpoint: Path) -
         )
 
 
+def _obs_wrapper_class(wrappers: Sequence[ObsWrapper]) -> Callable[[Any], Any] | None:
+    """The policy's observation wrappers as make_vec_env's ``wrapper_class``: the agent's own implementations."""
+    if not wrappers:
+        return None
+
+    def wrap(env: Any) -> Any:
+        for wrapper in wrappers:
+            env = apply_wrapper(env, wrapper.name, wrapper.params)
+        return env
+
+    return wrap
+
+
 def _training_env(loaded: Any, seed: int) -> tuple[VecEnv, dict[str, Any]]:
     """The checkpoint's env, under a frozen VecNormalize with its statistics when it had one."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    venv = make_vec_env(loaded.env_id, n_envs=loaded.model.n_envs, seed=seed)
+    venv = make_vec_env(
+        loaded.env_id,
+        n_envs=loaded.model.n_envs,
+        seed=seed,
+        env_kwargs=dict(loaded.env_kwargs),
+        wrapper_class=_obs_wrapper_class(loaded.obs_wrappers),
+    )
     if loaded.vecnormalize is None:
         return venv, {"vecnormalize": None}
     stats = _vecnormalize_state(loaded.vecnormalize)

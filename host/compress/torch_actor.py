@@ -67,13 +67,15 @@ def normalize_obs(spec: PolicySpec, obs: torch.Tensor) -> torch.Tensor:
 
 
 def postprocess(spec: PolicySpec, out: torch.Tensor) -> torch.Tensor:
-    """The graph's output stage, in torch: tanh + rescale, or clip to the action bounds."""
+    """The graph's output stage, in torch: tanh + rescale, clip to the action bounds, or nothing."""
     low = torch.tensor(np.asarray(spec.action_low, dtype=np.float32))
     high = torch.tensor(np.asarray(spec.action_high, dtype=np.float32))
     if spec.postprocess == "tanh_rescale":
         if spec.pre_squash_clip is not None:
             out = torch.clamp(out, -spec.pre_squash_clip, spec.pre_squash_clip)
         return low + 0.5 * (torch.tanh(out) + 1.0) * (high - low)
+    if spec.postprocess == "none":
+        return out
     return torch.maximum(torch.minimum(out, high), low)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from device_agent.manifest import MANIFEST_KEY, ArtifactManifest, sha256_bytes
+from host.export.env_setup import EnvSetup
 from host.compress.observations import HELD_OUT_SEED, ObservationSet, actions, collect_observations
 from host.errors import CompressionError
 from host.export.onnx_reader import spec_from_onnx
@@ -69,7 +70,7 @@ class CompressionContext:
         if key not in self._rollouts:
             self._rollouts[key] = collect_observations(
                 self.baseline.data,
-                self.baseline.manifest.env_id,
+                EnvSetup.of(self.baseline.manifest),
                 n_episodes,
                 seed,
                 action_noise_std=action_noise_std,
@@ -79,7 +80,7 @@ class CompressionContext:
     @cached_property
     def held_out(self) -> ObservationSet:
         return collect_observations(
-            self.baseline.data, self.baseline.manifest.env_id, self.held_out_episodes, HELD_OUT_SEED
+            self.baseline.data, EnvSetup.of(self.baseline.manifest), self.held_out_episodes, HELD_OUT_SEED
         )
 
     @cached_property

@@ -2,7 +2,10 @@
 
 - :mod:`host.export.policy_spec`: :class:`PolicySpec`, the framework-neutral actor description;
 - :mod:`host.export.sb3_loader`: SB3 / RL Zoo checkpoints and VecNormalize statistics -> PolicySpec;
-- :mod:`host.export.onnx_builder`: PolicySpec (+ manifest) -> ONNX bytes, built by hand.
+- :mod:`host.export.onnx_builder`: PolicySpec (+ manifest) -> ONNX bytes, built by hand;
+- :mod:`host.export.env_setup` / :mod:`host.export.env_choice`: the env a policy runs in (options,
+  observation wrappers) and, for an old checkpoint, the newest env version that fits it;
+- :mod:`host.export.foreign_onnx` / :mod:`host.export.cleanrl_loader`: actors from other tools.
 
 :mod:`host.importer` ties them together for ``drlc-host import`` and for training.
 """

@@ -137,6 +137,8 @@ def _emit_postprocess(g: _GraphBuilder, spec: PolicySpec, x: str) -> str:
         if not np.all(mid == 0.0):
             x = g.node("Add", [x, g.const("action.mid", mid)], "action.offset")
         return x
+    if spec.postprocess == "none":
+        return x
     # "clip": Clip takes scalar bounds only, so per-dimension bounds need Min and Max.
     if np.all(low == low[0]) and np.all(high == high[0]):
         return g.node(

@@ -16,7 +16,8 @@ The computation it describes, for a batch of raw observations ``obs`` of shape `
    - ``"tanh_rescale"`` (SAC, TD3, DDPG, TQC, and on-policy algorithms with ``squash_output``):
      optionally ``clip(x, -pre_squash_clip, pre_squash_clip)`` (SAC/TQC with gSDE clip the mean),
      then ``tanh``, then ``low + 0.5 * (a + 1) * (high - low)``;
-   - ``"clip"`` (the Gaussian mean of PPO, A2C, TRPO): ``clip(x, low, high)``.
+   - ``"clip"`` (the Gaussian mean of PPO, A2C, TRPO): ``clip(x, low, high)``;
+   - ``"none"`` (actors imported from other tools whose actions need nothing more): ``x``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import numpy as np
 from device_agent.manifest import ObsNormalization
 from host.errors import ExportError
 
-ActionPostprocess = Literal["tanh_rescale", "clip"]
-POSTPROCESSES: tuple[ActionPostprocess, ...] = ("tanh_rescale", "clip")
+ActionPostprocess = Literal["tanh_rescale", "clip", "none"]
+POSTPROCESSES: tuple[ActionPostprocess, ...] = ("tanh_rescale", "clip", "none")
 
 #: Hidden activations the ONNX builder can express, with their parameters and defaults
 #: (the torch defaults). Read-only: a spec's own ``activation_params`` override these.
@@ -165,7 +166,7 @@ class PolicySpec:
 
     :param layers: the dense layers in order; every layer but the last is followed by ``activation``
     :param activation: hidden activation, one of :data:`ACTIVATIONS`
-    :param postprocess: ``"tanh_rescale"`` or ``"clip"``, see the module docstring
+    :param postprocess: ``"tanh_rescale"``, ``"clip"`` or ``"none"``, see the module docstring
     :param action_low: lower bounds of the env's Box action space, float32 ``[act_dim]``
     :param action_high: upper bounds of the env's Box action space, float32 ``[act_dim]``
     :param obs_norm: VecNormalize statistics, or None when the policy sees raw observations

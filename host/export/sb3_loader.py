@@ -27,18 +27,23 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import numpy as np
-import yaml
 from gymnasium import spaces
 
-from device_agent.manifest import sha256_file
+from device_agent.manifest import ObsWrapper, sha256_file
 from host.errors import CheckpointError, SpaceMismatchError, UnsupportedPolicyError
+from host.export.env_choice import (
+    EnvSpaces,
+    SpaceInfo,
+    choose_env,
+)
+from host.export.env_setup import wrapper_by_name, wrappers_from_zoo, zoo_env_options
+from host.export.zoo_files import zoo_yaml
 from host.export.policy_spec import ACTIVATIONS, ActionPostprocess, DenseLayer, ObsNorm, PolicySpec
 
 if TYPE_CHECKING:
@@ -290,31 +295,11 @@ def find_vecnormalize(checkpoint: Path) -> Path | None:
     return None
 
 
-class _ZooYamlLoader(yaml.SafeLoader):
-    """A safe YAML loader that also reads the zoo's ``!!python/object/apply:collections.OrderedDict``."""
-
-
-def _construct_ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-    pairs = loader.construct_sequence(node, deep=True)  # type: ignore[arg-type]
-    items = pairs[0] if pairs and isinstance(pairs[0], list) else pairs
-    return {k: v for k, v in items}
-
-
-_ZooYamlLoader.add_constructor(
-    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _construct_ordered_dict
-)
-
-
 def read_zoo_args(checkpoint: Path) -> dict[str, Any]:
     """The zoo's ``args.yml`` for ``checkpoint`` (algo, env, seed, ...), or ``{}`` when there is none."""
     for folder in _config_dirs(checkpoint):
-        args_path = folder / "args.yml"
-        if args_path.is_file():
-            try:
-                loaded = yaml.load(args_path.read_text(), Loader=_ZooYamlLoader)  # a SafeLoader subclass
-            except yaml.YAMLError as exc:
-                logger.warning("ignoring unreadable %s: %s", args_path.name, exc)
-                return {}
+        if (folder / "args.yml").is_file():
+            loaded = zoo_yaml(folder / "args.yml")
             return loaded if isinstance(loaded, dict) else {}
     return {}
 
@@ -330,88 +315,8 @@ def guess_env_id(checkpoint: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Environments
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnvSpaces:
-    """The spaces of a buildable Gymnasium env, and the id it was built from."""
-
-    env_id: str
-    observation_space: spaces.Space[Any]
-    action_space: spaces.Space[Any]
-
-
-def env_spaces(env_id: str) -> EnvSpaces:
-    """Build ``env_id`` once to read its spaces.
-
-    :raises CheckpointError: when the env is not registered or cannot be built here
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            env = gym.make(env_id)
-    except (gym.error.Error, ImportError, ModuleNotFoundError, TypeError) as exc:
-        registered = _registered_versions(env_id)
-        hint = f"; registered versions: {', '.join(registered)}" if registered else ""
-        raise CheckpointError(f"cannot build env {env_id!r} here: {exc}{hint}") from exc
-    try:
-        return EnvSpaces(env_id, env.observation_space, env.action_space)
-    finally:
-        env.close()
-
-
-def _registered_versions(env_id: str) -> list[str]:
-    """Every registered id with the same namespace and name as ``env_id``, newest version first."""
-    try:
-        namespace, name, _ = gym.envs.registration.parse_env_id(env_id)
-    except gym.error.Error:
-        return []
-    same = [s for s in gym.registry.values() if s.namespace == namespace and s.name == name]
-    return [s.id for s in sorted(same, key=lambda s: -1 if s.version is None else s.version, reverse=True)]
-
-
-def resolve_env(env_id: str) -> tuple[EnvSpaces, str | None]:
-    """``env_id`` if it builds here, else the newest registered version of it that does.
-
-    Used when the env comes from the checkpoint, not from the user: RL Zoo agents were trained on
-    ``-v3`` MuJoCo envs that Gymnasium registers but can no longer build.
-
-    :return: the env's spaces and a note for the user when the version was changed
-    """
-    try:
-        return env_spaces(env_id), None
-    except CheckpointError as first_error:
-        for candidate in _registered_versions(env_id):
-            if candidate == env_id:
-                continue
-            try:
-                found = env_spaces(candidate)
-            except CheckpointError:
-                continue
-            note = (
-                f"the checkpoint was trained on {env_id}, which cannot be built here; "
-                f"exporting for {candidate}, the newest registered version (pass env_id to choose another)"
-            )
-            logger.warning(note)
-            return found, note
-        raise first_error
-
-
-# --------------------------------------------------------------------------------------------
 # Checkpoint metadata
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpaceInfo:
-    """What a checkpoint says about one of its spaces, read without importing its classes."""
-
-    kind: str
-    shape: tuple[int, ...] | None
-    low: np.ndarray | None = None
-    high: np.ndarray | None = None
 
 
 def _space_info(entry: Any) -> SpaceInfo | None:
@@ -538,49 +443,6 @@ def _choose_algo(checkpoint: Path, info: CheckpointInfo, algo: str | None) -> st
     return chosen
 
 
-def check_spaces(
-    where: str,
-    obs: SpaceInfo | spaces.Space[Any] | None,
-    act: SpaceInfo | spaces.Space[Any] | None,
-    env: EnvSpaces,
-) -> None:
-    """Refuse a policy whose observation or action space does not fit ``env``.
-
-    :param where: how to name the policy in the message, e.g. the checkpoint's file name
-    :raises SpaceMismatchError: naming both shapes (or both bounds)
-    :raises UnsupportedPolicyError: for non-Box spaces
-    """
-    obs_info = obs if isinstance(obs, SpaceInfo) or obs is None else _space_info_of(obs)
-    act_info = act if isinstance(act, SpaceInfo) or act is None else _space_info_of(act)
-    if act_info is not None and act_info.kind != "Box":
-        raise UnsupportedPolicyError(
-            f"{where} has a {act_info.kind} action space; drlc exports continuous-control policies with a Box "
-            f"action space (PPO, A2C, TRPO, SAC, TD3, DDPG, TQC)"
-        )
-    env_obs, env_act = env.observation_space, env.action_space
-    for label, mine, theirs in (("observation", obs_info, env_obs), ("action", act_info, env_act)):
-        if mine is None or mine.shape is None:
-            continue
-        if not isinstance(theirs, spaces.Box) or mine.shape != theirs.shape:
-            raise SpaceMismatchError(
-                f"{where} expects {label} shape {mine.shape}, but {env.env_id} has {label} shape "
-                f"{getattr(theirs, 'shape', None)} ({theirs}); pass the env_id it was trained on"
-            )
-    if act_info is not None and act_info.low is not None and act_info.high is not None:
-        assert isinstance(env_act, spaces.Box)  # checked above, for mypy
-        if not (np.allclose(act_info.low, env_act.low) and np.allclose(act_info.high, env_act.high)):
-            raise SpaceMismatchError(
-                f"{where} scales actions to [{act_info.low}, {act_info.high}], but {env.env_id}'s action bounds are "
-                f"[{env_act.low}, {env_act.high}]; pass the env_id it was trained on"
-            )
-
-
-def _space_info_of(space: spaces.Space[Any]) -> SpaceInfo:
-    if isinstance(space, spaces.Box):
-        return SpaceInfo("Box", tuple(space.shape), np.asarray(space.low), np.asarray(space.high))
-    return SpaceInfo(type(space).__name__, tuple(space.shape) if space.shape is not None else None)
-
-
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
@@ -616,15 +478,27 @@ class LoadedCheckpoint:
     training_seed: int | None
     sb3_version: str | None
     notes: tuple[str, ...] = ()
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    obs_wrappers: tuple[ObsWrapper, ...] = ()
 
 
-def load_checkpoint(path: Path, env_id: str | None = None, algo: str | None = None) -> LoadedCheckpoint:
+def load_checkpoint(
+    path: Path,
+    env_id: str | None = None,
+    algo: str | None = None,
+    env_options: Mapping[str, Any] | None = None,
+    obs_wrappers: Sequence[str | ObsWrapper] | None = None,
+) -> LoadedCheckpoint:
     """Load an SB3 / RL Zoo checkpoint for export, with its VecNormalize statistics.
 
     :param path: the model ``.zip``, or an RL Zoo run folder holding it
-    :param env_id: the Gymnasium env to export for; None: the env the checkpoint names, moved to the
-        newest registered version when that one cannot be built here (RL Zoo ``-v3`` -> ``-v5``)
+    :param env_id: the Gymnasium env to export for; None: the env the checkpoint names, or the newest
+        registered version whose spaces fit the checkpoint (:func:`host.export.env_choice.choose_env`)
     :param algo: the algorithm, when detection from the checkpoint is not wanted
+    :param env_options: env options (``gymnasium.make`` kwargs) on top of the zoo folder's
+        ``env_kwargs.yml`` / ``args.yml`` ones
+    :param obs_wrappers: observation wrappers (names or set-up wrappers); None: the ones the zoo's
+        ``config.yml`` names as ``env_wrapper``
     :raises CheckpointError: for unreadable files, unknown algorithms, envs that cannot be built
     :raises SpaceMismatchError: when the checkpoint's spaces do not fit the env
     :raises UnsupportedPolicyError: for discrete, recurrent or image policies
@@ -635,24 +509,40 @@ def load_checkpoint(path: Path, env_id: str | None = None, algo: str | None = No
 
     trained_env_id = guess_env_id(checkpoint)
     notes: list[str] = []
-    if env_id is not None:
-        env = env_spaces(env_id)
-    elif trained_env_id is not None:
-        env, note = resolve_env(trained_env_id)
-        notes += [note] if note else []
+    zoo_kwargs, zoo_wrapper = zoo_env_options(_config_dirs(checkpoint))
+    kwargs = {**zoo_kwargs, **(env_options or {})}
+    horizon_env = trained_env_id or env_id or ""
+    if obs_wrappers is None:
+        wrappers = wrappers_from_zoo(zoo_wrapper, horizon_env)
+        if wrappers:
+            names = ", ".join(w.name for w in wrappers)
+            notes.append(
+                f"the zoo's config.yml says it was trained inside {zoo_wrapper}: the env gets {names}"
+            )
     else:
-        raise CheckpointError(
-            f"cannot tell which env {checkpoint.name} was trained on (no zoo args.yml, no env-like folder name); "
-            f"pass env_id, e.g. 'HalfCheetah-v5'"
+        wrappers = tuple(
+            w if isinstance(w, ObsWrapper) else wrapper_by_name(w, horizon_env) for w in obs_wrappers
         )
-    check_spaces(checkpoint.name, info.observation_space, info.action_space, env)
+    if zoo_kwargs:
+        notes.append(f"env options from the zoo folder: {zoo_kwargs}")
+    choice = choose_env(
+        checkpoint.name,
+        info.observation_space,
+        info.action_space,
+        trained_env_id=trained_env_id,
+        env_id=env_id,
+        env_kwargs=kwargs,
+        obs_wrappers=wrappers,
+    )
+    env = choice.spaces
+    notes += choice.notes
 
     vecnormalize = find_vecnormalize(checkpoint)
     obs_norm = read_vecnormalize(vecnormalize) if vecnormalize is not None else None
     if obs_norm is not None and (obs_norm.mean.shape != env.observation_space.shape):
         raise SpaceMismatchError(
             f"{vecnormalize.name if vecnormalize else 'vecnormalize'} normalises observations of shape "
-            f"{obs_norm.mean.shape}, but {env.env_id} has observation shape {env.observation_space.shape}"
+            f"{obs_norm.mean.shape}, but {env.describe()} has observation shape {env.observation_space.shape}"
         )
 
     model = _load_model(checkpoint, chosen_algo, env)
@@ -669,6 +559,8 @@ def load_checkpoint(path: Path, env_id: str | None = None, algo: str | None = No
         training_seed=info.seed,
         sb3_version=info.sb3_version,
         notes=tuple(notes),
+        env_kwargs=dict(env.setup.env_kwargs),
+        obs_wrappers=env.setup.obs_wrappers,
     )
 
 

@@ -33,7 +33,13 @@ def summary_json(summary: pb.JobSummary) -> dict:
 def test_local_job_reports_floor_latency_memory_and_no_energy(client: AgentClient) -> None:
     info = client.device_info()
     kinds = {m.name.split(":")[0] for m in info.energy_meters}
-    assert kinds == {"nvml", "rapl", "ina3221", "pmic", "battery"}  # every kind looked for, each with a verdict
+    assert kinds == {
+        "nvml",
+        "rapl",
+        "ina3221",
+        "pmic",
+        "battery",
+    }  # every kind looked for, each with a verdict
     assert all(m.reason for m in info.energy_meters if not m.available)
     has_meter = any(m.available for m in info.energy_meters)
 

@@ -39,7 +39,8 @@ from host.export import (
     spec_from_model,
 )
 from host.export.onnx_builder import OPSET
-from host.export.sb3_loader import detect_algo, read_checkpoint_info, resolve_env
+from host.export.env_choice import choose_env
+from host.export.sb3_loader import detect_algo, read_checkpoint_info
 from host.importer import baseline_manifest, export_model, import_checkpoint, sample_observations
 
 ENV_ID = "Pendulum-v1"
@@ -306,12 +307,12 @@ def test_vecnormalize_pickle_cannot_run_code(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_resolve_env_upgrades_an_unbuildable_version() -> None:
-    found, note = resolve_env("Hopper-v3")
-    assert found.env_id == "Hopper-v5"
-    assert note is not None and "Hopper-v3" in note and "Hopper-v5" in note
-    found, note = resolve_env("Hopper-v4")
-    assert (found.env_id, note) == ("Hopper-v4", None)
+def test_choose_env_upgrades_an_unbuildable_version() -> None:
+    choice = choose_env("ckpt", None, None, trained_env_id="Hopper-v3")
+    assert choice.spaces.env_id == "Hopper-v5"
+    assert "Hopper-v3, which cannot be built here" in choice.notes[0] and "Hopper-v5" in choice.notes[0]
+    choice = choose_env("ckpt", None, None, trained_env_id="Hopper-v4")
+    assert (choice.spaces.env_id, choice.notes) == ("Hopper-v4", ())
 
 
 # ---- the builder on hand-made specs

@@ -172,11 +172,32 @@ def test_mistakes_are_refused_before_training(drlc_home: Path) -> None:
         (["--algo", "td3", "--env", "Hopper-v5", "--seeds", "a-b"], "--seeds takes integers"),
         (["--algo", "td3", "--env", "NoSuchEnv-v0", "--steps", "10"], "cannot make env 'NoSuchEnv-v0'"),
         (["--algo", "td3", "--env", "Hopper-v5", "--executor", "slurm"], "unknown executor 'slurm'"),
+        (
+            ["--algo", "td3", "--env", "Hopper-v5", "--env-option", "no_such=1", "--steps", "10"],
+            "Hopper-v5 takes no option 'no_such'",
+        ),
     ]:
         result = runner.invoke(app, ["train", *args])
         assert result.exit_code == 1, result.output
         assert message in " ".join(result.output.split()), result.output
     assert not list(Workspace.resolve().runs_dir.glob("Hopper-v5__*"))
+
+
+def test_env_options_are_trained_with_and_recorded(drlc_home: Path) -> None:
+    out = run_cli(
+        *("--algo", "ppo", "--env", "InvertedPendulum-v5", "--steps", "256", "--eval-every", "0"),
+        *("--final-eval-episodes", "1", "--env-option", "reset_noise_scale=0.05"),
+    )
+    assert "InvertedPendulum-v5(reset_noise_scale=0.05)" in out
+    with ResultsDB(Workspace.resolve().db_path) as db:
+        (model,) = db.models()
+    manifest = check_model_bytes(model.path.read_bytes())
+    assert manifest.env_kwargs == {"reset_noise_scale": 0.05}  # the agent builds the env with it
+    plain = make_plan(TrainConfig(algo="ppo", env_id="InvertedPendulum-v5"))
+    varied = make_plan(
+        TrainConfig(algo="ppo", env_id="InvertedPendulum-v5", env_kwargs={"reset_noise_scale": 0.05})
+    )
+    assert plain.config_key != varied.config_key
 
 
 def test_dry_run_prints_every_runs_hyperparameters(drlc_home: Path) -> None:

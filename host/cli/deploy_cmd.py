@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.deploy import DeployConfig, deploy
+from host.deploy import ROUNDS_DEFAULT, DeployConfig, deploy
 from host.errors import StoreError
 from host.profiles import find_profile, load_profile
 from host.results_db import ModelRow
@@ -53,6 +53,17 @@ def deploy_command(
             min=1,
         ),
     ] = None,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            help="latency rounds: each a fresh job per model, models shuffled per round; round 0 also runs "
+            "the episodes, later rounds are latency only (README: Measurement protocol)",
+            min=1,
+        ),
+    ] = ROUNDS_DEFAULT,
+    order_seed: Annotated[
+        int | None, typer.Option(help="seed of the per-round shuffles (default: a fresh one, recorded)")
+    ] = None,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -70,12 +81,14 @@ def deploy_command(
             force=force,
             quality_workers=workers,
             latency_calls=latency_calls,
+            rounds=rounds,
+            order_seed=order_seed,
         )
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("episodes"),
+            TextColumn("episodes + rounds"),
             TimeElapsedColumn(),
             console=console,
         ) as bar:
@@ -91,6 +104,9 @@ def deploy_command(
             f"target [bold]{outcome.target}[/] ({outcome.fingerprint[:8]}): {len(outcome.succeeded)} profiled, "
             f"{len(outcome.skipped)} already done, {len(outcome.uploaded)} uploaded, {len(outcome.failed)} failed"
         )
+        console.print(f"session {outcome.session_id}: {outcome.rounds} round(s), models shuffled per round")
+        if (noisy := outcome.noisy_line()) is not None:
+            console.print(f"[yellow]{noisy}[/]")
         for sha, error in outcome.failed.items():
             console.print(f"[red]failed[/] {sha[:12]}: {error}")
         if outcome.failed:

@@ -18,6 +18,7 @@ from host.report import (
     render_markdown,
     render_rich,
 )
+from host.report_noise import noise_lines
 from host.report_stats import Optimise
 
 
@@ -76,9 +77,12 @@ def report_command(
                 + "; envs "
                 + ", ".join(sorted({r.env_id for r in everything}))
             )
+        noisy = noise_lines(db, {r.target for r in rows})
         if fmt is ReportFormat.table and output is None:
             for table in render_rich(rows):
                 console.print(table)
+            for line in noisy:
+                console.print(f"[yellow]{line}[/]")
             return
         if fmt is ReportFormat.html:
             if output is None:
@@ -91,6 +95,7 @@ def report_command(
             text = render_csv(rows)
         else:
             text = render_markdown(rows, optimise=optimise.value, title=title if output else None)
+            text += "".join(f"\n> {line}\n" for line in noisy)
         if output:
             output.write_text(text)
             console.print(f"wrote {output}")

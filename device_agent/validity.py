@@ -132,14 +132,17 @@ def other_processes_cpu_s(exclude: set[int]) -> dict[int, tuple[str, float]]:
 
 
 def own_processes() -> set[int]:
-    """This worker and its siblings (a job's helper workers are forked from the same parent), and the parent."""
-    me, parent = os.getpid(), os.getppid()
-    mine = {me, parent}
+    """The measuring apparatus, which is not "other" load: this worker, its siblings (a job's helper workers
+    are forked from the same parent) and its ancestors (the worker server, the agent relaying the job's
+    events, and the host that spawned a local agent)."""
+    mine = {os.getpid(), os.getppid()}
     try:
         import psutil
 
-        mine |= {c.pid for c in psutil.Process(parent).children()}
-    except Exception:  # psutil absent or the parent gone: the worker itself is still excluded
+        me = psutil.Process()
+        mine |= {p.pid for p in me.parents()}
+        mine |= {c.pid for c in psutil.Process(os.getppid()).children()}
+    except Exception:  # psutil absent or the parent gone: the worker and its parent are still excluded
         pass
     return mine
 

@@ -443,6 +443,9 @@ def deploy(
             outcome,
         )
         for job in db.session_jobs(session.session_id):
+            if job.state == "succeeded" and job.validity is None and (job.summary or {}).get("validity"):
+                run.rule(job.job_id)  # finished before the last deploy could judge it
+                job = db.job(job.job_id) or job
             run.jobs.setdefault((job.model_sha256, job.round or 0), []).append(job)
         for r, order in enumerate(outcome.orders):
             for sha in order:

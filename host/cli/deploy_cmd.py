@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.deploy import ROUNDS_DEFAULT, DeployConfig, deploy
+from host.deploy import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT, DeployConfig, deploy
 from host.errors import StoreError
 from host.profiles import find_profile, load_profile
 from host.results_db import ModelRow
@@ -64,6 +64,14 @@ def deploy_command(
     order_seed: Annotated[
         int | None, typer.Option(help="seed of the per-round shuffles (default: a fresh one, recorded)")
     ] = None,
+    spoiled_retries: Annotated[
+        int,
+        typer.Option(
+            help="how often a round whose timing the validity rule spoiled (a noisy device) is run again; "
+            "after that it is kept, flagged, and not used as a latency sample",
+            min=0,
+        ),
+    ] = MAX_SPOILED_RETRIES_DEFAULT,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -83,6 +91,7 @@ def deploy_command(
             latency_calls=latency_calls,
             rounds=rounds,
             order_seed=order_seed,
+            max_spoiled_retries=spoiled_retries,
         )
         with Progress(
             TextColumn("{task.description}"),

@@ -21,6 +21,7 @@ import hashlib
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -33,15 +34,9 @@ from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableErro
 from host.errors import DeviceError
 from host.local_agent import local_agent
 from host.profiles import TargetProfile
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 from host.results_db import JobRow, ModelRow, ResultsDB, SessionRow
 from host.workspace import Workspace
-
-
-ROUNDS_DEFAULT = 5
-"""Rounds of a deploy: five paired latency samples per model, one per fresh worker process (pyperf runs 20
-processes; drlc's later rounds are cheap latency-only jobs, tools/bench_rounds.py measures what they cost)."""
-MAX_SPOILED_RETRIES_DEFAULT = 2
-"""How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +86,19 @@ class DeployOutcome:
     """(sha256, round) still spoiled after every retry: flagged, never used as a latency sample."""
 
     def noisy_line(self) -> str | None:
-        """One line when the device was noisy during this deploy, else None."""
+        """One line when the device was noisy during this deploy, else None: counts, and the kinds of reason."""
         if not self.spoiled:
             return None
-        reasons = sorted({r for _, _, why in self.spoiled for r in why.split("; ")})
+        kinds = Counter(
+            " ".join(r.split()[:2]).rstrip(":") for _, _, why in self.spoiled for r in why.split("; ")
+        )
         kept = (
             f", {len(self.kept_spoiled)} still spoiled after retries (flagged, not used)"
             if self.kept_spoiled
             else ""
         )
-        return (
-            f"device noisy: {len(self.spoiled)} job(s) spoiled and run again{kept}: "
-            + "; ".join(reasons[:3])
-            + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else "")
-        )
+        top = ", ".join(f"{kind} ({n})" for kind, n in kinds.most_common(4))
+        return f"device noisy: {len(self.spoiled)} job(s) spoiled and run again{kept}: {top}"
 
 
 # Progress callbacks: (model, episodes done, episodes total). The CLI draws a rich bar with them.

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 from host.errors import DrlcError
 from host.results_db import ModelRow, ResultsDB
 
@@ -153,6 +154,10 @@ class StudyFile(BaseModel):
     episodes: int = Field(default=10, ge=1, description="episodes per model and target")
     seed: int = Field(default=0, description="episode i is reset with seed + i, on every target")
     warmup_calls: int = Field(default=100, ge=0)
+    rounds: int = Field(default=ROUNDS_DEFAULT, ge=1, description="latency rounds per model and target")
+    spoiled_retries: int = Field(
+        default=MAX_SPOILED_RETRIES_DEFAULT, ge=0, description="re-runs of a round the validity rule spoiled"
+    )
     report_dir: str | None = Field(default=None, description="where `study run` writes the report")
     zoo_dir: str | None = Field(
         default=None, description="where 'zoo:' paths point when $DRLC_ZOO_DIR is unset"
@@ -196,6 +201,8 @@ class Study:
     optimise: str
     sweep: Any  # host.compress.sweep.SweepConfig (imported lazily: it pulls in the compression stack)
     description: str = ""
+    rounds: int = ROUNDS_DEFAULT
+    spoiled_retries: int = MAX_SPOILED_RETRIES_DEFAULT
 
 
 def _zoo_root(study_dir: Path, configured: str | None) -> Path | None:
@@ -286,6 +293,8 @@ def load_study(path: Path) -> Study:
         episodes=spec.episodes,
         seed=spec.seed,
         warmup_calls=spec.warmup_calls,
+        rounds=spec.rounds,
+        spoiled_retries=spec.spoiled_retries,
         report_dir=report_dir,
         optimise=spec.optimise,
         sweep=sweep,
@@ -448,7 +457,13 @@ class StudyPlan:
 def deploy_config(study: Study) -> Any:
     from host.deploy import DeployConfig
 
-    return DeployConfig(n_episodes=study.episodes, seed=study.seed, warmup_calls=study.warmup_calls)
+    return DeployConfig(
+        n_episodes=study.episodes,
+        seed=study.seed,
+        warmup_calls=study.warmup_calls,
+        rounds=study.rounds,
+        max_spoiled_retries=study.spoiled_retries,
+    )
 
 
 def load_profiles(study: Study, profiles_dir: Path | None = None) -> list[TargetProfile]:

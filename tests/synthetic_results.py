@@ -160,7 +160,11 @@ def fill(
     with db.transaction() as conn:
         conn.executemany("INSERT OR REPLACE INTO targets VALUES (?,?,?,?)", target_rows)
         conn.executemany("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", models)
-        conn.executemany("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)", jobs)
+        conn.executemany(
+            "INSERT OR REPLACE INTO jobs (job_id, model_sha256, target, target_fingerprint, settings_key, request,"
+            " state, summary, error, created_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            jobs,
+        )
         conn.executemany("INSERT OR REPLACE INTO episodes VALUES (?,?,?,?,?,?,?,?,?,?,?)", episodes)
     return len(jobs)
 

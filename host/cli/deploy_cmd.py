@@ -10,9 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.deploy import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT, DeployConfig, deploy
+from host.deploy import DeployConfig, deploy
 from host.errors import StoreError
 from host.profiles import find_profile, load_profile
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 from host.results_db import ModelRow
 
 

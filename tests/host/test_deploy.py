@@ -148,7 +148,11 @@ def test_profile_security_reads_token_from_env_and_files(tmp_path, monkeypatch) 
     from host.profiles import load_profile
 
     path = tmp_path / "robot.toml"
-    path.write_text('address = "robot1:50051"\n[security]\ntoken_env = "ROBOT1_TOKEN"\ntls_ca = "' + str(tmp_path / "ca.pem") + '"\n')
+    path.write_text(
+        'address = "robot1:50051"\n[security]\ntoken_env = "ROBOT1_TOKEN"\ntls_ca = "'
+        + str(tmp_path / "ca.pem")
+        + '"\n'
+    )
     profile = load_profile(path)
     with pytest.raises(ProfileError, match=r"\$ROBOT1_TOKEN, which is not set"):
         profile.client_security()

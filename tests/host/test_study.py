@@ -85,7 +85,7 @@ def test_study_runs_everything_on_two_targets_at_once_then_finds_it_done(
         tmp_path,
         'name = "tiny"\ntargets = ["local", "lab"]\nepisodes = 2\nwarmup_calls = 5\nreport_dir = "out"\n'
         # two rounds; rounds spoiled by this (maybe busy) machine are kept flagged, so the counts are exact
-        'rounds = 2\nspoiled_retries = 0\n'
+        "rounds = 2\nspoiled_retries = 0\n"
         '[compress]\nmethods = ["ptdq", "l2"]\nratios = [0.25]\nfp32_first_layer_variants = false\n'
         '[[policy]]\nonnx = "tiny.onnx"\n',
     )

@@ -522,8 +522,9 @@ def inference_phase_length_s(settings: MeasurementSettings, energy: EnergyRecord
     return max(wanted, energy.min_window_s * 1.05 if energy else 0.0)
 
 
-FLOOR_CALLS = 2000
-"""Timed calls of the runtime floor (after a tenth as many untimed ones); paced (control-rate mode): FLOOR_CALLS_PACED."""
+FLOOR_CALLS = 1000
+"""Timed calls of the runtime floor (after a tenth as many untimed ones), as many as a latency phase: each is
+followed by an env step, so they cost what the policy's calls cost; paced (control-rate mode): FLOOR_CALLS_PACED."""
 FLOOR_CALLS_PACED = 200
 """A paced floor takes period x calls of wall time (200 x 50 ms = 10 s for HalfCheetah)."""
 

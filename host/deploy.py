@@ -34,7 +34,7 @@ from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableErro
 from host.errors import DeviceError
 from host.local_agent import local_agent
 from host.profiles import TargetProfile
-from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
 from host.results_db import JobRow, ModelRow, ResultsDB, SessionRow
 from host.workspace import Workspace
 
@@ -62,6 +62,8 @@ class DeployConfig:
     """Timed in-loop calls of that latency phase, and of every later round; None: the agent's default (1000)."""
     rounds: int = ROUNDS_DEFAULT
     """Latency rounds (see the module docstring); 1: the single pass of before the protocol."""
+    round_latency_calls: int = ROUND_LATENCY_CALLS
+    """Timed in-loop calls of each later (latency-only) round."""
     order_seed: int | None = None
     """Seed of the per-round shuffles; None: a fresh one, recorded with the session."""
     max_spoiled_retries: int = MAX_SPOILED_RETRIES_DEFAULT
@@ -128,22 +130,32 @@ def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSet
     )
 
 
-def latency_round_settings(settings: pb.ProfileSettings) -> pb.ProfileSettings:
-    """A later round's job: the same settings, latency only. n_episodes = 1 so an agent from before
-    ``latency_only`` (which ignores it) runs one episode, not the whole set again."""
+def latency_round_settings(settings: pb.ProfileSettings, calls: int) -> pb.ProfileSettings:
+    """A later round's job: the same settings, latency only, ``calls`` timed in-loop calls. n_episodes = 1 so
+    an agent from before ``latency_only`` (which ignores it) runs one episode, not the whole set again."""
     later = pb.ProfileSettings()
     later.CopyFrom(settings)
     later.latency_only = True
     later.n_episodes = 1
+    later.latency_calls = calls
     return later
 
 
-def settings_key(settings: pb.ProfileSettings, rounds: int = 1) -> str:
+def settings_key(
+    settings: pb.ProfileSettings, rounds: int = 1, round_calls: int = ROUND_LATENCY_CALLS
+) -> str:
     """Jobs with equal keys measure the same thing; the key decides what is already done and which jobs are
     compared. Everything that changes what is measured is in it: every setting sent (quality_workers and
-    latency_calls included: they decide what latency is computed from) and the number of rounds."""
-    payload = settings.SerializeToString(deterministic=True) + f"|rounds={rounds}".encode()
+    latency_calls included: they decide what latency is computed from), the number of rounds and, with more
+    than one, the calls of a later round."""
+    protocol = f"|rounds={rounds}" + (f"|round_calls={round_calls}" if rounds > 1 else "")
+    payload = settings.SerializeToString(deterministic=True) + protocol.encode()
     return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def deploy_key(profile: TargetProfile, cfg: DeployConfig) -> str:
+    """The settings key of a deploy of ``cfg`` to ``profile``."""
+    return settings_key(profile_settings(profile, cfg), cfg.rounds, cfg.round_latency_calls)
 
 
 @contextmanager
@@ -411,7 +423,7 @@ def deploy(
     if cfg.rounds < 1:
         raise ValueError(f"rounds={cfg.rounds}: a deploy needs at least 1 round")
     first = profile_settings(profile, cfg)
-    key = settings_key(first, cfg.rounds)
+    key = deploy_key(profile, cfg)
     by_sha = {m.sha256: m for m in models}
     with connect(profile, workspace) as client:
         info = client.device_info()
@@ -431,7 +443,7 @@ def deploy(
             profile,
             info.fingerprint,
             cfg,
-            (first, latency_round_settings(first)),
+            (first, latency_round_settings(first, cfg.round_latency_calls)),
             rule or (lambda job_id: judge(db, job_id, cfg.validity_rule)),
             progress or (lambda *_: None),
             outcome,

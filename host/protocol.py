@@ -8,3 +8,7 @@ ROUNDS_DEFAULT = 5
 processes; drlc's later rounds are cheap latency-only jobs, tools/bench_rounds.py measures what they cost)."""
 MAX_SPOILED_RETRIES_DEFAULT = 2
 """How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
+ROUND_LATENCY_CALLS = 500
+"""Timed in-loop calls of a later (latency-only) round. Half a latency phase: the rounds' worth is in their
+number (each a fresh process, a paired sample), and a sweep's deploy stays within 1.5x of a single pass
+(tools/bench_rounds.py). 500 calls put five beyond a round's p99; over the later rounds, twenty."""

@@ -517,10 +517,10 @@ def episode_seconds(db: ResultsDB, target: str, env_id: str) -> float | None:
 
 def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> StudyPlan:
     """What the study still has to do in this workspace, with an estimate of how long it takes."""
-    from host.deploy import profile_settings, settings_key
+    from host.deploy import deploy_key
 
     cfg = deploy_config(study)
-    keys = {p.name: settings_key(profile_settings(p, cfg), cfg.rounds) for p in profiles}
+    keys = {p.name: deploy_key(p, cfg) for p in profiles}
     done = {name: done_jobs(db, name, key, cfg.rounds) for name, key in keys.items()}
     policies = []
     est_baselines = est_compress = 0.0

@@ -13,7 +13,7 @@ from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.deploy import DeployConfig, deploy
 from host.errors import StoreError
 from host.profiles import find_profile, load_profile
-from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
 from host.results_db import ModelRow
 
 
@@ -62,6 +62,9 @@ def deploy_command(
             min=1,
         ),
     ] = ROUNDS_DEFAULT,
+    round_calls: Annotated[
+        int, typer.Option(help="timed in-loop calls of each later (latency-only) round", min=1)
+    ] = ROUND_LATENCY_CALLS,
     order_seed: Annotated[
         int | None, typer.Option(help="seed of the per-round shuffles (default: a fresh one, recorded)")
     ] = None,
@@ -91,6 +94,7 @@ def deploy_command(
             quality_workers=workers,
             latency_calls=latency_calls,
             rounds=rounds,
+            round_latency_calls=round_calls,
             order_seed=order_seed,
             max_spoiled_retries=spoiled_retries,
         )

@@ -151,6 +151,7 @@ def test_everything_that_changes_what_is_measured_is_in_the_settings_key() -> No
     plain = profile_settings(profile, DeployConfig())
     assert not plain.HasField("latency_calls")
     assert settings_key(plain, rounds=5) != settings_key(plain, rounds=3)
+    assert settings_key(plain, rounds=5, round_calls=500) != settings_key(plain, rounds=5, round_calls=200)
     assert settings_key(plain, rounds=5) == settings_key(profile_settings(profile, DeployConfig()), rounds=5)
     assert settings_key(profile_settings(profile, DeployConfig(latency_calls=500))) != settings_key(plain)
     assert profile_settings(profile, DeployConfig()).quality_workers == 0  # automatic unless asked

@@ -37,7 +37,13 @@ def loopback(agent) -> TargetProfile:
 
 
 def cfg(**kw) -> DeployConfig:
-    base = {"n_episodes": 2, "warmup_calls": 5, "latency_calls": 50, "validity_rule": QUIET}
+    base = {
+        "n_episodes": 2,
+        "warmup_calls": 5,
+        "latency_calls": 50,
+        "round_latency_calls": 40,
+        "validity_rule": QUIET,
+    }
     return DeployConfig(**{**base, **kw})
 
 
@@ -64,14 +70,14 @@ def test_rounds_share_one_session_in_recorded_shuffled_orders(tmp_path, agent) -
             rng.shuffle(order)
             expected.append(order)
         assert session.orders == expected and len({tuple(o) for o in expected}) > 1
-        # round 0 ran the episodes; later rounds are latency-only jobs of latency_calls in-loop calls
+        # round 0 ran the episodes; later rounds are latency-only jobs of round_latency_calls in-loop calls
         for r in rows:
             summary = json.loads(r["summary"])
             if r["round"] == 0:
                 assert summary["n_episodes"] == 2 and "runtime_floor" in summary
             else:
                 assert summary.get("n_episodes", 0) == 0 and "runtime_floor" not in summary
-                assert int(summary["latency_phase"]["calls"]) == 50
+                assert int(summary["latency_phase"]["calls"]) == 40
                 assert summary["effective"]["latency_only"] is True
         episodes = db.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
         assert episodes == 3 * 2

@@ -9,7 +9,7 @@ latency phase), what the OS exposes about that:
 - the worker's own involuntary context switches (``getrusage``: it was preempted);
 - the clock of each CPU the worker may run on (``/sys/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq``)
   and the thermal throttle counters (``.../thermal_throttle/{core,package}_throttle_count``);
-- the other processes that used the CPU over the window (psutil), busiest first.
+- the other processes that used the CPU over the window (``/proc/<pid>/stat``, or psutil), busiest first.
 
 Whatever the OS does not expose is named in ``not_exposed`` and left unset, never invented. The reads
 happen outside anything timed. The rule (``ValidityRule``) is plain data over the stored facts, so the host
@@ -115,35 +115,64 @@ def read_throttle(sys_cpu: Path, cpus: list[int]) -> dict[int, int | None]:
     return out
 
 
-def other_processes_cpu_s(exclude: set[int]) -> dict[int, tuple[str, float]]:
-    """pid -> (name, CPU seconds used so far) of every process but ``exclude``; empty without psutil."""
+ProcessTable = dict[int, tuple[str, int, float]]
+"""pid -> (name, parent pid, user + system CPU seconds so far)."""
+
+
+def read_processes(proc: Path = Path("/proc")) -> ProcessTable:
+    """Every process's name, parent and CPU time, straight from ``/proc/<pid>/stat`` (a few ms for a few
+    hundred processes; psutil takes several times longer, and a later round's job is short). Elsewhere,
+    through psutil; empty when neither is there."""
+    table: ProcessTable = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        entries = [e.name for e in os.scandir(proc) if e.name.isdigit()]
+    except OSError:
+        entries = []
+    for pid in entries:
+        try:
+            data = (proc / pid / "stat").read_bytes()
+        except OSError:
+            continue  # it exited meanwhile
+        close = data.rfind(b")")
+        fields = data[close + 2 :].split()
+        try:
+            name = data[data.find(b"(") + 1 : close].decode(errors="replace")
+            table[int(pid)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        except (IndexError, ValueError):
+            continue
+    return table or _psutil_processes()
+
+
+def _psutil_processes() -> ProcessTable:
     try:
         import psutil
     except ImportError:
         return {}
-    out: dict[int, tuple[str, float]] = {}
-    for p in psutil.process_iter(["pid", "name", "cpu_times"]):
+    table: ProcessTable = {}
+    for p in psutil.process_iter(["pid", "name", "ppid", "cpu_times"]):
         info = p.info
-        times = info.get("cpu_times")
-        if info["pid"] in exclude or times is None:
-            continue
-        out[info["pid"]] = (info.get("name") or "?", float(times.user + times.system))
-    return out
+        if info.get("cpu_times") is not None:
+            times = info["cpu_times"]
+            table[info["pid"]] = (
+                info.get("name") or "?",
+                info.get("ppid") or 0,
+                float(times.user + times.system),
+            )
+    return table
 
 
-def own_processes() -> set[int]:
-    """The measuring apparatus, which is not "other" load: this worker, its siblings (a job's helper workers
-    are forked from the same parent) and its ancestors (the worker server, the agent relaying the job's
-    events, and the host that spawned a local agent)."""
-    mine = {os.getpid(), os.getppid()}
-    try:
-        import psutil
-
-        me = psutil.Process()
-        mine |= {p.pid for p in me.parents()}
-        mine |= {c.pid for c in psutil.Process(os.getppid()).children()}
-    except Exception:  # psutil absent or the parent gone: the worker and its parent are still excluded
-        pass
+def apparatus(table: ProcessTable, me: int) -> set[int]:
+    """The measuring apparatus, which is not "other" load: this worker, its ancestors (the worker server, the
+    agent relaying the job's events, the host that spawned a local agent) and its siblings (a job's helper
+    workers are forked from the same parent)."""
+    mine = {me}
+    pid = me
+    while pid in table and table[pid][1] not in mine and table[pid][1] > 0:
+        pid = table[pid][1]
+        mine.add(pid)
+    parent = table[me][1] if me in table else os.getppid()
+    mine |= {p for p, (_, ppid, _) in table.items() if ppid == parent}
     return mine
 
 
@@ -153,11 +182,14 @@ class Probe:
 
     proc: Path = Path("/proc")
     sys_cpu: Path = Path("/sys/devices/system/cpu")
-    processes: Callable[[set[int]], dict[int, tuple[str, float]]] = other_processes_cpu_s
+    processes: Callable[[], ProcessTable] | None = None
+    """Default: ``read_processes(proc)``."""
     clock: Callable[[], float] = time.monotonic
 
-    def snapshot(self, cpus: list[int], exclude: set[int]) -> Snapshot:
+    def snapshot(self, cpus: list[int]) -> Snapshot:
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        table = self.processes() if self.processes is not None else read_processes(self.proc)
+        mine = apparatus(table, os.getpid())
         khz, max_khz = read_clocks(self.sys_cpu, cpus)
         return Snapshot(
             t_s=self.clock(),
@@ -168,7 +200,7 @@ class Probe:
             khz=khz,
             max_khz=max_khz,
             throttle=read_throttle(self.sys_cpu, cpus),
-            cpu_s=self.processes(exclude),
+            cpu_s={pid: (name, used) for pid, (name, _, used) in table.items() if pid not in mine},
         )
 
 
@@ -244,13 +276,12 @@ def _busy(before: Snapshot, after: Snapshot, window_s: float) -> list[dict[str, 
 def validity_window(window: str, cpus: list[int], probe: Probe | None = None) -> Iterator[dict[str, Any]]:
     """Read the facts before and after the block; the yielded dict is filled in when the block ends."""
     probe = probe or Probe()
-    exclude = own_processes()
     n_cpus = os.cpu_count() or 1
     watched = cpus or list(range(n_cpus))
-    before = probe.snapshot(watched, exclude)
+    before = probe.snapshot(watched)
     result: dict[str, Any] = {}
     yield result
-    result.update(facts(before, probe.snapshot(watched, exclude), window, n_cpus))
+    result.update(facts(before, probe.snapshot(watched), window, n_cpus))
 
 
 @dataclass(frozen=True)

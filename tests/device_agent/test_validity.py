@@ -3,11 +3,12 @@ at its thresholds."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from device_agent.validity import Probe, ValidityRule, facts, validity_window
+from device_agent.validity import Probe, ValidityRule, apparatus, facts, read_processes, validity_window
 
 
 class Clock:
@@ -49,16 +50,20 @@ def recorded_tree(tmp_path: Path) -> tuple[Path, Path]:
 def test_facts_from_a_recorded_proc_and_sys(tmp_path: Path) -> None:
     proc, sys_cpu = recorded_tree(tmp_path)
     clock = Clock()
-    others = iter([{11: ("burner", 10.0), 12: ("idle", 3.0)}, {11: ("burner", 11.6), 12: ("idle", 3.0)}])
-    probe = Probe(proc, sys_cpu, processes=lambda _exclude: next(others), clock=clock)
-    before = probe.snapshot([0], set())
+    me = os.getpid()
+    # the worker itself and a sibling (a helper worker: same parent) are the apparatus, never "other" load
+    table = {me: ("worker", 77, 5.0), 78: ("helper", 77, 1.0), 11: ("burner", 1, 10.0), 12: ("idle", 1, 3.0)}
+    later = {me: ("worker", 77, 7.0), 78: ("helper", 77, 3.0), 11: ("burner", 1, 11.6), 12: ("idle", 1, 3.0)}
+    others = iter([table, later])
+    probe = Probe(proc, sys_cpu, processes=lambda: next(others), clock=clock)
+    before = probe.snapshot([0])
     write(proc, {"loadavg": "2.50 1.00 0.50 3/100 4243", "stat": STAT_AFTER})
     write(
         sys_cpu,
         {"cpu0/cpufreq/scaling_cur_freq": "2100000", "cpu0/thermal_throttle/core_throttle_count": "9"},
     )
     clock.t += 2.0
-    after = probe.snapshot([0], set())
+    after = probe.snapshot([0])
     got = facts(before, after, "episodes", n_cpus=4)
     assert got["window"] == "episodes" and got["window_s"] == 2.0 and got["n_cpus"] == 4
     assert got["load_avg_before"] == [0.5, 0.4, 0.3] and got["load_avg_after"] == [2.5, 1.0, 0.5]
@@ -80,8 +85,8 @@ def test_facts_from_a_recorded_proc_and_sys(tmp_path: Path) -> None:
 
 
 def test_what_the_os_does_not_expose_is_named_never_invented(tmp_path: Path) -> None:
-    probe = Probe(tmp_path / "no-proc", tmp_path / "no-sys", processes=lambda _e: {}, clock=Clock())
-    snap = probe.snapshot([0, 1], set())
+    probe = Probe(tmp_path / "no-proc", tmp_path / "no-sys", processes=lambda: {}, clock=Clock())
+    snap = probe.snapshot([0, 1])
     got = facts(snap, snap, "latency phase", n_cpus=2)
     assert set(got["not_exposed"]) == {
         "load average",
@@ -131,10 +136,27 @@ def test_busy_process_and_clock_boundaries() -> None:
 
 def test_the_window_on_this_machine_reads_real_facts() -> None:
     """Whatever this OS exposes is read; the worker itself is never listed among the other busy processes."""
-    import os
-
     with validity_window("episodes", [0]) as got:
         sum(i * i for i in range(200_000))
     assert got["window"] == "episodes" and got["window_s"] > 0
     assert all(b["pid"] != os.getpid() for b in got["busy_processes"])
     assert "involuntary_switches" in got
+
+
+def test_apparatus_is_the_worker_its_ancestors_and_siblings() -> None:
+    table = {
+        1: ("init", 0, 0.0),
+        10: ("host", 1, 0.0),
+        20: ("agent", 10, 0.0),
+        30: ("forkserver", 20, 0.0),
+        40: ("worker", 30, 0.0),
+        41: ("helper", 30, 0.0),
+        50: ("stranger", 1, 0.0),
+        60: ("agent-child", 20, 0.0),
+    }
+    assert apparatus(table, 40) == {1, 10, 20, 30, 40, 41}
+
+
+def test_this_machines_process_table_holds_this_process() -> None:
+    table = read_processes()
+    assert os.getpid() in table and table[os.getpid()][1] == os.getppid() and table[os.getpid()][2] >= 0

@@ -744,7 +744,12 @@ def _deploy_targets(
         with lock:
             emit(kind, details)
 
-    groups = concurrency_groups(profiles, target_fingerprints(profiles, workspace))
+    # one target needs no grouping (and asking a spawn_local target's fingerprint starts its agent once more)
+    groups = (
+        [profiles]
+        if len(profiles) == 1
+        else concurrency_groups(profiles, target_fingerprints(profiles, workspace))
+    )
     for group in groups:
         if len(group) > 1:
             emit(

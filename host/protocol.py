@@ -8,7 +8,8 @@ ROUNDS_DEFAULT = 5
 processes; drlc's later rounds are cheap latency-only jobs, tools/bench_rounds.py measures what they cost)."""
 MAX_SPOILED_RETRIES_DEFAULT = 2
 """How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
-ROUND_LATENCY_CALLS = 500
-"""Timed in-loop calls of a later (latency-only) round. Half a latency phase: the rounds' worth is in their
-number (each a fresh process, a paired sample), and a sweep's deploy stays within 1.5x of a single pass
-(tools/bench_rounds.py). 500 calls put five beyond a round's p99; over the later rounds, twenty."""
+ROUND_LATENCY_CALLS = 300
+"""Timed in-loop calls of a later (latency-only) round, after the usual warm-up. The rounds' worth is in their
+number (each a fresh process, a paired sample), not their length: a round's p50 from 300 calls varies far less
+than p50s of different processes do. 300 keeps a sweep's deploy near 1.5x a single pass even where round 0's
+episodes run in parallel (tools/bench_rounds.py); three calls lie beyond a round's p99, twelve over four rounds."""

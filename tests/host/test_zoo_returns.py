@@ -33,9 +33,7 @@ def test_zoo_agents_reach_published_returns_on_the_local_agent(zoo_dir, drlc_hom
         env_v5 = folder.replace("-v3", "-v5")
         result = runner.invoke(app, ["import", str(zoo_dir / algo / folder), "--env", env_v5])
         assert result.exit_code == 0, result.output
-    result = runner.invoke(
-        app, ["deploy", "--target", "local", "--episodes", "10", "--rounds", "1", "--spoiled-retries", "0"]
-    )
+    result = runner.invoke(app, ["deploy", "--target", "local", "--episodes", "10", "--rounds", "1", "--spoiled-retries", "0"])
     assert result.exit_code == 0, result.output
     with ResultsDB(Workspace.resolve().db_path) as db:
         rows = {(r.algo, r.env_id): r for r in collect_rows(db)}

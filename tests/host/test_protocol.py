@@ -146,7 +146,14 @@ def test_a_threshold_nothing_can_meet_spoils_every_job_with_bounded_retries(tmp_
         from host.report_noise import noise_lines
 
         (line,) = noise_lines(db)
-        assert line.startswith("device loopback was noisy: 6 of 6 jobs")
+        assert line.startswith("device loopback was noisy: 6 of 6 jobs") and "load average (6)" in line
+    from typer.testing import CliRunner
+
+    from host.cli.main import app
+
+    shown = CliRunner().invoke(app, ["report", "--home", str(tmp_path / "home")], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert "device loopback was noisy: 6 of 6 jobs" in shown.output
 
 
 def test_resume_continues_the_session_per_model_and_round(tmp_path, agent) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
+
 from device_agent._proto import agent_pb2 as pb
 from device_agent.energy.base import MeterStatus
 from device_agent.results import (
@@ -20,16 +22,19 @@ from device_agent.stats import LatencySummary, return_stats
 
 def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) -> MeasurementSettings:
     """Zero / empty fields mean "the agent's default" (proto3 cannot tell unset from 0), except the
-    ``optional`` ones (idle_s, inference_phase_s, quality_workers, latency_calls), where unset is the
-    default and 0 means none (quality_workers: automatic; latency_calls: refused)."""
+    ``optional`` ones, where unset is the default and a value sent is the value used: idle_s and
+    inference_phase_s (0: none), quality_workers (0: automatic), latency_calls (0: refused),
+    intra_op_threads (0: ONNX Runtime chooses), keep_latencies (False: not sent back), latency_only."""
     return MeasurementSettings(
         n_episodes=msg.n_episodes or defaults.n_episodes,
         seed=msg.seed,
         warmup_calls=msg.warmup_calls or defaults.warmup_calls,
         max_steps_per_episode=msg.max_steps_per_episode,
         execution_providers=tuple(msg.execution_providers),
-        intra_op_threads=msg.intra_op_threads or defaults.intra_op_threads,
-        keep_latencies=msg.keep_latencies,
+        intra_op_threads=msg.intra_op_threads
+        if msg.HasField("intra_op_threads")
+        else defaults.intra_op_threads,
+        keep_latencies=msg.keep_latencies if msg.HasField("keep_latencies") else defaults.keep_latencies,
         cpu_affinity=tuple(msg.cpu_affinity) or defaults.cpu_affinity,
         control_rate=msg.control_rate,
         idle_s=msg.idle_s if msg.HasField("idle_s") else defaults.idle_s,
@@ -38,6 +43,7 @@ def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) 
         else defaults.inference_phase_s,
         quality_workers=msg.quality_workers if msg.HasField("quality_workers") else defaults.quality_workers,
         latency_calls=msg.latency_calls if msg.HasField("latency_calls") else defaults.latency_calls,
+        latency_only=msg.latency_only if msg.HasField("latency_only") else defaults.latency_only,
     )
 
 
@@ -56,6 +62,7 @@ def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
         inference_phase_s=settings.inference_phase_s,
         quality_workers=settings.quality_workers,
         latency_calls=settings.latency_calls,
+        latency_only=settings.latency_only,
     )
 
 
@@ -86,6 +93,10 @@ def memory_to_proto(m: MemoryFacts) -> pb.MemoryStats:
         msg.device_memory_bytes = m.device_memory_bytes
     if m.model_parameters is not None:
         msg.model_parameters = m.model_parameters
+    if m.runtime_startup_bytes is not None:
+        msg.runtime_startup_bytes = m.runtime_startup_bytes
+    if m.model_added_bytes is not None:
+        msg.model_added_bytes = m.model_added_bytes
     return msg
 
 
@@ -186,7 +197,9 @@ def summary_to_proto(
 ) -> pb.JobSummary:
     stats = return_stats([e.episode_return for e in episodes])
     # with parallel episodes the measuring worker timed only the latency phase; the steps are the episodes'
-    total_steps = sum(e.length for e in episodes) if end.latency_phase is not None else end.total_steps
+    total_steps = (
+        sum(e.length for e in episodes) if end.latency_phase is not None and episodes else end.total_steps
+    )
     msg = pb.JobSummary(
         n_episodes=stats.n,
         return_mean=stats.mean,
@@ -213,4 +226,7 @@ def summary_to_proto(
         msg.control_rate.CopyFrom(control_rate_to_proto(end.control_rate))
     if end.latency_phase is not None:
         msg.latency_phase.CopyFrom(latency_phase_to_proto(end.latency_phase))
+    if end.validity is not None:
+        msg.validity.CopyFrom(json_format.ParseDict(end.validity, pb.RunValidity()))
+    msg.runtime_floor_in_loop = end.runtime_floor_in_loop
     return msg

@@ -7,6 +7,7 @@ Kept free of protobuf so the measuring loop and its tests do not depend on the w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from device_agent.energy.base import MeterStatus
 from device_agent.stats import LatencySummary
@@ -39,6 +40,11 @@ class MemoryFacts:
     model_file_bytes: int
     device_memory_bytes: int | None = None
     model_parameters: int | None = None
+    runtime_startup_bytes: int | None = None
+    """RSS that a session of a weightless graph with the model's input and output added first: ONNX Runtime's
+    own start-up (arenas, kernels, threads), the same for every variant of a policy."""
+    model_added_bytes: int | None = None
+    """RSS the model's own session added on top of that: the part of memory a compression can change."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,10 @@ class JobEnd:
     control_rate: ControlRateOutcome | None = None
     latency_phase: LatencyPhaseOutcome | None = None
     """Set when the episodes ran in parallel: then ``inference`` and ``env_step`` describe this phase."""
+    validity: dict[str, Any] | None = None
+    """What could have spoiled the timing over the timed window (``device_agent.validity.facts``)."""
+    runtime_floor_in_loop: bool = False
+    """The floor was timed as the policy is: an env step between calls."""
 
 
 # Between the measuring worker, its helper workers and the agent (quality_workers > 1).

@@ -11,7 +11,10 @@ behind each choice.
 A job's phases: idle window (where an energy meter works), warm-up, the episodes (paced at
 the env's control period in control-rate mode), the inference-only phase (observations
 recorded in the env, replayed back-to-back: what energy per inference is measured on), the
-runtime floor. Energy meters are read only between phases and between episodes.
+runtime floor (a weightless graph of the same I/O, timed in the same loop: an env step between
+calls). Energy meters are read only between phases and between episodes. Run-validity facts
+(device_agent.validity) are read just before and after the timed window. A latency-only job (a
+later round of a repeated deploy) is warm-up and latency phase alone.
 
 With ``quality_workers`` > 1 the episodes run for their returns only, shared with helper
 workers through a ``Scheduler``; before them the measuring worker times ``latency_calls``
@@ -54,6 +57,7 @@ from device_agent.results import (
 )
 from device_agent.settings import INFERENCE_PHASE_DEFAULT_S, MeasurementSettings
 from device_agent.stats import latency_summary
+from device_agent.validity import Probe, validity_window
 
 Emit = Callable[[object], None]
 
@@ -515,24 +519,39 @@ def inference_phase_length_s(settings: MeasurementSettings, energy: EnergyRecord
     return max(wanted, energy.min_window_s * 1.05 if energy else 0.0)
 
 
-def measure_floor(
-    manifest: ArtifactManifest, settings: MeasurementSettings, n_calls: int = 2000
-) -> list[int]:
-    """Time the same provider and options on a trivial graph of the policy's shapes."""
+FLOOR_CALLS = 1000
+"""Timed calls of the runtime floor (after a tenth as many untimed ones), as many as a latency phase: each is
+followed by an env step, so they cost what the policy's calls cost; paced (control-rate mode): FLOOR_CALLS_PACED."""
+FLOOR_CALLS_PACED = 200
+"""A paced floor takes period x calls of wall time (200 x 50 ms = 10 s for HalfCheetah)."""
+
+
+def open_floor_session(manifest: ArtifactManifest, settings: MeasurementSettings) -> Any:
+    """The same provider and options on a weightless graph of the policy's input and output shapes."""
     from device_agent.floor import floor_model_bytes
 
+    return open_session(floor_model_bytes(manifest.observation_shape[0], manifest.action_shape[0]), settings)
+
+
+def measure_floor(
+    env: Any,
+    floor_session: Any,
+    manifest: ArtifactManifest,
+    seed: int,
+    period_ns: int | None,
+    n_calls: int | None = None,
+) -> list[int]:
+    """Time the floor session in the policy's own loop: each call followed by an env step, exactly as
+    ``latency_phase`` times the policy (paced the same way in control-rate mode). Timed back-to-back instead,
+    the same trivial graph reads about half as long (warm caches, no env step between calls), which would
+    understate "the part no compression can remove". The env is stepped with the floor's output, which is the
+    observation's first features: MuJoCo clamps a limited control to its range."""
+    n = n_calls or (FLOOR_CALLS_PACED if period_ns is not None else FLOOR_CALLS)
     buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
-    session = open_session(floor_model_bytes(buffer.shape[1], manifest.action_shape[0]), settings)
-    infer = make_infer(session, buffer, tuple(manifest.action_shape))
-    clock = time.perf_counter_ns
-    samples = []
+    infer = make_infer(floor_session, buffer, tuple(manifest.action_shape))
+    warm_up(env, infer, buffer, max(1, n // 10), seed=seed)
     with gc_paused():
-        for i in range(n_calls + n_calls // 10):
-            t0 = clock()
-            infer()
-            if i >= n_calls // 10:  # the first tenth warms up
-                samples.append(clock() - t0)
-    return samples
+        return latency_phase(env, infer, buffer, n, seed, period_ns).calls_ns
 
 
 def apply_affinity(cpus: tuple[int, ...]) -> list[int]:
@@ -680,22 +699,47 @@ def run_returns_episodes(
         emit(run_returns_episode(env, infer, obs_buffer, index, settings.seed + index, worker))
 
 
+@dataclasses.dataclass
+class Loaded:
+    """The worker's resident memory around loading: before any session, after the floor session (the runtime's
+    start-up: a weightless graph of the same I/O), after the model's session."""
+
+    rss_before: int
+    rss_after: int
+    rss_runtime: int | None = None
+    floor_session: Any = None
+
+    def facts(self, peak: int, model_bytes: int, gpu: int | None, n_params: int | None) -> MemoryFacts:
+        startup = None if self.rss_runtime is None else self.rss_runtime - self.rss_before
+        added = None if self.rss_runtime is None else self.rss_after - self.rss_runtime
+        return MemoryFacts(self.rss_before, self.rss_after, peak, model_bytes, gpu, n_params, startup, added)
+
+
 def setup(
-    model_path: Path, manifest: ArtifactManifest, env_id: str, settings: MeasurementSettings
-) -> tuple[Any, Any, np.ndarray, Policy, str, list[int], tuple[int, int]]:
+    model_path: Path,
+    manifest: ArtifactManifest,
+    env_id: str,
+    settings: MeasurementSettings,
+    floor: bool = False,
+) -> tuple[Any, Any, np.ndarray, Policy, str, list[int], Loaded]:
     """Affinity, env, shape check, session bound to its buffers: what every worker of a job does first.
 
-    :return: env, session, obs_buffer, infer, how it is bound, the CPUs, RSS before and after the session
+    :param floor: open the floor session (a weightless graph of the same I/O) before the model's, so the
+        memory the runtime takes to start is measured apart from what the model adds
+    :return: env, session, obs_buffer, infer, how it is bound, the CPUs, the memory around loading
     """
     cpus = apply_affinity(settings.cpu_affinity)
     env = make_env(env_id, settings.max_steps_per_episode, manifest)
     check_spaces(env, manifest, env_id)
     obs_buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
-    rss_before = rss_bytes()
+    loaded = Loaded(rss_bytes(), 0)
+    if floor:
+        loaded.floor_session = open_floor_session(manifest, settings)
+        loaded.rss_runtime = rss_bytes()
     session = open_session(model_path, settings)
-    rss_after = rss_bytes()
+    loaded.rss_after = rss_bytes()
     infer, binding = bind_session(session, obs_buffer, tuple(manifest.action_shape))
-    return env, session, obs_buffer, infer, binding, cpus, (rss_before, rss_after)
+    return env, session, obs_buffer, infer, binding, cpus, loaded
 
 
 def run_profile(
@@ -705,16 +749,19 @@ def run_profile(
     settings: MeasurementSettings,
     emit: Emit,
     scheduler: Scheduler | None = None,
+    probe: Probe | None = None,
 ) -> None:
     """Run one job in the measuring worker and emit JobStart, one EpisodeOutcome per episode it ran, then JobEnd.
 
     :param scheduler: with quality_workers > 1, who hands out episode indices (default: this worker alone)
+    :param probe: where run-validity facts are read (tests point it at a recorded /proc)
     """
     wall0 = time.perf_counter()
     parallel = settings.quality_workers > 1
+    only_latency = settings.latency_only
     scheduler = scheduler or SoloScheduler(settings.n_episodes)
-    env, session, obs_buffer, infer, binding, cpus, (rss_before, rss_after) = setup(
-        model_path, manifest, env_id, settings
+    env, session, obs_buffer, infer, binding, cpus, loaded = setup(
+        model_path, manifest, env_id, settings, floor=not only_latency
     )
     period_ns = control_period_ns(env, env_id) if settings.control_rate else None
     if parallel:
@@ -722,52 +769,52 @@ def run_profile(
     runtime = runtime_facts(session, settings, env_id, cpus, binding)
     model_bytes = model_path.stat().st_size
     gpu_bytes = device_memory_bytes(runtime.execution_provider)
-    emit(
-        JobStart(
-            runtime,
-            MemoryFacts(rss_before, rss_after, peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params),
-        )
-    )
+    emit(JobStart(runtime, loaded.facts(peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params)))
     latency: LatencyPhase | None = None
-    with open_recorder(avoid_cpus=set(settings.cpu_affinity)) as recorder:
+    timed = "latency phase" if parallel or only_latency else "episodes"
+    with open_recorder(avoid_cpus=set(settings.cpu_affinity), enabled=not only_latency) as recorder:
         energy = recorder if recorder.meters else None
         idle = energy.measure_idle(settings.idle_s) if energy and settings.idle_s > 0 else []
         warm_up(env, infer, obs_buffer, settings.warmup_calls, seed=settings.seed + 1_000_003)
-        if parallel:
-            with gc_paused():
+        if parallel or only_latency:
+            with validity_window(timed, cpus, probe) as validity, gc_paused():
                 latency = latency_phase(
                     env, infer, obs_buffer, settings.latency_calls, settings.seed + 3_000_003, period_ns
                 )
-            run_returns_episodes(env, infer, obs_buffer, settings, scheduler, emit)
-            scheduler.wait_helpers("done")  # quiet again: the inference-only phase and the floor
+            if not only_latency:
+                run_returns_episodes(env, infer, obs_buffer, settings, scheduler, emit)
+                scheduler.wait_helpers("done")  # quiet again: the inference-only phase and the floor
             episodes = EpisodesPhase(
                 latency.calls_ns, latency.steps_ns, [], latency.deadline_misses, latency.max_overrun_ns
             )
         else:
-            episodes = run_episodes(env, infer, obs_buffer, settings, period_ns, energy, emit)
+            with validity_window(timed, cpus, probe) as validity:
+                episodes = run_episodes(env, infer, obs_buffer, settings, period_ns, energy, emit)
         replay = None
-        if (replay_s := inference_phase_length_s(settings, energy)) > 0:
+        if not only_latency and (replay_s := inference_phase_length_s(settings, energy)) > 0:
             observations = record_observations(
                 env, infer, obs_buffer, settings.replay_observations, seed=settings.seed + 2_000_003
             )
             with gc_paused():
                 replay = inference_phase(infer, obs_buffer, observations, replay_s, energy)
         meters = recorder.statuses
-    env.close()
     gpu_end = device_memory_bytes(runtime.execution_provider)
     if gpu_end is not None:
         gpu_bytes = max(gpu_bytes or 0, gpu_end)
-    floor = measure_floor(manifest, settings)
+    floor = (
+        None
+        if loaded.floor_session is None
+        else measure_floor(env, loaded.floor_session, manifest, settings.seed + 4_000_003, period_ns)
+    )
+    env.close()
     emit(
         JobEnd(
-            memory=MemoryFacts(
-                rss_before, rss_after, peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params
-            ),
+            memory=loaded.facts(peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params),
             inference=latency_summary(episodes.calls_ns),
             env_step=latency_summary(episodes.steps_ns),
             total_steps=len(episodes.calls_ns),
             wall_s=time.perf_counter() - wall0,
-            runtime_floor=latency_summary(floor),
+            runtime_floor=None if floor is None else latency_summary(floor),
             meters=meters,
             idle_energy=idle,
             energy=episodes.energy,
@@ -781,6 +828,8 @@ def run_profile(
                 wall_s=latency.wall_s,
                 inference_ns=latency.calls_ns if settings.keep_latencies else [],
             ),
+            validity=validity,
+            runtime_floor_in_loop=floor is not None,
         )
     )
 

@@ -8,7 +8,7 @@ and the effective settings are reported with every result.
 
 Phases of a job, in order: idle window (``idle_s``, only where an energy meter works), warm-up,
 the episodes (paced at the env's control period when ``control_rate``), the inference-only
-phase (``inference_phase_s``), the runtime floor.
+phase (``inference_phase_s``), the runtime floor (timed in the same loop as the policy: an env step between calls).
 
 With ``quality_workers`` > 1 the episodes are wanted for their returns only and run in that many
 worker processes at once (each at batch 1); the latency figures then come from a latency phase of
@@ -80,6 +80,13 @@ class MeasurementSettings:
     """With quality_workers > 1: timed inference calls, each followed by an env step as in an episode, that the
     measuring worker makes alone (seeded throw-away episodes, after the warm-up); summary latency and env-step
     figures come from them. 1000 puts ten samples beyond the p99."""
+
+    # Paired, repeated latency (a deploy's later rounds)
+    latency_only: bool = False
+    """A later round of a repeated deploy: warm-up, then the latency phase (``latency_calls`` timed in-loop calls,
+    each followed by an env step) in a fresh worker, and nothing else: no episodes for returns (seeded MuJoCo gives
+    the same returns every round), no energy windows, no inference-only phase, no floor. ``n_episodes`` is then
+    not run; ``quality_workers`` is 1 (no helpers)."""
 
 
 INFERENCE_PHASE_DEFAULT_S = 2.0
@@ -215,7 +222,7 @@ def effective_settings(
     check_affinity(requested.cpu_affinity, cpus)
     if not 1 <= requested.latency_calls <= 1_000_000:
         raise InvalidRequestError(f"latency_calls={requested.latency_calls} is outside 1..1000000")
-    workers = quality_workers(requested, limits, cpus, has_energy_meter)
+    workers = 1 if requested.latency_only else quality_workers(requested, limits, cpus, has_energy_meter)
     usable = [p for p in available_providers if not limits.allowed_providers or p in limits.allowed_providers]
     wanted = [p for p in requested.execution_providers if p in usable]
     if requested.execution_providers and not wanted:

@@ -101,6 +101,12 @@ class JobCheck:
     def n_episodes(self) -> int:
         return self.request.settings.n_episodes
 
+    @property
+    def latency_only(self) -> bool:
+        """A later round's job: an agent that knows the setting runs no episode, an older one runs them all."""
+        settings = self.request.settings
+        return settings.HasField("latency_only") and settings.latency_only
+
     def episode(self, episode: pb.EpisodeResult) -> bool:
         """Check one episode; False when it is a replay of one already received (store nothing)."""
         check_message(episode, f"episode {episode.index}")
@@ -136,9 +142,10 @@ class JobCheck:
 
     def summary(self, summary: pb.JobSummary) -> None:
         check_message(summary, "the summary")
-        if not math.isfinite(summary.return_mean):
+        if self.seen and not math.isfinite(summary.return_mean):
             raise AgentSentInvalidData(f"a non-finite mean return ({summary.return_mean}) in the summary")
-        if len(self.seen) != self.n_episodes or summary.n_episodes != self.n_episodes:
+        expected = (0, self.n_episodes) if self.latency_only else (self.n_episodes,)
+        if len(self.seen) not in expected or summary.n_episodes != len(self.seen):
             raise AgentSentInvalidData(
                 f"a summary of {summary.n_episodes} episodes after {len(self.seen)} episode results "
                 f"for a job of {self.n_episodes}"

@@ -1,16 +1,27 @@
 """Ship policy variants to a target's agent, run profile jobs there, store results as they arrive.
 
-A deploy is resumable: models the device already holds are not uploaded again, and a
-model that already has a finished job on this target with the same settings is skipped.
-A job whose stream broke is re-attached by its id (with backoff) rather than re-run, and
-episodes are stored with (job_id, index) as key, so nothing is stored twice.
+The measurement protocol (README, "Measurement protocol"): a deploy is one *session*. Latency is taken
+in ``rounds``; each round runs one fresh job (fresh worker process) per model, the models in an order
+shuffled per round (seeded, recorded in the ``sessions`` table), so drift on the device hits every model
+alike and a variant is compared with its baseline round by round, never across sessions. Round 0 runs
+the episodes (returns, energy, floor); later rounds are latency-only jobs (seeded MuJoCo gives the same
+returns every time). After each job the validity rule judges what the agent saw during its timed window;
+a spoiled round is run again (at most ``max_spoiled_retries`` times) and stays flagged, never averaged in.
+
+A deploy is resumable: models the device already holds are not uploaded again; the latest session on
+this target with the same settings that holds every chosen model is continued, (model, round) by
+(model, round), and one already complete is skipped. A job whose stream broke is re-attached by its id
+(with backoff) rather than re-run, and episodes are stored with (job_id, index) as key, so nothing is
+stored twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -18,12 +29,14 @@ from dataclasses import dataclass, field
 import grpc
 
 from device_agent._proto import agent_pb2 as pb
+from device_agent.validity import ValidityRule
 from host.agent_checks import AgentSentInvalidData, JobCheck, check_device_info
 from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
 from host.errors import DeviceError
 from host.local_agent import local_agent
 from host.profiles import TargetProfile
-from host.results_db import ModelRow, ResultsDB
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
+from host.results_db import JobRow, ModelRow, ResultsDB, SessionRow
 from host.workspace import Workspace
 
 
@@ -44,10 +57,19 @@ class DeployConfig:
     quality_workers: int = 0
     """Worker processes that run each job's episodes for their returns (parallel quality phase, batch 1 each);
     latency is then measured alone in a quiet latency phase. 0: the device's CPU count (the agent resolves it,
-    and keeps 1 where an energy meter works); 1: every episode alone and timed, as before. It changes how fast
-    a job runs, not what it measures, so it is not part of the settings key."""
+    and keeps 1 where an energy meter works); 1: every episode alone and timed, as before. It changes what
+    latency is computed from (every episode step, or the latency phase), so it is part of the settings key."""
     latency_calls: int | None = None
-    """Timed in-loop calls of that latency phase; None: the agent's default (1000)."""
+    """Timed in-loop calls of that latency phase, and of every later round; None: the agent's default (1000)."""
+    rounds: int = ROUNDS_DEFAULT
+    """Latency rounds (see the module docstring); 1: the single pass of before the protocol."""
+    round_latency_calls: int = ROUND_LATENCY_CALLS
+    """Timed in-loop calls of each later (latency-only) round."""
+    order_seed: int | None = None
+    """Seed of the per-round shuffles; None: a fresh one, recorded with the session."""
+    max_spoiled_retries: int = MAX_SPOILED_RETRIES_DEFAULT
+    validity_rule: ValidityRule = field(default_factory=ValidityRule)
+    """When a job's timing is spoiled (device_agent.validity; ValidityRule.never() switches it off)."""
 
 
 @dataclass
@@ -58,6 +80,28 @@ class DeployOutcome:
     skipped: list[str] = field(default_factory=list)
     succeeded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    session_id: str = ""
+    rounds: int = 1
+    orders: list[list[str]] = field(default_factory=list)
+    spoiled: list[tuple[str, int, str]] = field(default_factory=list)
+    """(sha256, round, reasons) of every job whose timing was spoiled in this deploy (then run again)."""
+    kept_spoiled: list[tuple[str, int]] = field(default_factory=list)
+    """(sha256, round) still spoiled after every retry: flagged, never used as a latency sample."""
+
+    def noisy_line(self) -> str | None:
+        """One line when the device was noisy during this deploy, else None: counts, and the kinds of reason."""
+        if not self.spoiled:
+            return None
+        kinds = Counter(
+            " ".join(r.split()[:2]).rstrip(":") for _, _, why in self.spoiled for r in why.split("; ")
+        )
+        kept = (
+            f", {len(self.kept_spoiled)} still spoiled after retries (flagged, not used)"
+            if self.kept_spoiled
+            else ""
+        )
+        top = ", ".join(f"{kind} ({n})" for kind, n in kinds.most_common(4))
+        return f"device noisy: {len(self.spoiled)} job(s) spoiled and run again{kept}: {top}"
 
 
 # Progress callbacks: (model, episodes done, episodes total). The CLI draws a rich bar with them.
@@ -76,8 +120,8 @@ def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSet
         if m.max_steps_per_episode is None
         else m.max_steps_per_episode,
         execution_providers=profile.execution_providers,
-        intra_op_threads=m.intra_op_threads or 0,
-        keep_latencies=True if m.keep_latencies is None else m.keep_latencies,
+        intra_op_threads=m.intra_op_threads,
+        keep_latencies=m.keep_latencies,
         cpu_affinity=m.cpu_affinity or [],
         control_rate=bool(m.control_rate),
         idle_s=m.idle_s,
@@ -87,18 +131,32 @@ def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSet
     )
 
 
-KEY_IGNORES = ("quality_workers",)
-"""Settings that change how fast a job runs but not what it measures (the same seeds give the same returns,
-and latency is measured alone either way): jobs that differ only in these count as the same measurement."""
+def latency_round_settings(settings: pb.ProfileSettings, calls: int) -> pb.ProfileSettings:
+    """A later round's job: the same settings, latency only, ``calls`` timed in-loop calls. n_episodes = 1 so
+    an agent from before ``latency_only`` (which ignores it) runs one episode, not the whole set again."""
+    later = pb.ProfileSettings()
+    later.CopyFrom(settings)
+    later.latency_only = True
+    later.n_episodes = 1
+    later.latency_calls = calls
+    return later
 
 
-def settings_key(settings: pb.ProfileSettings) -> str:
-    """Jobs with equal settings measure the same thing; their key decides what is already done."""
-    keyed = pb.ProfileSettings()
-    keyed.CopyFrom(settings)
-    for name in KEY_IGNORES:
-        keyed.ClearField(name)
-    return hashlib.sha256(keyed.SerializeToString(deterministic=True)).hexdigest()[:16]
+def settings_key(
+    settings: pb.ProfileSettings, rounds: int = 1, round_calls: int = ROUND_LATENCY_CALLS
+) -> str:
+    """Jobs with equal keys measure the same thing; the key decides what is already done and which jobs are
+    compared. Everything that changes what is measured is in it: every setting sent (quality_workers and
+    latency_calls included: they decide what latency is computed from), the number of rounds and, with more
+    than one, the calls of a later round."""
+    protocol = f"|rounds={rounds}" + (f"|round_calls={round_calls}" if rounds > 1 else "")
+    payload = settings.SerializeToString(deterministic=True) + protocol.encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def deploy_key(profile: TargetProfile, cfg: DeployConfig) -> str:
+    """The settings key of a deploy of ``cfg`` to ``profile``."""
+    return settings_key(profile_settings(profile, cfg), cfg.rounds, cfg.round_latency_calls)
 
 
 @contextmanager
@@ -210,10 +268,11 @@ def _profile_one(
     new_request: Callable[[], pb.ProfileRequest],
     cfg: DeployConfig,
     progress: ProgressFn,
-) -> tuple[str | None, bool]:
+    total: int | None = None,
+) -> tuple[str | None, bool, str | None]:
     """One model to the end: upload if missing, run or re-attach, re-run if the agent lost the job.
 
-    :return: (error or None, whether the model was uploaded)
+    :return: (error or None, whether the model was uploaded, the id of the job that ran last)
     """
     uploaded = False
     for attempt in range(cfg.max_attempts):
@@ -221,24 +280,140 @@ def _profile_one(
             if model.sha256 not in client.has_models([model.sha256]):
                 client.upload(model.path, model.sha256)
                 uploaded = True
+            total = cfg.n_episodes if total is None else total
             if reattach_id is not None:
-                error = run_job(client, db, reattach_id, None, model, cfg.n_episodes, cfg, progress)
+                error = run_job(client, db, reattach_id, None, model, total, cfg, progress)
             else:
                 request = new_request()
                 reattach_id = request.job_id  # if the connection drops from here on, follow this job
-                error = run_job(client, db, request.job_id, request, model, cfg.n_episodes, cfg, progress)
+                error = run_job(client, db, request.job_id, request, model, total, cfg, progress)
             if error is not None and error.startswith(RESTARTED):
                 if reattach_id is not None:
                     db.fail_job(reattach_id, f"the agent lost this job ({error}); it was run again")
                 reattach_id = None
                 continue
-            return error, uploaded
+            return error, uploaded, reattach_id
         except (grpc.RpcError, DeviceError) as exc:
             if not _is_transient(exc) or attempt + 1 >= cfg.max_attempts:
                 raise
             time.sleep(min(0.5 * 2**attempt, 10.0))
             client.wait_ready(timeout_s=60)
-    return f"gave up after {cfg.max_attempts} attempts: the agent kept losing the job", uploaded
+    return f"gave up after {cfg.max_attempts} attempts: the agent kept losing the job", uploaded, reattach_id
+
+
+def plan_session(
+    models: list[ModelRow], target: str, fingerprint: str, key: str, rounds: int, seed: int | None
+) -> SessionRow:
+    """A new session: the models in a fresh seeded shuffle for every round (round 0 included)."""
+    order_seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    rng = random.Random(order_seed)
+    orders = []
+    for _ in range(rounds):
+        order = [m.sha256 for m in models]
+        rng.shuffle(order)
+        orders.append(order)
+    return SessionRow(f"s-{uuid.uuid4().hex[:16]}", target, fingerprint, key, rounds, order_seed, orders)
+
+
+def _round_done(jobs: list[JobRow], cfg: DeployConfig) -> bool:
+    """A (model, round) is done when a job of it succeeded unspoiled, or every allowed retry was spoiled."""
+    done = [j for j in jobs if j.state == "succeeded"]
+    return any(not j.spoiled for j in done) or len(done) > cfg.max_spoiled_retries
+
+
+def find_session(db: ResultsDB, fingerprint: str, key: str, shas: set[str]) -> SessionRow | None:
+    """The latest session on this target with these settings that holds every chosen model."""
+    for session in db.sessions(fingerprint, key):
+        if shas <= session.models:
+            return session
+    return None
+
+
+def judge(db: ResultsDB, job_id: str, rule: ValidityRule) -> list[str]:
+    """Apply the validity rule to what the agent saw during the job's timed window; store facts and verdict.
+    An agent that sends no facts (from before validity) is not held to them: its jobs are not spoiled."""
+    job = db.job(job_id)
+    facts = (job.summary or {}).get("validity") if job else None
+    reasons = rule.reasons(facts) if facts else []
+    validity = None if facts is None else {**facts, "reasons": reasons, "rule": rule.__dict__}
+    db.set_validity(job_id, validity, bool(reasons))
+    return reasons
+
+
+@dataclass
+class _SessionRun:
+    """One session being run on one connected agent: its jobs so far, and the outcome it builds."""
+
+    client: AgentClient
+    db: ResultsDB
+    session: SessionRow
+    profile: TargetProfile
+    fingerprint: str
+    cfg: DeployConfig
+    settings: tuple[pb.ProfileSettings, pb.ProfileSettings]
+    """(round 0, later rounds)"""
+    rule: Callable[[str], list[str]]
+    progress: ProgressFn
+    outcome: DeployOutcome
+    jobs: dict[tuple[str, int], list[JobRow]] = field(default_factory=dict)
+    ran: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return self.cfg.n_episodes + self.cfg.rounds - 1
+
+    def new_request(self, model: ModelRow, r: int) -> pb.ProfileRequest:
+        """Recorded before it is sent: a host that dies right after can re-attach by this id."""
+        key = self.session.settings_key
+        job_id = f"{model.sha256[:12]}-{key[:8]}-r{r}-{uuid.uuid4().hex[:12]}"
+        request = pb.ProfileRequest(
+            job_id=job_id, model_sha256=model.sha256, settings=self.settings[0 if r == 0 else 1]
+        )
+        self.db.add_job(
+            job_id,
+            model.sha256,
+            self.profile.name,
+            self.fingerprint,
+            key,
+            request,
+            self.session.session_id,
+            r,
+        )
+        return request
+
+    def run_round(self, model: ModelRow, r: int) -> None:
+        """Model ``model``'s job of round ``r``, run again while the rule spoils it (bounded)."""
+        sha = model.sha256
+        while not _round_done(self.jobs.get((sha, r), []), self.cfg):
+            previous = self.jobs.get((sha, r), [])
+            pending = [j for j in previous if j.state in ("queued", "running")]
+            if r == 0:
+                self.progress(model, 0, self.total)
+            self.ran.add(sha)
+            error, uploaded, job_id = _profile_one(
+                self.client,
+                self.db,
+                model,
+                pending[-1].job_id if pending else None,
+                lambda: self.new_request(model, r),
+                self.cfg,
+                self.progress,
+                self.total,
+            )
+            if uploaded and sha not in self.outcome.uploaded:
+                self.outcome.uploaded.append(sha)
+            if error is not None or job_id is None:
+                self.outcome.failed[sha] = error if r == 0 else f"round {r}: {error}"
+                return
+            reasons = self.rule(job_id)
+            finished = self.db.job(job_id)
+            assert finished is not None  # it was just stored
+            self.jobs[(sha, r)] = [j for j in previous if j.job_id != job_id] + [finished]
+            if reasons:
+                self.outcome.spoiled.append((sha, r, "; ".join(reasons)))
+                if _round_done(self.jobs[(sha, r)], self.cfg):
+                    self.outcome.kept_spoiled.append((sha, r))
+        self.progress(model, self.cfg.n_episodes + r, self.total)
 
 
 def deploy(
@@ -248,36 +423,52 @@ def deploy(
     db: ResultsDB,
     cfg: DeployConfig,
     progress: ProgressFn | None = None,
+    rule: Callable[[str], list[str]] | None = None,
 ) -> DeployOutcome:
-    progress = progress or (lambda *_: None)
-    settings = profile_settings(profile, cfg)
-    key = settings_key(settings)
+    """Run (or continue) one session: ``cfg.rounds`` rounds over ``models``, each round in its recorded order.
+
+    :param rule: given a finished job's id, why its timing is spoiled (default: ``judge`` with
+        ``cfg.validity_rule``); tests pass their own to spoil by construction
+    """
+    if cfg.rounds < 1:
+        raise ValueError(f"rounds={cfg.rounds}: a deploy needs at least 1 round")
+    first = profile_settings(profile, cfg)
+    key = deploy_key(profile, cfg)
+    by_sha = {m.sha256: m for m in models}
     with connect(profile, workspace) as client:
         info = client.device_info()
         check_device_info(info)
         db.upsert_target(profile.name, info)
-        outcome = DeployOutcome(profile.name, info.fingerprint)
-        for model in models:
-            previous = db.jobs_for(model.sha256, info.fingerprint, key)
-            if not cfg.force and any(j.state == "succeeded" for j in previous):
-                outcome.skipped.append(model.sha256)
-                continue
-            pending = [j for j in previous if j.state in ("queued", "running")]
-            reattach_id = pending[-1].job_id if pending and not cfg.force else None
-
-            def new_request(model: ModelRow = model) -> pb.ProfileRequest:
-                # recorded before it is sent: a host that dies right after can re-attach by this id
-                job_id = f"{model.sha256[:12]}-{key[:8]}-{uuid.uuid4().hex[:12]}"
-                request = pb.ProfileRequest(job_id=job_id, model_sha256=model.sha256, settings=settings)
-                db.add_job(job_id, model.sha256, profile.name, info.fingerprint, key, request)
-                return request
-
-            progress(model, 0, cfg.n_episodes)
-            error, uploaded = _profile_one(client, db, model, reattach_id, new_request, cfg, progress)
-            if uploaded:
-                outcome.uploaded.append(model.sha256)
-            if error is None:
-                outcome.succeeded.append(model.sha256)
-            else:
-                outcome.failed[model.sha256] = error
+        session = None if cfg.force else find_session(db, info.fingerprint, key, set(by_sha))
+        if session is None:
+            session = plan_session(models, profile.name, info.fingerprint, key, cfg.rounds, cfg.order_seed)
+            db.add_session(session)
+        outcome = DeployOutcome(
+            profile.name, info.fingerprint, session_id=session.session_id, rounds=cfg.rounds
+        )
+        outcome.orders = [[s for s in order if s in by_sha] for order in session.orders]
+        run = _SessionRun(
+            client,
+            db,
+            session,
+            profile,
+            info.fingerprint,
+            cfg,
+            (first, latency_round_settings(first, cfg.round_latency_calls)),
+            rule or (lambda job_id: judge(db, job_id, cfg.validity_rule)),
+            progress or (lambda *_: None),
+            outcome,
+        )
+        for job in db.session_jobs(session.session_id):
+            if job.state == "succeeded" and job.validity is None and (job.summary or {}).get("validity"):
+                run.rule(job.job_id)  # finished before the last deploy could judge it
+                job = db.job(job.job_id) or job
+            run.jobs.setdefault((job.model_sha256, job.round or 0), []).append(job)
+        for r, order in enumerate(outcome.orders):
+            for sha in order:
+                if sha not in outcome.failed:
+                    run.run_round(by_sha[sha], r)
+        for sha in by_sha:
+            if sha not in outcome.failed:
+                (outcome.succeeded if sha in run.ran else outcome.skipped).append(sha)
         return outcome

@@ -184,6 +184,15 @@ def energy_per_item(summary: dict) -> tuple[float | None, float | None]:
     return net_per_item(episodes.get(meter)), net_per_item(inference.get(meter))
 
 
+def model_memory_bytes(memory: dict) -> float:
+    """What the model itself adds to the worker's RSS: past the runtime's start-up (a weightless graph of the
+    same I/O loaded first), where the agent measured that split; else, from older agents, the whole growth
+    when the model loaded (start-up included, so about equal for every variant)."""
+    if "model_added_bytes" in memory:
+        return float(memory["model_added_bytes"])
+    return _get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes")
+
+
 def energy_text(summary: dict) -> str:
     """The energy column: per meter, J per episode and µJ per inference (net of idle power unless marked
     gross), "below resolution" for windows too short for the meter, or why nothing was measured."""
@@ -456,15 +465,6 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
     return sorted(rows, key=sort_key)
 
 
-def model_memory_bytes(memory: dict) -> float:
-    """What the model itself adds to the worker's RSS: past the runtime's start-up (a weightless graph of the
-    same I/O loaded first), where the agent measured that split; else, from older agents, the whole growth
-    when the model loaded (start-up included, so about equal for every variant)."""
-    if "model_added_bytes" in memory:
-        return float(memory["model_added_bytes"])
-    return _get(memory, "rss_after_load_bytes") - _get(memory, "rss_before_load_bytes")
-
-
 def _model_mb(memory: dict[str, Any]) -> float:
     return model_memory_bytes(memory) / 2**20
 
@@ -591,8 +591,10 @@ HEADERS = [
 ]
 """Latency is the inference call alone (p99.9 needs >= 1000 calls to mean anything); misses counts the
 control-rate ticks that overran the env's control period ("–": the job ran back-to-back); floor is the p50 of
-the same runtime on a trivial graph of the same shapes (what no compression can remove); step is one env.step;
-model MB is the worker's RSS growth when the model loaded; peak MB the worker's high-water RSS; mean abs Δa the
+the same runtime on a trivial graph of the same shapes, timed in the same loop (an env step between calls):
+what no compression can remove; step is one env.step;
+model MB is what the model adds to the worker's RSS beyond the runtime's start-up (a weightless graph of the same
+I/O, loaded first); peak MB the worker's high-water RSS; mean abs Δa the
 action error vs the baseline on held-out observations, measured when the variant was made; energy is net of
 idle power, J per episode and µJ per call of the inference-only phase, or "not measured" and why."""
 

@@ -63,6 +63,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     validity           TEXT
 );
 CREATE INDEX IF NOT EXISTS models_by_recipe ON models(recipe_key);
+CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, model_sha256, round);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id         TEXT PRIMARY KEY,
+    target             TEXT NOT NULL,
+    target_fingerprint TEXT NOT NULL,
+    settings_key       TEXT NOT NULL,
+    rounds             INTEGER NOT NULL,
+    order_seed         INTEGER NOT NULL,
+    orders             TEXT NOT NULL,
+    created_at         TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_by_model_target ON jobs(model_sha256, target_fingerprint, settings_key);
 CREATE TABLE IF NOT EXISTS episodes (
     job_id           TEXT NOT NULL REFERENCES jobs(job_id),
@@ -133,6 +144,28 @@ class JobRow:
     state: str
     summary: dict[str, Any] | None
     error: str | None
+    session_id: str | None = None
+    round: int | None = None
+    spoiled: bool = False
+    validity: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One deploy invocation's plan: the shuffled order of the models in every round, and its seed."""
+
+    session_id: str
+    target: str
+    target_fingerprint: str
+    settings_key: str
+    rounds: int
+    order_seed: int
+    orders: list[list[str]]
+    """orders[r]: the models' sha256 in the order round r runs them."""
+
+    @property
+    def models(self) -> set[str]:
+        return set(self.orders[0]) if self.orders else set()
 
 
 class ResultsDB:
@@ -279,11 +312,13 @@ class ResultsDB:
         fingerprint: str,
         settings_key: str,
         request: pb.ProfileRequest,
+        session_id: str | None = None,
+        round: int | None = None,
     ) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, model_sha256, target, target_fingerprint, settings_key, request, state, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO jobs (job_id, model_sha256, target, target_fingerprint, settings_key, request,"
+                " state, created_at, session_id, round) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     job_id,
                     model_sha256,
@@ -293,8 +328,73 @@ class ResultsDB:
                     json_format.MessageToJson(request, indent=None, preserving_proto_field_name=True),
                     "queued",
                     now(),
+                    session_id,
+                    round,
                 ),
             )
+
+    def set_validity(self, job_id: str, validity: dict[str, Any] | None, spoiled: bool) -> None:
+        """What the validity checks saw over the job's timed window, and whether they spoil its timing."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET validity=?, spoiled=? WHERE job_id=?",
+                (None if validity is None else json.dumps(validity, sort_keys=True), int(spoiled), job_id),
+            )
+
+    # ------------------------------------------------------------------ sessions
+    def add_session(self, session: SessionRow) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    session.session_id,
+                    session.target,
+                    session.target_fingerprint,
+                    session.settings_key,
+                    session.rounds,
+                    session.order_seed,
+                    json.dumps(session.orders),
+                    now(),
+                ),
+            )
+
+    @staticmethod
+    def _session(row: sqlite3.Row) -> SessionRow:
+        return SessionRow(
+            session_id=row["session_id"],
+            target=row["target"],
+            target_fingerprint=row["target_fingerprint"],
+            settings_key=row["settings_key"],
+            rounds=row["rounds"],
+            order_seed=row["order_seed"],
+            orders=json.loads(row["orders"]),
+        )
+
+    def sessions(self, fingerprint: str, settings_key: str) -> list[SessionRow]:
+        """Every session on this target with these settings, the latest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM sessions WHERE target_fingerprint=? AND settings_key=? ORDER BY created_at DESC, rowid DESC",
+            (fingerprint, settings_key),
+        )
+        return [self._session(r) for r in rows]
+
+    def session(self, session_id: str) -> SessionRow | None:
+        row = self.conn.execute("SELECT * FROM sessions WHERE session_id=?", (session_id,)).fetchone()
+        return self._session(row) if row else None
+
+    def session_jobs(self, session_id: str) -> list[JobRow]:
+        rows = self.conn.execute(
+            "SELECT * FROM jobs WHERE session_id=? ORDER BY created_at, rowid", (session_id,)
+        )
+        return [self._job(r) for r in rows]
+
+    def spoiled_counts(self) -> dict[str, tuple[int, int]]:
+        """Per target name: (jobs whose timing was spoiled, jobs checked), over every succeeded protocol job."""
+        rows = self.conn.execute(
+            "SELECT target, SUM(spoiled), COUNT(*) FROM jobs WHERE state='succeeded' AND validity IS NOT NULL"
+            " GROUP BY target"
+        )
+        return {r[0]: (int(r[1] or 0), int(r[2])) for r in rows}
 
     @staticmethod
     def _job(row: sqlite3.Row) -> JobRow:
@@ -307,6 +407,10 @@ class ResultsDB:
             state=row["state"],
             summary=json.loads(row["summary"]) if row["summary"] else None,
             error=row["error"],
+            session_id=row["session_id"],
+            round=row["round"],
+            spoiled=bool(row["spoiled"]),
+            validity=json.loads(row["validity"]) if row["validity"] else None,
         )
 
     def jobs_for(self, model_sha256: str, fingerprint: str, settings_key: str) -> list[JobRow]:
@@ -405,16 +509,20 @@ class ResultsDB:
         return (str(row[0]), int(row[1]), float(row[2])) if row else None
 
     def succeeded_jobs(self) -> list[sqlite3.Row]:
-        """Latest succeeded job per (model, target, settings), joined with its model and target name."""
+        """Per (model, target, settings): the latest succeeded job that ran the episodes (round 0 of a session,
+        or a job from before rounds; a later round is latency only), a job whose timing was not spoiled first;
+        joined with its model and target name."""
         return list(
             self.conn.execute(
-                """SELECT j.*, m.name AS model_name, m.algo, m.env_id, m.method, m.method_params, m.parent_sha256,
-                          m.file_bytes, m.n_params
-                   FROM jobs j JOIN models m ON m.sha256 = j.model_sha256
-                   WHERE j.state = 'succeeded' AND j.finished_at = (
-                       SELECT MAX(k.finished_at) FROM jobs k
-                       WHERE k.model_sha256 = j.model_sha256 AND k.target_fingerprint = j.target_fingerprint
-                         AND k.settings_key = j.settings_key AND k.state = 'succeeded')
-                   ORDER BY j.target, m.algo, m.env_id, m.name"""
+                """SELECT * FROM (
+                       SELECT j.*, m.name AS model_name, m.algo, m.env_id, m.method, m.method_params,
+                              m.parent_sha256, m.file_bytes, m.n_params,
+                              ROW_NUMBER() OVER (
+                                  PARTITION BY j.model_sha256, j.target_fingerprint, j.settings_key
+                                  ORDER BY j.spoiled, j.finished_at DESC, j.rowid DESC) AS pick
+                       FROM jobs j JOIN models m ON m.sha256 = j.model_sha256
+                       WHERE j.state = 'succeeded' AND (j.round IS NULL OR j.round = 0))
+                   WHERE pick = 1
+                   ORDER BY target, algo, env_id, model_name"""
             )
         )

@@ -9,7 +9,8 @@ targets. :func:`make_plan` looks at the workspace and says what is missing, with
    a recipe key, the hash of what made it, so it is recognised next time);
 2. compression: the sweep of every baseline (variants already made are skipped by their recipe key);
 3. measurement: every target gets one worker thread, with its own SQLite connection, that deploys every
-   study model its target has no finished job for; targets are measured concurrently, the models of
+   study model its target has no finished job for; targets on different devices (agent fingerprints) are
+   measured concurrently, targets on one device one after another, the models of
    one target one at a time (the agent runs jobs one at a time anyway);
 4. the report: HTML, Markdown and CSV of the study's models and targets.
 
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from host.config_errors import describe
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 from host.errors import DrlcError
 from host.results_db import ModelRow, ResultsDB
 
@@ -75,6 +77,8 @@ EST_EPISODE_S = 0.25
 """One 1000-step MuJoCo episode with batch-1 inference, when the target has no history."""
 EST_JOB_OVERHEAD_S = 2.5
 """A job's fixed cost: worker start, model load, warm-up, runtime floor."""
+EST_LATENCY_ROUND_S = 0.6
+"""A later (latency-only) round's job: worker start, model load, warm-up and 1000 timed calls (an estimate)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +162,10 @@ class StudyFile(BaseModel):
     episodes: int = Field(default=10, ge=1, description="episodes per model and target")
     seed: int = Field(default=0, description="episode i is reset with seed + i, on every target")
     warmup_calls: int = Field(default=100, ge=0)
+    rounds: int = Field(default=ROUNDS_DEFAULT, ge=1, description="latency rounds per model and target")
+    spoiled_retries: int = Field(
+        default=MAX_SPOILED_RETRIES_DEFAULT, ge=0, description="re-runs of a round the validity rule spoiled"
+    )
     report_dir: str | None = Field(default=None, description="where `study run` writes the report")
     zoo_dir: str | None = Field(
         default=None, description="where 'zoo:' paths point when $DRLC_ZOO_DIR is unset"
@@ -203,6 +211,8 @@ class Study:
     optimise: str
     sweep: Any  # host.compress.sweep.SweepConfig (imported lazily: it pulls in the compression stack)
     description: str = ""
+    rounds: int = ROUNDS_DEFAULT
+    spoiled_retries: int = MAX_SPOILED_RETRIES_DEFAULT
 
 
 def _zoo_root(study_dir: Path, configured: str | None) -> Path | None:
@@ -303,6 +313,8 @@ def load_study(path: Path) -> Study:
         episodes=spec.episodes,
         seed=spec.seed,
         warmup_calls=spec.warmup_calls,
+        rounds=spec.rounds,
+        spoiled_retries=spec.spoiled_retries,
         report_dir=report_dir,
         optimise=spec.optimise,
         sweep=sweep,
@@ -455,7 +467,7 @@ class StudyPlan:
 
     @property
     def est_deploy_s(self) -> float:
-        """Targets are measured concurrently: the slowest one decides."""
+        """Targets on different devices are measured concurrently: the slowest one decides (an estimate)."""
         return max((t.est_s for t in self.targets), default=0.0)
 
     @property
@@ -472,7 +484,13 @@ class StudyPlan:
 def deploy_config(study: Study) -> Any:
     from host.deploy import DeployConfig
 
-    return DeployConfig(n_episodes=study.episodes, seed=study.seed, warmup_calls=study.warmup_calls)
+    return DeployConfig(
+        n_episodes=study.episodes,
+        seed=study.seed,
+        warmup_calls=study.warmup_calls,
+        rounds=study.rounds,
+        max_spoiled_retries=study.spoiled_retries,
+    )
 
 
 def load_profiles(study: Study, profiles_dir: Path | None = None) -> list[TargetProfile]:
@@ -502,11 +520,13 @@ def _plan_variants(db: ResultsDB, study: Study, baseline: ModelRow | None) -> tu
     return tuple(out)
 
 
-def done_jobs(db: ResultsDB, target: str, settings_key: str) -> set[str]:
-    """sha256 of every model with a succeeded job on ``target`` (by name) with these settings."""
+def done_jobs(db: ResultsDB, target: str, settings_key: str, rounds: int = 1) -> set[str]:
+    """sha256 of every model with a succeeded job in each of ``rounds`` rounds of one session on ``target``
+    (by name) with these settings."""
     rows = db.conn.execute(
-        "SELECT DISTINCT model_sha256 FROM jobs WHERE target = ? AND settings_key = ? AND state = 'succeeded'",
-        (target, settings_key),
+        """SELECT model_sha256 FROM jobs WHERE target = ? AND settings_key = ? AND state = 'succeeded'
+           GROUP BY session_id, model_sha256 HAVING COUNT(DISTINCT COALESCE(round, 0)) >= ?""",
+        (target, settings_key, rounds),
     )
     return {r[0] for r in rows}
 
@@ -524,11 +544,11 @@ def episode_seconds(db: ResultsDB, target: str, env_id: str) -> float | None:
 
 def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> StudyPlan:
     """What the study still has to do in this workspace, with an estimate of how long it takes."""
-    from host.deploy import profile_settings, settings_key
+    from host.deploy import deploy_key
 
     cfg = deploy_config(study)
-    keys = {p.name: settings_key(profile_settings(p, cfg)) for p in profiles}
-    done = {name: done_jobs(db, name, key) for name, key in keys.items()}
+    keys = {p.name: deploy_key(p, cfg) for p in profiles}
+    done = {name: done_jobs(db, name, key, cfg.rounds) for name, key in keys.items()}
     policies = []
     est_baselines = est_compress = 0.0
     est_targets = dict.fromkeys(keys, 0.0)
@@ -554,7 +574,9 @@ def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> Stu
         env_id = baseline.env_id if baseline is not None else policy.env_id
         for name in keys:
             per_episode = (episode_seconds(db, name, env_id) if env_id else None) or EST_EPISODE_S
-            est_targets[name] += missing[name] * (EST_JOB_OVERHEAD_S + study.episodes * per_episode)
+            est_targets[name] += missing[name] * (
+                EST_JOB_OVERHEAD_S + study.episodes * per_episode + (cfg.rounds - 1) * EST_LATENCY_ROUND_S
+            )
     targets = tuple(
         TargetPlan(
             p.name,
@@ -589,7 +611,7 @@ def format_duration(seconds: float) -> str:
 StudyEvent = Callable[[str, dict[str, Any]], None]
 """``(kind, details)`` as the study runs. Kinds: ``phase`` (name), ``baseline`` (policy, status),
 ``variant`` (baseline, label, status), ``job`` (target, model, done, total; called from the target's
-thread), ``target`` (target, outcome), ``train`` (policy, progress)."""
+thread), ``target`` (target, outcome), ``train`` (policy, progress), ``note`` (text)."""
 
 
 @dataclass
@@ -689,6 +711,33 @@ def _compress(
     outcome.variants_skipped += len(result["skipped"])
 
 
+def target_fingerprints(profiles: list[TargetProfile], workspace: Workspace) -> dict[str, str | Exception]:
+    """Each target's device fingerprint, asked of its agent (a target that cannot be reached: the error)."""
+    from host.deploy import connect
+
+    out: dict[str, str | Exception] = {}
+    for profile in profiles:
+        try:
+            with connect(profile, workspace) as client:
+                out[profile.name] = client.device_info().fingerprint
+        except DrlcError as exc:
+            out[profile.name] = exc
+    return out
+
+
+def concurrency_groups(
+    profiles: list[TargetProfile], fingerprints: dict[str, str | Exception]
+) -> list[list[TargetProfile]]:
+    """Targets measured at the same time must be different devices: targets whose agents report the same
+    fingerprint form one group, measured one after another; different groups run concurrently. A target
+    whose fingerprint is unknown is a group of its own (its deploy reports why it cannot be reached)."""
+    groups: dict[str, list[TargetProfile]] = {}
+    for profile in profiles:
+        fp = fingerprints.get(profile.name)
+        groups.setdefault(fp if isinstance(fp, str) else f"?{profile.name}", []).append(profile)
+    return list(groups.values())
+
+
 def _deploy_target(
     profile: TargetProfile,
     models: list[ModelRow],
@@ -696,7 +745,8 @@ def _deploy_target(
     workspace: Workspace,
     on_event: StudyEvent,
 ) -> Any:
-    """One target's worker thread: its own database connection (sqlite3 connections stay in their thread)."""
+    """One target's deploy, on its group's thread: its own database connection (sqlite3 connections stay in
+    their thread)."""
     from host.deploy import deploy
 
     with ResultsDB(workspace.db_path) as db:
@@ -710,6 +760,61 @@ def _deploy_target(
                 "job", {"target": profile.name, "model": model, "done": done, "total": total}
             ),
         )
+
+
+def _deploy_targets(
+    profiles: list[TargetProfile],
+    models: list[ModelRow],
+    study: Study,
+    workspace: Workspace,
+    emit: StudyEvent,
+    outcome: StudyOutcome,
+) -> None:
+    """Deploy to every target: different devices at once, targets of one device one after another."""
+    lock = threading.Lock()
+
+    def locked(kind: str, details: dict[str, Any]) -> None:
+        with lock:
+            emit(kind, details)
+
+    # one target needs no grouping (and asking a spawn_local target's fingerprint starts its agent once more)
+    groups = (
+        [profiles]
+        if len(profiles) == 1
+        else concurrency_groups(profiles, target_fingerprints(profiles, workspace))
+    )
+    for group in groups:
+        if len(group) > 1:
+            emit(
+                "note",
+                {
+                    "text": f"targets {', '.join(p.name for p in group)} are the same device (one agent "
+                    "fingerprint): measured one after another, not at once"
+                },
+            )
+
+    def run_group(group: list[TargetProfile]) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for profile in group:
+            try:
+                results[profile.name] = _deploy_target(profile, models, study, workspace, locked)
+            except DrlcError as exc:
+                results[profile.name] = exc
+        return results
+
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="drlc-study-target") as pool:
+        done = [pool.submit(run_group, group) for group in groups]
+        for future in done:
+            for name, result in future.result().items():
+                if isinstance(result, DrlcError):
+                    outcome.failures.append(f"target {name}: {result}")
+                    emit("target", {"target": name, "error": str(result)})
+                    continue
+                outcome.jobs_run[name] = len(result.succeeded)
+                outcome.failures += [
+                    f"target {name}: {sha[:12]}: {err}" for sha, err in result.failed.items()
+                ]
+                emit("target", {"target": name, "outcome": result})
 
 
 def _make_baselines(
@@ -790,29 +895,7 @@ def run_study(
         outcome.jobs_skipped[profile.name] = tp.jobs_total - tp.jobs_missing
         outcome.jobs_run[profile.name] = 0
     if busy:
-        lock = threading.Lock()
-
-        def locked(kind: str, details: dict[str, Any]) -> None:
-            with lock:
-                emit(kind, details)
-
-        with ThreadPoolExecutor(max_workers=len(busy), thread_name_prefix="drlc-study-target") as pool:
-            futures = {
-                profile.name: pool.submit(_deploy_target, profile, models, study, workspace, locked)
-                for profile, _ in busy
-            }
-            for name, future in futures.items():
-                try:
-                    result = future.result()
-                except DrlcError as exc:
-                    outcome.failures.append(f"target {name}: {exc}")
-                    emit("target", {"target": name, "error": str(exc)})
-                    continue
-                outcome.jobs_run[name] = len(result.succeeded)
-                outcome.failures += [
-                    f"target {name}: {sha[:12]}: {err}" for sha, err in result.failed.items()
-                ]
-                emit("target", {"target": name, "outcome": result})
+        _deploy_targets([p for p, _ in busy], models, study, workspace, emit, outcome)
 
     if write_report:
         emit("phase", {"name": "report"})

@@ -128,6 +128,7 @@ def deployed_sweep(models: list, home: Path, workers: int, n_episodes: int) -> t
     result stored. Returns (seconds, steps, seconds the workers spent in their jobs)."""
     import json
 
+    from device_agent.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.profiles import find_profile, load_profile
     from host.results_db import ResultsDB
@@ -135,7 +136,14 @@ def deployed_sweep(models: list, home: Path, workers: int, n_episodes: int) -> t
 
     workspace = Workspace.resolve(home)
     profile = load_profile(find_profile("local", None))
-    cfg = DeployConfig(n_episodes=n_episodes, force=True, quality_workers=workers)
+    # one round, validity rule off: this benchmark times the single pass (tools/bench_rounds.py times rounds)
+    cfg = DeployConfig(
+        n_episodes=n_episodes,
+        force=True,
+        quality_workers=workers,
+        rounds=1,
+        validity_rule=ValidityRule.never(),
+    )
     with ResultsDB(workspace.db_path) as db:
         before = {row[0] for row in db.conn.execute("SELECT job_id FROM jobs")}
         t0 = time.perf_counter()

@@ -79,6 +79,7 @@ def main() -> None:
     from host import agent_client
     from host.agent_client import AgentClient
     from host.artifacts import store_artifact
+    from device_agent.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.local_agent import local_agent
     from host.profiles import TargetProfile
@@ -149,7 +150,14 @@ def main() -> None:
                 for s in range(32)
             ]
             profile = TargetProfile(name="loopback", address=agent.address)
-            cfg = DeployConfig(n_episodes=1, max_steps_per_episode=10, warmup_calls=1, quality_workers=1)
+            cfg = DeployConfig(
+                n_episodes=1,
+                max_steps_per_episode=10,
+                warmup_calls=1,
+                quality_workers=1,
+                rounds=1,
+                validity_rule=ValidityRule.never(),
+            )
             for phase, config in (
                 ("first", cfg),
                 ("again", cfg),

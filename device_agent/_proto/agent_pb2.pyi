@@ -136,7 +136,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., already_present: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
 class ProfileSettings(_message.Message):
-    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s", "quality_workers", "latency_calls")
+    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s", "quality_workers", "latency_calls", "latency_only")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     WARMUP_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,7 @@ class ProfileSettings(_message.Message):
     INFERENCE_PHASE_S_FIELD_NUMBER: _ClassVar[int]
     QUALITY_WORKERS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_CALLS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_ONLY_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     seed: int
     warmup_calls: int
@@ -163,7 +164,8 @@ class ProfileSettings(_message.Message):
     inference_phase_s: float
     quality_workers: int
     latency_calls: int
-    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ..., quality_workers: _Optional[int] = ..., latency_calls: _Optional[int] = ...) -> None: ...
+    latency_only: bool
+    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ..., quality_workers: _Optional[int] = ..., latency_calls: _Optional[int] = ..., latency_only: _Optional[bool] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
     __slots__ = ("job_id", "model_sha256", "env_id", "settings")
@@ -226,20 +228,24 @@ class EnergyReading(_message.Message):
     def __init__(self, meter: _Optional[str] = ..., gross_j: _Optional[float] = ..., net_j: _Optional[float] = ..., window_s: _Optional[float] = ..., below_resolution: _Optional[bool] = ..., estimated: _Optional[bool] = ..., idle_power_w: _Optional[float] = ..., n_items: _Optional[int] = ..., net_j_per_item: _Optional[float] = ...) -> None: ...
 
 class MemoryStats(_message.Message):
-    __slots__ = ("rss_before_load_bytes", "rss_after_load_bytes", "peak_rss_bytes", "device_memory_bytes", "model_file_bytes", "model_parameters")
+    __slots__ = ("rss_before_load_bytes", "rss_after_load_bytes", "peak_rss_bytes", "device_memory_bytes", "model_file_bytes", "model_parameters", "runtime_startup_bytes", "model_added_bytes")
     RSS_BEFORE_LOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     RSS_AFTER_LOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     PEAK_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MODEL_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_STARTUP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ADDED_BYTES_FIELD_NUMBER: _ClassVar[int]
     rss_before_load_bytes: int
     rss_after_load_bytes: int
     peak_rss_bytes: int
     device_memory_bytes: int
     model_file_bytes: int
     model_parameters: int
-    def __init__(self, rss_before_load_bytes: _Optional[int] = ..., rss_after_load_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., device_memory_bytes: _Optional[int] = ..., model_file_bytes: _Optional[int] = ..., model_parameters: _Optional[int] = ...) -> None: ...
+    runtime_startup_bytes: int
+    model_added_bytes: int
+    def __init__(self, rss_before_load_bytes: _Optional[int] = ..., rss_after_load_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., device_memory_bytes: _Optional[int] = ..., model_file_bytes: _Optional[int] = ..., model_parameters: _Optional[int] = ..., runtime_startup_bytes: _Optional[int] = ..., model_added_bytes: _Optional[int] = ...) -> None: ...
 
 class EpisodeResult(_message.Message):
     __slots__ = ("index", "seed", "episode_return", "length", "terminated", "inference", "env_step", "inference_ns", "energy", "wall_s", "deadline_misses", "max_overrun_ns", "returns_only", "worker")
@@ -344,7 +350,7 @@ class ControlRate(_message.Message):
     def __init__(self, period_s: _Optional[float] = ..., ticks: _Optional[int] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate", "latency_phase")
+    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate", "latency_phase", "validity", "runtime_floor_in_loop")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     RETURN_MEAN_FIELD_NUMBER: _ClassVar[int]
     RETURN_STD_FIELD_NUMBER: _ClassVar[int]
@@ -365,6 +371,8 @@ class JobSummary(_message.Message):
     INFERENCE_PHASE_FIELD_NUMBER: _ClassVar[int]
     CONTROL_RATE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_PHASE_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FLOOR_IN_LOOP_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     return_mean: float
     return_std: float
@@ -385,7 +393,59 @@ class JobSummary(_message.Message):
     inference_phase: InferencePhase
     control_rate: ControlRate
     latency_phase: LatencyPhase
-    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ..., latency_phase: _Optional[_Union[LatencyPhase, _Mapping]] = ...) -> None: ...
+    validity: RunValidity
+    runtime_floor_in_loop: bool
+    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ..., latency_phase: _Optional[_Union[LatencyPhase, _Mapping]] = ..., validity: _Optional[_Union[RunValidity, _Mapping]] = ..., runtime_floor_in_loop: _Optional[bool] = ...) -> None: ...
+
+class RunValidity(_message.Message):
+    __slots__ = ("window", "window_s", "n_cpus", "load_avg_before", "load_avg_after", "cpu_steal_fraction", "involuntary_switches", "voluntary_switches", "cpu_clocks", "throttle_events", "busy_processes", "not_exposed")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    N_CPUS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_AVG_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LOAD_AVG_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CPU_STEAL_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    INVOLUNTARY_SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    VOLUNTARY_SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    CPU_CLOCKS_FIELD_NUMBER: _ClassVar[int]
+    THROTTLE_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    NOT_EXPOSED_FIELD_NUMBER: _ClassVar[int]
+    window: str
+    window_s: float
+    n_cpus: int
+    load_avg_before: _containers.RepeatedScalarFieldContainer[float]
+    load_avg_after: _containers.RepeatedScalarFieldContainer[float]
+    cpu_steal_fraction: float
+    involuntary_switches: int
+    voluntary_switches: int
+    cpu_clocks: _containers.RepeatedCompositeFieldContainer[CpuClock]
+    throttle_events: int
+    busy_processes: _containers.RepeatedCompositeFieldContainer[BusyProcess]
+    not_exposed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, window: _Optional[str] = ..., window_s: _Optional[float] = ..., n_cpus: _Optional[int] = ..., load_avg_before: _Optional[_Iterable[float]] = ..., load_avg_after: _Optional[_Iterable[float]] = ..., cpu_steal_fraction: _Optional[float] = ..., involuntary_switches: _Optional[int] = ..., voluntary_switches: _Optional[int] = ..., cpu_clocks: _Optional[_Iterable[_Union[CpuClock, _Mapping]]] = ..., throttle_events: _Optional[int] = ..., busy_processes: _Optional[_Iterable[_Union[BusyProcess, _Mapping]]] = ..., not_exposed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CpuClock(_message.Message):
+    __slots__ = ("cpu", "khz_before", "khz_after", "max_khz")
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    KHZ_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    KHZ_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_KHZ_FIELD_NUMBER: _ClassVar[int]
+    cpu: int
+    khz_before: float
+    khz_after: float
+    max_khz: float
+    def __init__(self, cpu: _Optional[int] = ..., khz_before: _Optional[float] = ..., khz_after: _Optional[float] = ..., max_khz: _Optional[float] = ...) -> None: ...
+
+class BusyProcess(_message.Message):
+    __slots__ = ("pid", "name", "cpu_percent")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    name: str
+    cpu_percent: float
+    def __init__(self, pid: _Optional[int] = ..., name: _Optional[str] = ..., cpu_percent: _Optional[float] = ...) -> None: ...
 
 class JobAccepted(_message.Message):
     __slots__ = ("job_id", "queue_position", "reattached")

@@ -7,11 +7,15 @@ how fine its counter is (``resolution_j``) and how often the hardware refreshes 
 (``update_period_s``), so a window too short for it can be flagged instead of reported.
 
 Counters that wrap (RAPL) are unwrapped here, on every read: as long as a meter is read
-more often than its counter wraps (RAPL: minutes at full load), any window is exact.
+more often than its counter wraps, any window is exact. A window can be longer than a wrap (a
+32-bit RAPL counter wraps after 4295 J: 21 s at 200 W), so a wrapping meter says how often it must
+be read at the most (``max_read_interval_s``, from its range and a generous MAX_POWER_W) and the
+recorder's ``WrapGuard`` reads it that often in the background, accumulating every wrap.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -25,6 +29,13 @@ stale by up to one update period at each end, so 10 periods bound that error to 
 case and far less on average; shorter windows are flagged ``below_resolution``."""
 MIN_RESOLUTION_STEPS = 10
 """...and its energy must be at least this many counter steps (a counter that did not move is no 0 J)."""
+
+
+MAX_POWER_W = 1000.0
+"""A generous bound on what one wrapping counter's domain can draw (RAPL packages draw at most a few hundred W):
+a counter of range R joules cannot wrap faster than R / MAX_POWER_W seconds."""
+READS_PER_WRAP = 2
+"""A wrapping counter is read at least this often per fastest possible wrap."""
 
 
 class MeterError(AgentError):
@@ -97,18 +108,27 @@ class EnergyMeter(ABC):
         self.scale_j = scale_j
         self._last_raw: float | None = None
         self._total_raw = 0.0
+        self._lock = threading.Lock()  # the WrapGuard thread reads too
+
+    @property
+    def max_read_interval_s(self) -> float | None:
+        """The longest this meter may go unread before a wrap could be missed; None: its counter never wraps."""
+        if self.wrap is None:
+            return None
+        return self.wrap * self.scale_j / MAX_POWER_W / READS_PER_WRAP
 
     @abstractmethod
     def read_raw(self) -> float:
         """The hardware counter as it is, in its own units (may wrap)."""
 
     def read(self) -> Sample:
-        raw = self.read_raw()
-        t = self.clock()
-        if self._last_raw is not None:
-            self._total_raw += counter_delta(self._last_raw, raw, self.wrap)
-        self._last_raw = raw
-        return Sample(t, self._total_raw * self.scale_j)
+        with self._lock:
+            raw = self.read_raw()
+            t = self.clock()
+            if self._last_raw is not None:
+                self._total_raw += counter_delta(self._last_raw, raw, self.wrap)
+            self._last_raw = raw
+            return Sample(t, self._total_raw * self.scale_j)
 
     def status(self) -> MeterStatus:
         return MeterStatus(self.name, True, "", self.resolution_j, self.update_period_s, self.scope)

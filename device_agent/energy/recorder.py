@@ -5,11 +5,17 @@ A window's figure is the counter difference (gross), minus the idle power times 
 length (net) when an idle window was measured, divided by what the window covered (episodes
 or inference calls). A window the meter cannot resolve is flagged and carries no net figure:
 it is never reported as 0 J.
+
+Meters whose counter wraps (RAPL) are also read in the background by a ``WrapGuard``, as often as
+their range requires (``EnergyMeter.max_read_interval_s``), so a window of any length counts every
+wrap. The guard's read (a few microseconds, one sysfs file) happens at most every few seconds on a
+32-bit counter and every couple of minutes on a 64-bit-range one; it never waits on the timed loop.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -126,9 +132,69 @@ class EnergyRecorder:
         self.meters = []
 
 
+class WrapGuard:
+    """Reads each wrapping meter at least every ``max_read_interval_s`` so no wrap falls between two reads.
+
+    ``poll()`` reads the meters that are due (tests call it directly with a fake clock); ``start()`` runs it on
+    a daemon thread until ``stop()``.
+    """
+
+    def __init__(self, recorder: EnergyRecorder, clock: Callable[[], float] = time.monotonic) -> None:
+        self.recorder = recorder
+        self.clock = clock
+        self._due: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def intervals(self) -> dict[str, float]:
+        return {
+            m.name: interval for m in self.recorder.meters if (interval := m.max_read_interval_s) is not None
+        }
+
+    def poll(self) -> float | None:
+        """Read every wrapping meter that is due; return the seconds until the next one is (None: none wraps)."""
+        now = self.clock()
+        intervals = self.intervals()
+        for meter in list(self.recorder.meters):
+            interval = intervals.get(meter.name)
+            if interval is None:
+                continue
+            if now >= self._due.get(meter.name, now):
+                try:
+                    meter.read()
+                except (MeterError, OSError, ValueError):
+                    pass  # the next mark() reports it and drops the meter
+                self._due[meter.name] = now + interval
+        return min((self._due[n] - now for n in intervals if n in self._due), default=None)
+
+    def start(self) -> None:
+        if not self.intervals():
+            return
+        self._thread = threading.Thread(target=self._run, name="drlc-energy-wrap-guard", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wait = self.poll()
+            if wait is None:
+                return
+            self._stop.wait(max(wait, 0.01))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 @contextmanager
-def open_recorder(avoid_cpus: set[int] | None = None) -> Iterator[EnergyRecorder]:
-    """Every meter this device has, opened for one job, and closed after it (samplers stopped)."""
+def open_recorder(avoid_cpus: set[int] | None = None, enabled: bool = True) -> Iterator[EnergyRecorder]:
+    """Every meter this device has, opened for one job, and closed after it (samplers stopped).
+
+    :param enabled: False: open nothing (a latency-only job measures no energy)
+    """
+    if not enabled:
+        yield EnergyRecorder([], [])
+        return
     found = probe_all(avoid_cpus)
     statuses, meters = [], []
     for f in found:
@@ -141,7 +207,12 @@ def open_recorder(avoid_cpus: set[int] | None = None) -> Iterator[EnergyRecorder
         except Exception as exc:  # a meter that cannot open is reported, never fatal to the job
             statuses.append(MeterStatus(f.status.name, False, f"cannot open: {exc}", scope=f.status.scope))
     recorder = EnergyRecorder(meters, statuses)
+    guard = WrapGuard(recorder)
     try:
+        if recorder.meters:
+            recorder.mark()  # a first read, so the guard's reads accumulate from here
+        guard.start()
         yield recorder
     finally:
+        guard.stop()
         recorder.close()

@@ -15,6 +15,7 @@ from host.cli.deploy_progress import DeployProgress
 from host.deploy import DeployConfig, deploy
 from host.errors import DeviceError, StoreError
 from host.profiles import TargetProfile, find_profile, load_profile
+from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
 
 
 def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
@@ -75,6 +76,28 @@ def deploy_command(
             help="seconds to wait for a remote target's agent to answer before saying what to check", min=0.1
         ),
     ] = 15.0,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            help="latency rounds: each a fresh job per model, models shuffled per round; round 0 also runs "
+            "the episodes, later rounds are latency only (README: Measurement protocol)",
+            min=1,
+        ),
+    ] = ROUNDS_DEFAULT,
+    round_calls: Annotated[
+        int, typer.Option(help="timed in-loop calls of each later (latency-only) round", min=1)
+    ] = ROUND_LATENCY_CALLS,
+    order_seed: Annotated[
+        int | None, typer.Option(help="seed of the per-round shuffles (default: a fresh one, recorded)")
+    ] = None,
+    spoiled_retries: Annotated[
+        int,
+        typer.Option(
+            help="how often a round whose timing the validity rule spoiled (a noisy device) is run again; "
+            "after that it is kept, flagged, and not used as a latency sample",
+            min=0,
+        ),
+    ] = MAX_SPOILED_RETRIES_DEFAULT,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -92,6 +115,10 @@ def deploy_command(
             force=force,
             quality_workers=workers,
             latency_calls=latency_calls,
+            rounds=rounds,
+            round_latency_calls=round_calls,
+            order_seed=order_seed,
+            max_spoiled_retries=spoiled_retries,
         )
         if not profile.spawn_local:
             check_reachable(profile, connect_timeout)
@@ -109,6 +136,12 @@ def deploy_command(
             f"{len(outcome.uploaded)} uploaded, {len(outcome.failed)} failed",
             soft_wrap=True,
         )
+        console.print(
+            f"session {outcome.session_id}: {outcome.rounds} round(s), models shuffled per round",
+            highlight=False,
+        )
+        if (noisy := outcome.noisy_line()) is not None:
+            console.print(f"[yellow]{escape(noisy)}[/]", soft_wrap=True)
         for sha, error in outcome.failed.items():
             console.print(f"[red]failed[/] {sha[:12]}: {escape(error)}", soft_wrap=True)
         if outcome.failed:

@@ -68,6 +68,7 @@ class DeployProgress:
     ) -> None:
         self.console = console
         self.db = db
+        self.n_episodes = n_episodes
         self.order = {m.sha256: i for i, m in enumerate(models)}
         self.states = {m.sha256: _ModelState(total=n_episodes) for m in models}
         self.skipped: set[str] = set()
@@ -77,7 +78,7 @@ class DeployProgress:
             TextColumn("{task.description}"),
             BarColumn(bar_width=None),
             MofNCompleteColumn(),
-            TextColumn("episodes"),
+            TextColumn("episodes+rounds"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -133,7 +134,8 @@ class DeployProgress:
             returns = list(state.returns.values())
             state.printed = len(returns)
             spread = f" ± {statistics.stdev(returns):.1f}" if len(returns) > 1 else ""
-            mark = "[green]✓[/]" if state.done >= state.total else "[yellow]…[/]"
+            # its episodes are all in (later latency rounds, interleaved with other models, add none)
+            mark = "[green]✓[/]" if len(returns) >= self.n_episodes else "[yellow]…[/]"
             self.console.print(
                 f"{mark} {escape(label(self.current))} return {statistics.fmean(returns):.1f}{spread} "
                 f"({len(returns)} episodes)",

@@ -27,6 +27,7 @@ from host.report import (
     render_markdown,
     render_rich,
 )
+from host.report_noise import noise_lines
 from host.report_stats import Optimise
 
 
@@ -112,10 +113,13 @@ def report_command(
             raise ReportError(
                 f"--noise-threshold {noise_threshold} is not a fraction in [0, 1): give e.g. 0.05 for ±5 %"
             )
+        noisy = noise_lines(db, {r.target for r in rows})
         if fmt is ReportFormat.table and output is None:
             for table in render_rich(rows, optimise, noise_threshold):
                 console.print(table)
             _gate(rows, require_keeps or [], noise_threshold)
+            for line in noisy:
+                console.print(f"[yellow]{line}[/]")
             return
         if fmt is ReportFormat.html:
             if output is None:
@@ -140,6 +144,7 @@ def report_command(
             text = render_markdown(
                 rows, optimise=optimise.value, title=title if output else None, threshold=noise_threshold
             )
+            text += "".join(f"\n> {line}\n" for line in noisy)
         if output:
             output.write_text(text)
             console.print(f"wrote {output}")

@@ -90,10 +90,14 @@ class StudyProgress:
                 bar.console.print(f"[red]{escape(d['baseline'])} {escape(d['label'])}: {escape(status)}[/]")
         elif kind == "job" and d["target"] in self.tasks:
             task = self.tasks[d["target"]]
-            text = f"measure on {d['target']}: {d['model'].name} {d['done']}/{d['total']} episodes"
+            text = f"measure on {d['target']}: {d['model'].name} {d['done']}/{d['total']} episodes + rounds"
             bar.update(task, description=escape(text))
             if d["done"] == d["total"] and d["total"]:
                 bar.update(task, advance=1)
+        elif kind == "note":
+            bar.console.print(f"[yellow]{escape(d['text'])}[/]")
+        elif kind == "target" and d.get("outcome") is not None and d["outcome"].noisy_line():
+            bar.console.print(f"[yellow]{escape(d['target'])}: {escape(d['outcome'].noisy_line())}[/]")
         elif kind == "train":
             p = d["progress"]
             key = f"train {d['policy']}"

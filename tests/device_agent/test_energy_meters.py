@@ -410,3 +410,62 @@ def test_battery_on_external_power_is_not_a_meter(tmp_path: Path) -> None:
     (absent,) = battery.discover(tmp_path / "none")
     assert absent.status.name == "battery" and absent.status.reason.startswith("absent:")
     assert math.isfinite(found.status.resolution_j)
+
+
+# ---------------------------------------------------------------- RAPL wrap-around over long windows
+WRAP_32_UJ = 2**32  # a 32-bit counter of µJ: 4295 J, 21 s at 200 W
+
+
+def test_wrap_guard_counts_every_wrap_of_a_long_window(tmp_path: Path) -> None:
+    """A window spanning several wraps: read only at its ends the counter loses whole wraps; with the guard
+    reading it as often as its range requires, every joule is counted."""
+    from device_agent.energy.base import MAX_POWER_W, READS_PER_WRAP
+    from device_agent.energy.recorder import WrapGuard
+
+    root = rapl_tree(tmp_path, package_uj=0)
+    (root / "intel-rapl:0/max_energy_range_uj").write_text(f"{WRAP_32_UJ}\n")
+    counter = root / "intel-rapl:0/energy_uj"
+    (package, _dram) = (f.open() for f in rapl.discover(root))
+    clock = FakeClock(0.0)
+    package.clock = clock
+    interval = WRAP_32_UJ * 1e-6 / MAX_POWER_W / READS_PER_WRAP
+    assert package.max_read_interval_s == pytest.approx(interval)  # 2.15 s
+    recorder = EnergyRecorder([package], [package.status()])
+    guard = WrapGuard(recorder, clock=clock)
+    assert guard.intervals() == {"rapl:package-0": pytest.approx(interval)}
+
+    watts = MAX_POWER_W  # the fastest the counter may run: it wraps every 2 intervals
+    raw = 0.0
+
+    def advance(seconds: float) -> None:
+        nonlocal raw
+        clock.sleep(seconds)
+        raw = (raw + watts * seconds * 1e6) % WRAP_32_UJ
+        counter.write_text(f"{int(raw)}\n")
+
+    start = recorder.mark()["rapl:package-0"]
+    assert guard.poll() == pytest.approx(interval)  # the first poll reads it and says when next
+    window_s = 0.0
+    while window_s < 30.0:  # 30 s at 1000 W: 30 kJ, about 7 wraps of the 32-bit counter
+        step = guard.poll()
+        assert step is not None and step <= interval + 1e-9
+        advance(step)
+        window_s += step
+    end = recorder.mark()["rapl:package-0"]
+    assert end.energy_j - start.energy_j == pytest.approx(watts * window_s, rel=1e-6)
+
+    # the same window read only at its ends: whole wraps vanish (why the guard exists)
+    lone = next(f.open() for f in rapl.discover(root) if f.status.name == "rapl:package-0")
+    lone.clock = clock
+    first = lone.read()
+    advance(30.0)
+    assert lone.read().energy_j - first.energy_j < watts * 30.0 - 4000.0
+
+
+def test_meters_that_never_wrap_need_no_guard() -> None:
+    from device_agent.energy.recorder import WrapGuard
+
+    meter = nvml.NvmlMeter(fake_nvml([5], supported=[True]), 0)  # NVML's counter is 64-bit mJ
+    recorder = EnergyRecorder([meter], [meter.status()])
+    assert meter.max_read_interval_s is None
+    assert WrapGuard(recorder).poll() is None

@@ -148,14 +148,16 @@ def test_refused_quality_workers_is_invalid_argument(client: AgentClient) -> Non
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "quality_workers" in err.value.details()
 
 
-def test_workers_do_not_change_the_settings_key() -> None:
-    """--workers changes how fast a deploy runs, not what it measures: jobs differing only in it are the same."""
+def test_everything_that_changes_what_is_measured_is_in_the_settings_key() -> None:
+    """--workers decides what latency is computed from (every episode step, or the latency phase), and the
+    rounds how many paired samples there are: jobs differing in either are not the same measurement."""
     profile = TargetProfile(name="t", address="127.0.0.1:1")
     keys = {settings_key(profile_settings(profile, DeployConfig(quality_workers=n))) for n in (0, 1, 2, 8)}
-    assert len(keys) == 1
-    before = profile_settings(profile, DeployConfig())
-    assert not before.HasField("latency_calls")
-    before.ClearField("quality_workers")  # what a host sent before --workers existed
-    assert settings_key(before) in keys
-    assert settings_key(profile_settings(profile, DeployConfig(latency_calls=500))) not in keys
+    assert len(keys) == 4
+    plain = profile_settings(profile, DeployConfig())
+    assert not plain.HasField("latency_calls")
+    assert settings_key(plain, rounds=5) != settings_key(plain, rounds=3)
+    assert settings_key(plain, rounds=5, round_calls=500) != settings_key(plain, rounds=5, round_calls=200)
+    assert settings_key(plain, rounds=5) == settings_key(profile_settings(profile, DeployConfig()), rounds=5)
+    assert settings_key(profile_settings(profile, DeployConfig(latency_calls=500))) != settings_key(plain)
     assert profile_settings(profile, DeployConfig()).quality_workers == 0  # automatic unless asked

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from device_agent._proto import agent_pb2 as pb
+from device_agent.runner import FLOOR_CALLS
 from device_agent.server import create_server
 from host.agent_client import AgentClient
 from host.errors import DeviceError
@@ -139,7 +140,8 @@ def test_profile_job_streams_episodes_and_summary(client: AgentClient) -> None:
     assert summary.inference.count == summary.total_steps
     assert summary.runtime.execution_provider == "CPUExecutionProvider"
     assert summary.runtime.timer_overhead_ns > 0
-    assert summary.HasField("runtime_floor") and summary.runtime_floor.count == 2000
+    assert summary.HasField("runtime_floor") and summary.runtime_floor.count == FLOOR_CALLS
+    assert summary.runtime_floor_in_loop
     assert 0 < summary.runtime_floor.p50_ns
     mem = summary.memory
     assert 0 < mem.rss_before_load_bytes <= mem.rss_after_load_bytes <= mem.peak_rss_bytes

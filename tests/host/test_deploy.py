@@ -11,7 +11,8 @@ from device_agent._proto import agent_pb2 as pb
 from host.agent_client import AgentClient
 from host.artifacts import store_artifact
 from host.cli.main import app
-from host.deploy import DeployConfig, deploy, profile_settings, run_job, settings_key
+from device_agent.validity import ValidityRule
+from host.deploy import DeployConfig, deploy, plan_session, profile_settings, run_job, settings_key
 from host.profiles import TargetProfile
 from host.results_db import ResultsDB
 from host.workspace import Workspace
@@ -30,38 +31,36 @@ def test_cli_deploy_local_then_report_and_resume(drlc_home) -> None:
     with ResultsDB(workspace.db_path) as db:
         a = register(workspace, db, seed=0)
         b = register(workspace, db, seed=1, hidden=(8,))
-    result = runner.invoke(app, ["deploy", "--target", "local", "--episodes", "3", "--warmup-calls", "5"])
+    # two rounds; a round the validity rule spoils (this machine may be busy) is kept, flagged, not re-run
+    args = ["deploy", "--target", "local", "--episodes", "3", "--warmup-calls", "5", "--rounds", "2"]
+    args += ["--spoiled-retries", "0"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "2 profiled, 0 already done, 2 uploaded, 0 failed" in result.output
+    assert "2 round(s), models shuffled per round" in result.output
     conn = sqlite3.connect(workspace.db_path)
     assert conn.execute("SELECT COUNT(*), MIN(state), MAX(state) FROM jobs").fetchone() == (
-        2,
+        4,
         "succeeded",
         "succeeded",
     )
+    assert conn.execute("SELECT COUNT(DISTINCT session_id), MIN(round), MAX(round) FROM jobs").fetchone() == (
+        1,
+        0,
+        1,
+    )
+    assert conn.execute("SELECT COUNT(*) FROM jobs WHERE validity IS NULL").fetchone()[0] == 0
+    # round 0 runs the episodes, round 1 is latency only
     assert conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 6
     assert conn.execute("SELECT COUNT(DISTINCT target_fingerprint) FROM jobs").fetchone()[0] == 1
     # a second deploy with the same settings finds everything done and sends nothing
-    again = runner.invoke(app, ["deploy", "--target", "local", "--episodes", "3", "--warmup-calls", "5"])
+    again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "0 profiled, 2 already done, 0 uploaded" in again.output
     # the spawned agent kept its models: a forced re-run profiles again without uploading
-    forced = runner.invoke(
-        app,
-        [
-            "deploy",
-            "--target",
-            "local",
-            "--episodes",
-            "3",
-            "--warmup-calls",
-            "5",
-            "--models",
-            a.sha256[:10],
-            "--force",
-        ],
-    )
+    forced = runner.invoke(app, [*args, "--models", a.sha256[:10], "--force"])
     assert "1 profiled, 0 already done, 0 uploaded" in forced.output, forced.output
+    assert conn.execute("SELECT COUNT(DISTINCT session_id) FROM jobs").fetchone()[0] == 2
     md = runner.invoke(app, ["report", "--format", "md"])
     assert md.exit_code == 0 and "## Target `local`" in md.output
     assert a.name in md.output and b.name in md.output and "not measured" in md.output
@@ -83,15 +82,18 @@ def test_broken_stream_is_reattached_and_stored_once(tmp_path, agent, client: Ag
     """The host loses the stream mid-job (as when it crashed); the next deploy re-attaches by id."""
     workspace = Workspace.resolve(tmp_path / "home")
     profile = TargetProfile(name="loopback", address=f"127.0.0.1:{agent.port}")
-    cfg = DeployConfig(n_episodes=3, warmup_calls=5)
+    cfg = DeployConfig(n_episodes=3, warmup_calls=5, rounds=1, validity_rule=ValidityRule.never())
     settings = profile_settings(profile, cfg)
+    key = settings_key(settings, cfg.rounds)
     with ResultsDB(workspace.db_path) as db:
         model = register(workspace, db, env_id="HalfCheetah-v5", hidden=(32, 32))
         client.upload(model.path, model.sha256)
         info = client.device_info()
+        session = plan_session([model], profile.name, info.fingerprint, key, 1, seed=0)
+        db.add_session(session)
         job_id = "cut-job"
         request = pb.ProfileRequest(job_id=job_id, model_sha256=model.sha256, settings=settings)
-        db.add_job(job_id, model.sha256, profile.name, info.fingerprint, settings_key(settings), request)
+        db.add_job(job_id, model.sha256, profile.name, info.fingerprint, key, request, session.session_id, 0)
         stream = client.run_profile(request)
         for event in stream:
             if event.HasField("episode"):
@@ -100,9 +102,8 @@ def test_broken_stream_is_reattached_and_stored_once(tmp_path, agent, client: Ag
         stream.cancel()
         outcome = deploy([model], profile, workspace, db, cfg)
         assert outcome.succeeded == [model.sha256] and outcome.uploaded == []
-        assert [j.job_id for j in db.jobs_for(model.sha256, info.fingerprint, settings_key(settings))] == [
-            job_id
-        ]
+        assert outcome.session_id == session.session_id  # the interrupted session is continued
+        assert [j.job_id for j in db.jobs_for(model.sha256, info.fingerprint, key)] == [job_id]
         assert db.count_episodes(job_id) == 3
         assert db.job(job_id).state == "succeeded"
         # replaying a finished job again stores nothing twice
@@ -117,7 +118,7 @@ def test_failed_job_is_reported(tmp_path, agent) -> None:
     )
     with ResultsDB(workspace.db_path) as db:
         model = register(workspace, db)
-        outcome = deploy([model], profile, workspace, db, DeployConfig(n_episodes=1))
+        outcome = deploy([model], profile, workspace, db, DeployConfig(n_episodes=1, rounds=2))
         assert list(outcome.failed) == [model.sha256]
         assert "none of the requested execution providers" in outcome.failed[model.sha256]
 
@@ -147,7 +148,11 @@ def test_profile_security_reads_token_from_env_and_files(tmp_path, monkeypatch) 
     from host.profiles import load_profile
 
     path = tmp_path / "robot.toml"
-    path.write_text('address = "robot1:50051"\n[security]\ntoken_env = "ROBOT1_TOKEN"\ntls_ca = "' + str(tmp_path / "ca.pem") + '"\n')
+    path.write_text(
+        'address = "robot1:50051"\n[security]\ntoken_env = "ROBOT1_TOKEN"\ntls_ca = "'
+        + str(tmp_path / "ca.pem")
+        + '"\n'
+    )
     profile = load_profile(path)
     with pytest.raises(ProfileError, match=r"\$ROBOT1_TOKEN, which is not set"):
         profile.client_security()

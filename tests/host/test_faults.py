@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 
+from device_agent.validity import ValidityRule
 from host.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy
 from host.local_agent import local_agent
@@ -70,7 +71,14 @@ def test_agent_killed_k_times_during_a_multi_model_deploy(tmp_path) -> None:
                 profile,
                 workspace,
                 db,
-                DeployConfig(n_episodes=EPISODES, warmup_calls=5, quality_workers=1),
+                # one round, no validity retries: this test counts jobs, and this machine may be busy
+                DeployConfig(
+                    n_episodes=EPISODES,
+                    warmup_calls=5,
+                    quality_workers=1,
+                    rounds=1,
+                    validity_rule=ValidityRule.never(),
+                ),
             )
             thread.join()
         assert not errors, errors
@@ -120,6 +128,7 @@ def test_host_killed_mid_deploy_then_deploy_again_finishes_only_the_rest(tmp_pat
     )
     args = ["deploy", "--target", str(paced), "--episodes", "3", "--warmup-calls", "5", "--workers", "1"]
     args += ["--home", str(home)]
+    args += ["--rounds", "1", "--spoiled-retries", "0"]  # this test counts jobs; this machine may be busy
     host = subprocess.Popen(
         [sys.executable, "-m", "host.cli.main", *args],
         start_new_session=True,

@@ -30,6 +30,8 @@ Lie = Callable[[pb.ProfileRequest], list[pb.EpisodeResult]]
 
 def honest(request: pb.ProfileRequest) -> list[pb.EpisodeResult]:
     s = request.settings
+    if s.latency_only:  # a later round: timed calls, no episode
+        return []
     return [
         pb.EpisodeResult(index=i, seed=s.seed + i, episode_return=100.0 + i, length=50, wall_s=0.01)
         for i in range(s.n_episodes)
@@ -86,9 +88,8 @@ class LyingAgent(agent_pb2_grpc.AgentServicer):
         for episode in episodes:
             yield pb.ProfileEvent(job_id=request.job_id, episode=episode)
         returns = [e.episode_return for e in episodes]
-        summary = pb.JobSummary(
-            n_episodes=len(episodes), return_mean=sum(returns) / len(returns), total_steps=50, wall_s=1.0
-        )
+        mean = sum(returns) / len(returns) if returns else math.nan  # (the agent's "not defined")
+        summary = pb.JobSummary(n_episodes=len(episodes), return_mean=mean, total_steps=50, wall_s=1.0)
         yield pb.ProfileEvent(job_id=request.job_id, summary=summary)
 
 

@@ -50,7 +50,20 @@ def test_zoo_agents_reach_their_own_reference_on_the_local_agent(zoo_dir: Path, 
         result = runner.invoke(app, ["import", str(root / algo / folder), "--reference", str(EPISODES)])
         assert result.exit_code == 0, result.output
         assert "reference return:" in result.output and "published return:" in result.output
-    result = runner.invoke(app, ["deploy", "--target", "local", "--episodes", str(EPISODES)])
+    result = runner.invoke(
+        app,
+        [
+            "deploy",
+            "--target",
+            "local",
+            "--episodes",
+            str(EPISODES),
+            "--rounds",
+            "1",
+            "--spoiled-retries",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with ResultsDB(Workspace.resolve().db_path) as db:
         models = [(m, db.manifest(m.sha256)) for m in db.models()]

@@ -1,0 +1,15 @@
+"""The measurement protocol's defaults, declared once (host.deploy runs the protocol; study files and the
+CLI default to these). README, "Measurement protocol", says what they mean."""
+
+from __future__ import annotations
+
+ROUNDS_DEFAULT = 5
+"""Rounds of a deploy: five paired latency samples per model, one per fresh worker process (pyperf runs 20
+processes; drlc's later rounds are cheap latency-only jobs, tools/bench_rounds.py measures what they cost)."""
+MAX_SPOILED_RETRIES_DEFAULT = 2
+"""How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
+ROUND_LATENCY_CALLS = 300
+"""Timed in-loop calls of a later (latency-only) round, after the usual warm-up. The rounds' worth is in their
+number (each a fresh process, a paired sample), not their length: a round's p50 from 300 calls varies far less
+than p50s of different processes do. 300 keeps a sweep's deploy near 1.5x a single pass even where round 0's
+episodes run in parallel (tools/bench_rounds.py); three calls lie beyond a round's p99, twelve over four rounds."""

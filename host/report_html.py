@@ -16,7 +16,7 @@ from typing import Any
 from host.decision import ALPHA, NOISE_THRESHOLD
 from host.report import KEEP_FRACTION, ReportRow
 from host.report_stats import OBJECTIVE_TEXT, Comparison, Optimise
-from host.report_tables import Table, measurement_table, study_tables
+from host.report_tables import Cell, Table, measurement_table, study_tables
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1500px;
@@ -35,6 +35,7 @@ figure { margin: 12px 0 20px; } figure img { max-width: 100%; height: auto; bord
 figcaption { font-size: 12px; color: #555; max-width: 1100px; }
 nav ul { columns: 2; font-size: 13px; } details summary { cursor: pointer; font-weight: 600; margin: 8px 0; }
 .meta { color: #555; font-size: 13px; }
+ul.verdicts li { margin: 3px 0; } p.family { font-weight: 600; margin: 14px 0 0; }
 """
 
 
@@ -146,6 +147,28 @@ def devices_html(devices: dict[str, dict[str, Any]]) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
+def answer_html(rows: Sequence[ReportRow], optimise: Optimise, threshold: float) -> str:
+    """The verdict lines and the compact table per (policy, device): the same as the terminal report's."""
+    from host.recommend import headline
+    from host.report_terminal import answer
+
+    a = answer(list(rows), optimise, threshold)
+    parts = ['<h2 id="answer">The answer</h2><ul class="verdicts">']
+    parts += [
+        f"<li><b>{_e(r.base.model)} on {_e(r.target)}</b>: {_e(headline(r))}</li>" for r in a.recommendations
+    ]
+    parts.append("</ul>")
+    for f in a.families:
+        table = Table(f.title, f.headers)
+        table.rows = [
+            [Cell(text, css="num" if right else "") for text, right in zip(row, f.right, strict=True)]
+            for row in f.rows
+        ]
+        parts.append(f'<p class="family">{_e(f.title)}</p>' + table_html(table, heading=False))
+    parts.append(f'<p class="note">{_e(a.footnote)}</p>')
+    return "".join(parts)
+
+
 def render_html(
     rows: Sequence[ReportRow],
     title: str = "drlc report",
@@ -175,7 +198,10 @@ def render_html(
         f"target{'s' if len(tables.targets) != 1 else ''} ({_e(', '.join(tables.targets))}); generated {generated} "
         f"by drlc-host report.</p>"
     )
-    toc = ['<nav><ul><li><a href="#how">How to read this report</a></li>']
+    body.append(answer_html(rows, optimise, threshold))
+    toc = [
+        '<nav><ul><li><a href="#answer">The answer</a></li><li><a href="#how">How to read this report</a></li>'
+    ]
     toc += [f'<li><a href="#target-{_e(t)}">Target {_e(t)}</a></li>' for t in tables.targets]
     if len(tables.targets) > 1:
         toc.append('<li><a href="#across">Across devices</a></li>')

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from host.decision import ALPHA, NOISE_THRESHOLD
-from host.recommend import Recommendation, recommendations
+from host.recommend import Recommendation, headline, recommendations
 from host.report import KEEP_FRACTION, PRUNING_METHODS, ReportRow
 from host.report_stats import (
     OBJECTIVE_TEXT,
@@ -375,7 +375,10 @@ def cross_recommendations(recs: Sequence[Recommendation], targets: Sequence[str]
     table = Table(
         "Recommendations side by side",
         ["algo", "env", "baseline", *targets],
-        note="Per device: the variant to use and its p50 latency as a multiple of the baseline's there.",
+        note=(
+            "Per device: the verdict line (the same words as the terminal report's), naming the model to use and "
+            "its gain as a multiple of the baseline's on that device; hover for the full reason."
+        ),
         anchor="cross-rec",
     )
     by_policy: dict[str, dict[str, Recommendation]] = {}
@@ -388,10 +391,8 @@ def cross_recommendations(recs: Sequence[Recommendation], targets: Sequence[str]
             r = per_target.get(t)
             if r is None:
                 cells.append(Cell("not measured"))
-            elif r.choice.is_baseline:
-                cells.append(Cell("baseline", r.reason, "pick"))
             else:
-                cells.append(Cell(f"{r.choice.label} (×{r.choice.latency_ratio:.2f})", r.reason, "pick"))
+                cells.append(Cell(headline(r), r.reason, "pick"))
         table.rows.append([*_policy_cells(base), *cells])
     return table
 

@@ -25,9 +25,9 @@ from host.report import (
     device_infos,
     render_csv,
     render_markdown,
-    render_rich,
 )
 from host.report_stats import Optimise
+from host.report_terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
 
 
 class ReportError(DrlcError):
@@ -81,7 +81,26 @@ def report_command(
             "baseline's return on every target it was measured on; repeatable (for CI gates)",
         ),
     ] = None,
-    title: Annotated[str, typer.Option(help="title of the md / html report")] = "drlc report",
+    title: Annotated[
+        str, typer.Option(help="title of the report (first line in the terminal; heading in md, html, json)")
+    ] = "drlc report",
+    wide: Annotated[
+        bool, typer.Option("--wide", help="every column in the terminal report, not only the few that decide")
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="the terminal report's columns, comma-separated, e.g. variant,model,return,p50,energy "
+            "(a typo lists them all)"
+        ),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="devices side by side, comma-separated (local,gpu0): each policy's variants on each, with the "
+            "recommendation per device"
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Return, latency, memory and energy of every profiled variant against its baseline, per target and side by
@@ -112,12 +131,24 @@ def report_command(
             raise ReportError(
                 f"--noise-threshold {noise_threshold} is not a fraction in [0, 1): give e.g. 0.05 for ±5 %"
             )
-        if fmt is ReportFormat.table and output is None:
-            for table in render_rich(rows, optimise, noise_threshold):
-                console.print(table)
-            _gate(rows, require_keeps or [], noise_threshold)
-            return
-        if fmt is ReportFormat.html:
+        chosen_columns = parse_columns(columns, wide)
+        if compare is not None:
+            if fmt is not ReportFormat.table:
+                raise ReportError(
+                    "--compare is a terminal view: leave out --format (html and md show every device)"
+                )
+            devices = [d.strip() for d in compare.split(",") if d.strip()]
+            text = render_compare(rows, devices, optimise, noise_threshold, terminal_width())
+        elif fmt is ReportFormat.table:
+            text = render_terminal(
+                rows,
+                optimise,
+                noise_threshold,
+                terminal_width() if output is None else WIDTH,
+                chosen_columns,
+                title,
+            )
+        elif fmt is ReportFormat.html:
             if output is None:
                 raise ReportError("an HTML report is one file: give it a name with -o report.html")
             from host.report_html import render_html
@@ -135,21 +166,20 @@ def report_command(
         elif fmt is ReportFormat.json:
             from host.report_json import job_records, render_json
 
-            text = render_json(rows, job_records(db, rows), optimise, noise_threshold)
+            text = render_json(rows, job_records(db, rows), optimise, noise_threshold, title)
         else:
-            text = render_markdown(
-                rows, optimise=optimise.value, title=title if output else None, threshold=noise_threshold
-            )
+            text = render_markdown(rows, optimise=optimise.value, title=title, threshold=noise_threshold)
         if output:
             output.write_text(text)
             console.print(f"wrote {output}")
         else:
-            typer.echo(text)
+            typer.echo(text, nl=not text.endswith("\n"))
         _gate(rows, require_keeps or [], noise_threshold)
 
 
 GATE_FAILED = 3
-"""Exit status of a report whose --require-keeps gate failed (1 and 2 are errors and bad usage)."""
+"""Exit status of a report whose --require-keeps gate failed (1: an error such as no results or a bad option
+value, 2: a command line typer cannot parse)."""
 
 
 def _gate(rows: list[ReportRow], names: list[str], threshold: float) -> None:

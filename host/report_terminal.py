@@ -402,7 +402,7 @@ def render_compare(
             (d, c.label): c for d in devices for c in per_device.get(d, [])
         }
 
-        def cells(d: str, label: str) -> list[str]:
+        def cells(d: str, label: str, cell_of: dict[tuple[str, str], Comparison] = cell_of) -> list[str]:
             c = cell_of.get((d, label))
             return [f(c) if c else "not measured" for _, f, _ in COMPARE_CELLS]
 

@@ -91,26 +91,31 @@ def figure_text(kind: str, target: str) -> tuple[str, str]:
     if kind == "cost":
         return (
             f"latency, energy and memory relative to the baseline on {target}",
-            "Latency (p50), energy per inference, peak resident memory, the memory taken by loading the model "
-            "and the file size of every variant, as a multiple of its baseline's on the same device.",
+            "Latency (p50), energy per inference, peak resident memory, the memory the model adds and the file size "
+            "of every variant, as a multiple of its baseline's on the same device, on a log scale with a fixed range "
+            "(never narrower than 0.8× to 1.25×); the grey band is the noise threshold. A cost not measured on this "
+            "device has no panel (said below the plots).",
         )
     metric = kind.removeprefix("pareto-")
     return (
         f"return against {metric} on {target}",
-        f"Return against {'p50 latency' if metric == 'latency' else 'energy per inference'} on {target}: a "
-        "variant is on the Pareto front (circled, joined by the step line) when no other variant of "
-        "the same policy is both cheaper and better.",
+        f"Return against {'p50 latency' if metric == 'latency' else 'energy per inference'} on {target}: among "
+        f"the variants shown to keep {KEEP_FRACTION:.0%} of the return (and the baseline), one is on the Pareto "
+        "front (circled, labelled, joined by the step line) when no other is both cheaper and better; variants "
+        "not shown to keep the return are faint and never on the front.",
     )
 
 
-def target_figures(comparisons: Sequence[Comparison], target: str) -> dict[str, bytes | None]:
+def target_figures(
+    comparisons: Sequence[Comparison], target: str, threshold: float = NOISE_THRESHOLD
+) -> dict[str, bytes | None]:
     """PNG bytes of each of a target's plots (None: nothing to plot), by kind."""
     from host import report_plots as plots
 
     comps = [c for c in comparisons if c.row.target == target]
     figures = {
         "pruning": plots.pruning_plot(comps, target),
-        "cost": plots.cost_plot(comps, target),
+        "cost": plots.cost_plot(comps, target, threshold),
         "pareto-latency": plots.pareto_plot(comps, target, "latency"),
         "pareto-energy": plots.pareto_plot(comps, target, "energy"),
     }
@@ -231,10 +236,13 @@ def render_html(
         for table in tables.per_target[t]:
             body.append(table_html(table))
         note(f"plots of {t}")
-        figures = target_figures(tables.comparisons, t)
+        figures = target_figures(tables.comparisons, t, threshold)
         for kind in PLOT_KINDS:
             alt, caption = figure_text(kind, t)
             body.append(figure_html(figures[kind], alt, caption))
+        missing = plots.not_measured([c for c in tables.comparisons if c.row.target == t], t)
+        if missing:
+            body.append(f'<p class="note">Not plotted: {_e("; ".join(missing))}.</p>')
 
     if tables.cross:
         body.append('<h2 id="across">Across devices</h2>')
@@ -252,7 +260,8 @@ def render_html(
             None if (heat := plots.latency_heatmap(tables.comparisons)) is None else plots.png(heat),
             "device by variant latency heat map",
             "Every variant (columns) on every device and policy (rows): colour is its p50 latency relative to the "
-            "baseline's on the same device, the text its p50 in µs.",
+            "baseline's on the same device (diverging around 1×: blue faster, red slower; the scale is fixed at "
+            "±2×, or ±4× when a change is larger), the text its p50 in µs; hatched grey cells were not measured.",
         )
         or "<p>No latency measurements.</p>"
     )

@@ -77,7 +77,7 @@ def return_cell(c: Comparison, with_ci: bool = True, detail: bool = True) -> Cel
     if math.isfinite(c.pct.value):
         text = f"{c.pct.value:.1f}"
         if with_ci and math.isfinite(c.pct.low):
-            text += f" [{c.pct.low:.0f}, {c.pct.high:.0f}]"
+            text += f" [{c.pct.low:.1f}, {c.pct.high:.1f}]"  # the mean's own precision: never outside it
     else:
         text = _num(c.row.return_mean)
     text += f" {c.verdict.mark}"
@@ -289,7 +289,7 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
                 Cell(
                     "100"
                     if c.is_baseline
-                    else f"{_num(c.pct.value)} [{_num(c.pct.low, 0)}, {_num(c.pct.high, 0)}]",
+                    else f"{_num(c.pct.value)} [{_num(c.pct.low)}, {_num(c.pct.high)}]",
                     css="num",
                 ),
                 Cell(

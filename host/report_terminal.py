@@ -107,7 +107,7 @@ COLUMNS: dict[str, Column] = {
             lambda c: (
                 "–"
                 if c.is_baseline or not math.isfinite(c.pct.low)
-                else f"[{c.pct.low:.0f}, {c.pct.high:.0f}]"
+                else f"[{c.pct.low:.1f}, {c.pct.high:.1f}]"
             ),
             True,
             "two-sided 95 % CI of the return %, Fieller, paired by seed",

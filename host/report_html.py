@@ -35,10 +35,12 @@ figure { margin: 12px 0 20px; } figure img { max-width: 100%; height: auto; bord
 figcaption { font-size: 12px; color: #555; max-width: 1100px; }
 nav ul { columns: 2; font-size: 13px; } details summary { cursor: pointer; font-weight: 600; margin: 8px 0; }
 .meta { color: #555; font-size: 13px; }
-ul.verdicts li { margin: 3px 0; } p.family { font-weight: 600; margin: 14px 0 0; }
+ul.verdicts li { margin: 3px 0; } summary.family { font-weight: 600; margin: 10px 0 0; }
 """
 
 
+OPEN_ROWS = 12
+"""A compact table of "The answer" with more rows than this (a sweep) starts folded: the verdict lines come first."""
 MAX_MEASUREMENT_ROWS = 500
 """Rows per target of the "every measurement" table; a report is for reading, the CSV holds everything."""
 
@@ -169,7 +171,11 @@ def answer_html(rows: Sequence[ReportRow], optimise: Optimise, threshold: float)
             [Cell(text, css="num" if right else "") for text, right in zip(row, f.right, strict=True)]
             for row in f.rows
         ]
-        parts.append(f'<p class="family">{_e(f.title)}</p>' + table_html(table, heading=False))
+        opened = " open" if len(f.rows) <= OPEN_ROWS else ""
+        parts.append(
+            f'<details{opened}><summary class="family">{_e(f.title)}</summary>{table_html(table, heading=False)}'
+            "</details>"
+        )
     parts.append(f'<p class="note">{_e(a.footnote)}</p>')
     return "".join(parts)
 

@@ -122,7 +122,7 @@ def pruning_plot(comparisons: Sequence[Comparison], target: str) -> Figure | Non
     if not groups or not methods:
         return None
     many = len(groups) > MAX_LEGEND
-    fig = Figure(figsize=(5.5 * len(methods) + 0.8, 4.2), dpi=DPI_MANY if many else DPI)
+    fig = Figure(figsize=(max(9.0, 5.5 * len(methods) + 0.8), 4.2), dpi=DPI_MANY if many else DPI)
     axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True, sharex=True, squeeze=False)).ravel()
     _margins(fig, wspace=0.06)
     colours = _colours(len(groups))
@@ -324,6 +324,8 @@ def _spread(ax: Axes, points: list[tuple[float, float]]) -> None:
     ax.autoscale_view()
 
 
+MAX_LABELLED = 8
+"""A Pareto panel with at most this many points labels each; beyond it, the points on the front only."""
 LABEL_OFFSETS = ((10, 16), (10, -22), (-40, 30), (14, -40), (-50, -30), (18, 40))
 """Where the labels of consecutive points on a Pareto front go (points), staggered so neighbours do not collide."""
 
@@ -394,7 +396,9 @@ def pareto_plot(comparisons: Sequence[Comparison], target: str, metric: str = "l
             )
             ax.scatter(fx, fy, facecolors="none", edgecolors="#000", s=110, linewidths=0.9, zorder=4)
             on_front = [(c, x) for c, x in kept_pts if (x, c.pct.value) in set(front)]
-            for k, (c, x) in enumerate(sorted(on_front, key=lambda p: p[1])):
+            # few points: every one labelled; many: the front's (the others are in the tables)
+            named = pts if len(pts) <= MAX_LABELLED else on_front
+            for k, (c, x) in enumerate(sorted(named, key=lambda p: p[1])):
                 ax.annotate(
                     c.label,
                     (x, c.pct.value),
@@ -503,8 +507,9 @@ def latency_heatmap(comparisons: Sequence[Comparison]) -> Figure | None:
         for i, g in enumerate(ordered):
             for c in g:
                 ratio[i, col[c.label]] = c.latency_ratio
+                p50 = c.row.latency_p50_us
                 text[i, col[c.label]] = (
-                    "" if not math.isfinite(c.row.latency_p50_us) else f"{c.row.latency_p50_us:.0f}"
+                    "" if not math.isfinite(p50) else f"{p50:.0f}" if p50 >= 100 else f"{p50:.3g}"
                 )
         caption = "text: p50 µs"
     else:
@@ -566,11 +571,7 @@ def latency_heatmap(comparisons: Sequence[Comparison]) -> Figure | None:
     bar.set_ticks(list(steps), labels=[f"{v:g}×" for v in steps])
     bar.ax.tick_params(labelsize=7)
     bar.set_label("p50 × baseline", fontsize=8)
-    ax.set_title(
-        f"Latency of every variant on every device ({caption}); blue: faster than the baseline, red: slower, "
-        "white: the same; grey hatched, –: not measured",
-        fontsize=9,
-    )
+    ax.set_title(f"p50 latency × the baseline's on the same device ({caption})", fontsize=9)
     return fig
 
 

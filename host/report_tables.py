@@ -366,8 +366,8 @@ def across_policies_table(comparisons: Sequence[Comparison], target: str) -> Tab
 
 def _by_policy_target(comparisons: Iterable[Comparison]) -> dict[str, dict[str, list[Comparison]]]:
     out: dict[str, dict[str, list[Comparison]]] = {}
-    for (target, sha), g in group(comparisons).items():
-        out.setdefault(sha, {})[target] = g
+    for (target, _), g in group(comparisons).items():
+        out.setdefault(g[0].base.sha256, {})[target] = g  # one row per policy across devices
     return out
 
 

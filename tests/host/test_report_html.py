@@ -95,7 +95,7 @@ def test_plots_read_at_a_glance(results: Path) -> None:
     """Fixed cost scales, a front of variants that keep the return (labelled), one x range for pruning, a heat map
     centred on 1x with "not measured" cells distinct, and Table 1's mean inside its own rounded interval."""
     from host.report_plots import latency_heatmap, pruning_plot
-    from host.report_tables import quantization_table
+    from host.report_tables import cross_quantization, quantization_table
 
     assert cost_span([1.004, 0.998]) == 1.25 and cost_span([0.7]) == 1.5 and cost_span([0.3, 1.1]) == 4.0
     with ResultsDB(Workspace.resolve().db_path) as db:
@@ -117,6 +117,8 @@ def test_plots_read_at_a_glance(results: Path) -> None:
     norm = heat.axes[0].images[0].norm
     assert norm.vmin * norm.vmax == pytest.approx(1.0)
     assert any(t.get_text() == "–" for t in heat.axes[0].texts)  # the missing pi/qat cells say so
+    side = cross_quantization(everything, ["gpu0", "pi"])
+    assert len(side.rows) == 2 * 6 and all(row[-1].text != "–" and row[-2].text != "–" for row in side.rows)
     table = quantization_table(gpu0, "gpu0")
     for row in table.rows:
         for cell in row[4:]:

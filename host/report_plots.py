@@ -2,18 +2,19 @@
 
 Per target:
 
-- :func:`pruning_plot`: return (% of the baseline, 95 % CI band) against the pruning ratio, L1 and L2
-  side by side, one line per policy, with the 90 % line;
-- :func:`cost_plot`: p50 latency, energy per inference, peak memory, memory taken by loading the model
-  and file size of every variant as a multiple of its baseline's on the same target;
-- :func:`pareto_plot`: return against latency (or energy per inference), one panel per policy, with
-  the Pareto front (no other variant is both faster and better) marked.
+- :func:`pruning_plot`: return (% of the baseline, 95 % CI band) against the pruning ratio, one panel per
+  pruning method measured, on one shared x range, one line per policy, with the 90 % line;
+- :func:`cost_plot`: p50 latency, energy per inference, peak memory, the memory the model adds and file size of
+  every variant as a multiple of its baseline's on the same target, on a log scale with a fixed range
+  (:func:`cost_span`: never narrower than 0.8x-1.25x, so noise looks as small as it is) and the noise band;
+- :func:`pareto_plot`: return against latency (or energy per inference), one panel per policy; the Pareto front
+  is drawn among the variants shown to keep the return only, its points labelled.
 
-Across targets, :func:`latency_heatmap`: device x variant, coloured by latency relative to the baseline
-on the same device, annotated with the p50 in µs.
+Across targets, :func:`latency_heatmap`: device x variant, on a diverging scale centred on 1x (fixed at 2x or
+4x either way), annotated with the p50 in µs; a cell not measured is hatched grey with "–", never white.
 
-Where a quantity was not measured (energy on a device without a meter), the plot says so in words
-instead of drawing zeros.
+A quantity not measured (energy on a device without a meter) gets no panel and no figure: :func:`not_measured`
+says so once, in words, for the report's text; no zero is ever drawn for it.
 """
 
 from __future__ import annotations

@@ -295,16 +295,16 @@ def answer(
             "way (same device, settings and agent runtime) to compare with; -f csv lists every measurement."
         )
     notes.append(
-        f"return %: keeps / falls short / undecided: shown to keep {KEEP_FRACTION:.0%} of the baseline's return, "
-        "shown not to, or neither yet; p50 ×: faster / slower / within noise / undecided. id: the sha256 prefix, "
-        "which every command takes in place of the name."
+        f"return %: keeps / falls short / undecided = {KEEP_FRACTION:.0%} of the baseline's return shown kept / "
+        "shown lost / neither yet; p50 ×: faster / slower / within noise / undecided; id: the sha256 prefix, "
+        "usable as the name."
     )
     return Answer(intro, recs, families, " ".join(notes))
 
 
 TERMINAL_HINT = (
-    "More columns: --wide, or --columns variant,model,p99,energy (a typo lists them all); devices side by side: "
-    "--compare DEVICE,DEVICE; plots: -f html -o report.html."
+    "More: --wide, --columns variant,model,p99 (a typo lists them all), --compare DEVICE,DEVICE, "
+    "-f html -o report.html (plots)."
 )
 
 

@@ -174,7 +174,8 @@ def answer_html(rows: Sequence[ReportRow], optimise: Optimise, threshold: float)
         opened = " open" if len(f.rows) <= OPEN_ROWS else ""
         parts.append(
             f'<details{opened}><summary class="family">{_e(f.title)}</summary>{table_html(table, heading=False)}'
-            "</details>"
+            + (f'<p class="note">{_e(f.pruning)}</p>' if f.pruning else "")
+            + "</details>"
         )
     parts.append(f'<p class="note">{_e(a.footnote)}</p>')
     return "".join(parts)

@@ -31,7 +31,15 @@ from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.errors import DrlcError
 from host.recommend import Recommendation, headline, recommendations
 from host.report import ReportRow
-from host.report_stats import OBJECTIVE_TEXT, Comparison, Optimise, compare_all, group
+from host.report_stats import (
+    OBJECTIVE_TEXT,
+    Comparison,
+    Optimise,
+    PruningLimit,
+    compare_all,
+    group,
+    pruning_limits,
+)
 
 WIDTH = 80
 """The width the report is laid out for when nothing says otherwise (a pipe, a file)."""
@@ -228,6 +236,17 @@ def _family_title(base: ReportRow) -> str:
     )
 
 
+def _pruning_line(limit: PruningLimit | None) -> str:
+    if limit is None:
+        return ""
+    tested = ", ".join(f"{m} {'none' if r is None else f'{r * 100:.0f}%'}" for m, r in limit.by_test.items())
+    means = ", ".join(f"{m} {r * 100:.0f}%" for m, r, _ in limit.by_mean) or "none"
+    return (
+        f"Highest pruning shown to keep {KEEP_FRACTION:.0%} of the return: {tested} (the study's rule on means: "
+        f"{means})."
+    )
+
+
 def verdict_lines(recs: Sequence[Recommendation], width: int) -> list[str]:
     out = []
     for r in recs:
@@ -244,6 +263,8 @@ class Family:
     headers: list[str]
     rows: list[list[str]]
     right: list[bool]
+    pruning: str = ""
+    """Table 3 in a line: the highest pruning ratio shown to keep the return, and the study's rule on means."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +295,7 @@ def answer(
         "noise threshold (README: How drlc decides)"
     )
     chosen = [COLUMNS[n] for n in columns]
+    limits = {(lim.target, lim.base.sha256): lim for lim in pruning_limits(comparisons)}
     families = []
     for g in group(comparisons).values():
         base = next((c for c in g if c.is_baseline), None)
@@ -285,6 +307,7 @@ def answer(
                 [c.header for c in chosen],
                 [[col.cell(c) for col in chosen] for c in g],
                 [c.right for c in chosen],
+                _pruning_line(limits.get((base.row.target, base.row.sha256))),
             )
         )
     notes = []
@@ -325,6 +348,8 @@ def render_terminal(
         out.append("")
         out += wrap(f.title, width)
         out += layout(f.headers, f.rows, f.right, width)
+        if f.pruning:
+            out += wrap(f.pruning, width)
     out.append("")
     out += wrap(a.footnote + " " + TERMINAL_HINT, width)
     return "\n".join(out) + "\n"
@@ -346,6 +371,8 @@ def answer_markdown(
         out.append("| " + " | ".join(f.headers) + " |")
         out.append("|" + "|".join("---:" if r else "---" for r in f.right) + "|")
         out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in f.rows]
+        if f.pruning:
+            out += ["", f.pruning]
     out += ["", a.footnote, ""]
     return out
 

@@ -67,10 +67,14 @@ def test_the_answer_comes_first_in_80_columns_with_no_cut_cell(home: Path) -> No
     assert re.match(r"\S+ on gpu0: baseline return [\d.]+ ± [\d.]+ \(10 episodes\)", unwrap(tables[0]))
     header = next(line for line in first if line.startswith("variant"))
     assert header.split() == ["variant", "id", "return", "%", "p50", "×", "size", "×", "memory", "×"]
-    rows = first[first.index(header) + 1 :]
-    assert len(rows) == 35
+    rows = first[first.index(header) + 1 : first.index(header) + 36]  # the baseline and its 34 variants
+    assert first[first.index(header) + 36].startswith("Highest pruning")
     assert any(re.search(r"ptsq\s+\w{8}\s+\d+\.\d falls short\s+0\.\d\d× faster", r) for r in rows), rows
     assert any(re.search(r"qat\s+\w{8}\s+\d+\.\d keeps\s+0\.\d\d× faster", r) for r in rows), rows
+    # and Table 3 in a line: the synthetic returns keep 90 % up to l1 20 % and l2 25 % by construction
+    assert re.search(
+        r"Highest pruning shown to keep 90% of the return: l1 (15|20)%, l2 (20|25)%", unwrap(out)
+    )
 
 
 def test_wide_and_chosen_columns(home: Path) -> None:

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -642,14 +642,15 @@ def render_markdown(
     optimise: str = "latency",
     title: str | None = None,
     threshold: float = NOISE_THRESHOLD,
+    columns: Sequence[str] | None = None,
 ) -> str:
-    """The study's tables (recommendations, Tables 1-3, per target and side by side), then every
-    measurement, one table per target."""
+    """The answer (verdict lines and compact tables, ``columns`` as the terminal's), the study's tables
+    (recommendations, Tables 1-3, per target and side by side), then every measurement, one table per target."""
     from host.report_tables import study_markdown
-    from host.report_terminal import answer_markdown
+    from host.report_terminal import DEFAULT_COLUMNS, answer_markdown
 
     out = [f"# {title}", ""] if title else []
-    out += answer_markdown(rows, optimise, threshold)
+    out += answer_markdown(rows, optimise, threshold, columns or DEFAULT_COLUMNS)
     out += study_markdown(rows, optimise, threshold)
     out += ["# Every measurement", ""]
     for target, group in by_target(rows).items():

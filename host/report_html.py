@@ -154,12 +154,14 @@ def devices_html(devices: dict[str, dict[str, Any]]) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def answer_html(rows: Sequence[ReportRow], optimise: Optimise, threshold: float) -> str:
+def answer_html(
+    rows: Sequence[ReportRow], optimise: Optimise, threshold: float, columns: Sequence[str] | None = None
+) -> str:
     """The verdict lines and the compact table per (policy, device): the same as the terminal report's."""
     from host.recommend import headline
-    from host.report_terminal import answer
+    from host.report_terminal import DEFAULT_COLUMNS, answer
 
-    a = answer(list(rows), optimise, threshold)
+    a = answer(list(rows), optimise, threshold, columns or DEFAULT_COLUMNS)
     parts = ['<h2 id="answer">The answer</h2><ul class="verdicts">']
     parts += [
         f"<li><b>{_e(r.base.model)} on {_e(r.target)}</b>: {_e(headline(r))}</li>" for r in a.recommendations
@@ -189,11 +191,13 @@ def render_html(
     devices: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
     threshold: float = NOISE_THRESHOLD,
+    columns: Sequence[str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
     :param devices: target name -> the device info its agent reported (``ResultsDB.device_info``)
     :param progress: called with the name of each plot as it is drawn (plots take most of the time)
+    :param columns: the compact tables' columns (``--columns``/``--wide``; default: the terminal's)
     """
     from host import report_plots as plots
 
@@ -210,7 +214,7 @@ def render_html(
         f"target{'s' if len(tables.targets) != 1 else ''} ({_e(', '.join(tables.targets))}); generated {generated} "
         f"by drlc-host report.</p>"
     )
-    body.append(answer_html(rows, optimise, threshold))
+    body.append(answer_html(rows, optimise, threshold, columns))
     toc = [
         '<nav><ul><li><a href="#answer">The answer</a></li><li><a href="#how">How to read this report</a></li>'
     ]

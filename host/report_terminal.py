@@ -360,10 +360,13 @@ def _md_cell(text: str) -> str:
 
 
 def answer_markdown(
-    rows: list[ReportRow], optimise: str | Optimise = Optimise.latency, threshold: float = NOISE_THRESHOLD
+    rows: list[ReportRow],
+    optimise: str | Optimise = Optimise.latency,
+    threshold: float = NOISE_THRESHOLD,
+    columns: Sequence[str] = DEFAULT_COLUMNS,
 ) -> list[str]:
     """The answer in Markdown: the same verdict lines and compact tables as the terminal's."""
-    a = answer(rows, optimise, threshold)
+    a = answer(rows, optimise, threshold, columns)
     out = ["## The answer", "", a.intro, ""]
     out += [f"- **{r.base.model} on {r.target}**: {headline(r)}" for r in a.recommendations]
     for f in a.families:

@@ -85,13 +85,17 @@ def report_command(
         str, typer.Option(help="title of the report (first line in the terminal; heading in md, html, json)")
     ] = "drlc report",
     wide: Annotated[
-        bool, typer.Option("--wide", help="every column in the terminal report, not only the few that decide")
+        bool,
+        typer.Option(
+            "--wide",
+            help="every column in the compact tables (terminal, md, html), not only the few that decide",
+        ),
     ] = False,
     columns: Annotated[
         str | None,
         typer.Option(
-            help="the terminal report's columns, comma-separated, e.g. variant,model,return,p50,energy "
-            "(a typo lists them all)"
+            help="the compact tables' columns (terminal, md, html), comma-separated, e.g. "
+            "variant,model,return,p50,energy (a typo lists them all)"
         ),
     ] = None,
     compare: Annotated[
@@ -160,6 +164,7 @@ def report_command(
                     optimise=optimise,
                     devices=device_infos(db, rows),
                     threshold=noise_threshold,
+                    columns=chosen_columns,
                 )
         elif fmt is ReportFormat.csv:
             text = render_csv(rows, noise_threshold)
@@ -168,7 +173,9 @@ def report_command(
 
             text = render_json(rows, job_records(db, rows), optimise, noise_threshold, title)
         else:
-            text = render_markdown(rows, optimise=optimise.value, title=title, threshold=noise_threshold)
+            text = render_markdown(
+                rows, optimise=optimise.value, title=title, threshold=noise_threshold, columns=chosen_columns
+            )
         if output:
             output.write_text(text)
             console.print(f"wrote {output}")

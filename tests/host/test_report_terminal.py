@@ -89,6 +89,8 @@ def test_wide_and_chosen_columns(home: Path) -> None:
     check_fits(chosen)
     header = next(line for line in chosen.splitlines() if line.startswith("variant"))
     assert header.split() == ["variant", "model", "p99", "×"]
+    code, md = report(home, "-f", "md", "--columns", "variant,model,p99")
+    assert code == 0 and "| variant | model | p99 × |" in md  # the same columns in every format
     code, typo = report(home, "--columns", "variant,latncy")
     assert code == 1 and "Traceback" not in typo
     assert "unknown column latncy" in typo and all(name in typo for name in COLUMNS)

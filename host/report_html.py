@@ -210,7 +210,7 @@ def render_html(
     if description:
         body.append(f"<p>{_e(description)}</p>")
     body.append(
-        f'<p class="meta">{len(rows)} measured models, {n_policies} policies, {len(tables.targets)} '
+        f'<p class="meta">{len(rows)} measured models, {n_policies} polic{"ies" if n_policies != 1 else "y"}, {len(tables.targets)} '
         f"target{'s' if len(tables.targets) != 1 else ''} ({_e(', '.join(tables.targets))}); generated {generated} "
         f"by drlc-host report.</p>"
     )

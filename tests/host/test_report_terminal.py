@@ -165,3 +165,29 @@ def test_exit_status_gates_a_ci_job(home: Path) -> None:
     assert code == 0, out
     code, out = report(home, "--require-keeps", "no-such-model")
     assert code == 1 and "no variant of that name" in out and "Traceback" not in out
+
+
+def test_the_verdict_line_says_why_the_baseline_is_kept(tmp_path: Path) -> None:
+    """Variants measured before deploy sessions keep the return but get no latency verdict: the line names the
+    best of them, what it gains (size) and why it is not recommended; with only losers, it counts them."""
+    from host.recommend import headline, recommend
+    from host.report import collect_rows
+    from host.report_stats import compare_all
+
+    home = tmp_path / "home"
+    with ResultsDB(Workspace.resolve(home).db_path) as db:
+        fill(db, n_policies=1, targets=(Target("local", 45.0, False),), n_episodes=10)
+        rows = collect_rows(db)
+    code, out = report(home)
+    assert code == 0 and "…" not in out
+    line = unwrap(out.split("\n\n")[1])
+    assert re.search(
+        r"keep the baseline: \S.* keeps the return and is [\d.]+× smaller, but is not faster here "
+        r"\(p50 latency: undecided, [-+]\d+%: measured before deploy sessions",
+        line,
+    ), line
+    comparisons = compare_all(rows)
+    losers = [c for c in comparisons if c.is_baseline or c.label == "ptsq"]
+    assert headline(recommend(losers)) == (
+        "keep the baseline: no variant is shown to keep 90% of the return (1 fall short, 0 undecided)"
+    )

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -664,12 +664,15 @@ def render_markdown(
     optimise: str = "latency",
     title: str | None = None,
     threshold: float = NOISE_THRESHOLD,
+    columns: Sequence[str] | None = None,
 ) -> str:
-    """The study's tables (recommendations, Tables 1-3, per target and side by side), then every
-    measurement, one table per target."""
+    """The answer (verdict lines and compact tables, ``columns`` as the terminal's), the study's tables
+    (recommendations, Tables 1-3, per target and side by side), then every measurement, one table per target."""
     from host.report_tables import study_markdown
+    from host.report_terminal import DEFAULT_COLUMNS, answer_markdown
 
     out = [f"# {title}", ""] if title else []
+    out += answer_markdown(rows, optimise, threshold, columns or DEFAULT_COLUMNS)
     out += study_markdown(rows, optimise, threshold)
     out += ["# Every measurement", ""]
     for target, group in by_target(rows).items():
@@ -758,51 +761,3 @@ def render_csv(rows: list[ReportRow], threshold: float = NOISE_THRESHOLD) -> str
             }
         writer.writerow(record)
     return buffer.getvalue()
-
-
-def render_rich(
-    rows: list[ReportRow], optimise: str = "latency", threshold: float = NOISE_THRESHOLD
-) -> list[object]:
-    """The terminal report: the recommendation per (policy, target) first, then every measurement per target."""
-    from rich.table import Table
-
-    from host.recommend import recommendations
-    from host.report_stats import Optimise, compare_all
-
-    recs = recommendations(compare_all(rows, threshold), Optimise(optimise))
-    tables: list[object] = []
-    if recs:
-        from rich.text import Text
-
-        lines = Text(
-            f"Recommendation per policy (optimising {Optimise(optimise).value}; ±{threshold:.0%} noise threshold; "
-            "README: How drlc decides)\n",
-            style="bold",
-        )
-        for r in recs:
-            use = "the baseline" if r.is_baseline else f"{r.choice.label} ({r.model})"
-            lines.append(f"{r.target} · {r.base.model}: use {use}\n", style="bold green")
-            lines.append(f"  {r.reason}\n")
-        tables.append(lines)
-    for target, group in by_target(rows).items():
-        table = Table(title=f"target: {target}", title_justify="left")
-        for header in HEADERS:
-            table.add_column(header, justify="left" if header in ("model", "method", "energy") else "right")
-        previous = None
-        for row in group:
-            if previous is not None and row.baseline_sha256 != previous:
-                table.add_section()
-            previous = row.baseline_sha256
-            table.add_row(*cells(row))
-        tables.append(table)
-        best = best_pruning(group)
-        if best:
-            best_table = Table(
-                *BEST_HEADERS,
-                title=f"best pruning on {target} by the study's rule (mean ≥ {KEEP_FRACTION:.0%} of the baseline's return; no test)",
-                title_justify="left",
-            )
-            for b in best:
-                best_table.add_row(*best_cells(b))
-            tables.append(best_table)
-    return tables

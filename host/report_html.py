@@ -16,7 +16,7 @@ from typing import Any
 from host.decision import ALPHA, NOISE_THRESHOLD
 from host.report import KEEP_FRACTION, ReportRow
 from host.report_stats import OBJECTIVE_TEXT, Comparison, Optimise
-from host.report_tables import Table, measurement_table, study_tables
+from host.report_tables import Cell, Table, measurement_table, study_tables
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1500px;
@@ -35,9 +35,12 @@ figure { margin: 12px 0 20px; } figure img { max-width: 100%; height: auto; bord
 figcaption { font-size: 12px; color: #555; max-width: 1100px; }
 nav ul { columns: 2; font-size: 13px; } details summary { cursor: pointer; font-weight: 600; margin: 8px 0; }
 .meta { color: #555; font-size: 13px; }
+ul.verdicts li { margin: 3px 0; } summary.family { font-weight: 600; margin: 10px 0 0; }
 """
 
 
+OPEN_ROWS = 12
+"""A compact table of "The answer" with more rows than this (a sweep) starts folded: the verdict lines come first."""
 MAX_MEASUREMENT_ROWS = 500
 """Rows per target of the "every measurement" table; a report is for reading, the CSV holds everything."""
 
@@ -90,26 +93,31 @@ def figure_text(kind: str, target: str) -> tuple[str, str]:
     if kind == "cost":
         return (
             f"latency, energy and memory relative to the baseline on {target}",
-            "Latency (p50), energy per inference, peak resident memory, the memory taken by loading the model "
-            "and the file size of every variant, as a multiple of its baseline's on the same device.",
+            "Latency (p50), energy per inference, peak resident memory, the memory the model adds and the file size "
+            "of every variant, as a multiple of its baseline's on the same device, on a log scale with a fixed range "
+            "(never narrower than 0.8× to 1.25×); the grey band is the noise threshold. A cost not measured on this "
+            "device has no panel (said below the plots).",
         )
     metric = kind.removeprefix("pareto-")
     return (
         f"return against {metric} on {target}",
-        f"Return against {'p50 latency' if metric == 'latency' else 'energy per inference'} on {target}: a "
-        "variant is on the Pareto front (circled, joined by the step line) when no other variant of "
-        "the same policy is both cheaper and better.",
+        f"Return against {'p50 latency' if metric == 'latency' else 'energy per inference'} on {target}: among "
+        f"the variants shown to keep {KEEP_FRACTION:.0%} of the return (and the baseline), one is on the Pareto "
+        "front (circled, labelled, joined by the step line) when no other is both cheaper and better; variants "
+        "not shown to keep the return are faint and never on the front.",
     )
 
 
-def target_figures(comparisons: Sequence[Comparison], target: str) -> dict[str, bytes | None]:
+def target_figures(
+    comparisons: Sequence[Comparison], target: str, threshold: float = NOISE_THRESHOLD
+) -> dict[str, bytes | None]:
     """PNG bytes of each of a target's plots (None: nothing to plot), by kind."""
     from host import report_plots as plots
 
     comps = [c for c in comparisons if c.row.target == target]
     figures = {
         "pruning": plots.pruning_plot(comps, target),
-        "cost": plots.cost_plot(comps, target),
+        "cost": plots.cost_plot(comps, target, threshold),
         "pareto-latency": plots.pareto_plot(comps, target, "latency"),
         "pareto-energy": plots.pareto_plot(comps, target, "energy"),
     }
@@ -146,6 +154,35 @@ def devices_html(devices: dict[str, dict[str, Any]]) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
+def answer_html(
+    rows: Sequence[ReportRow], optimise: Optimise, threshold: float, columns: Sequence[str] | None = None
+) -> str:
+    """The verdict lines and the compact table per (policy, device): the same as the terminal report's."""
+    from host.recommend import headline
+    from host.report_terminal import DEFAULT_COLUMNS, answer
+
+    a = answer(list(rows), optimise, threshold, columns or DEFAULT_COLUMNS)
+    parts = ['<h2 id="answer">The answer</h2><ul class="verdicts">']
+    parts += [
+        f"<li><b>{_e(r.base.model)} on {_e(r.target)}</b>: {_e(headline(r))}</li>" for r in a.recommendations
+    ]
+    parts.append("</ul>")
+    for f in a.families:
+        table = Table(f.title, f.headers)
+        table.rows = [
+            [Cell(text, css="num" if right else "") for text, right in zip(row, f.right, strict=True)]
+            for row in f.rows
+        ]
+        opened = " open" if len(f.rows) <= OPEN_ROWS else ""
+        parts.append(
+            f'<details{opened}><summary class="family">{_e(f.title)}</summary>{table_html(table, heading=False)}'
+            + (f'<p class="note">{_e(f.pruning)}</p>' if f.pruning else "")
+            + "</details>"
+        )
+    parts.append(f'<p class="note">{_e(a.footnote)}</p>')
+    return "".join(parts)
+
+
 def render_html(
     rows: Sequence[ReportRow],
     title: str = "drlc report",
@@ -154,11 +191,13 @@ def render_html(
     devices: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
     threshold: float = NOISE_THRESHOLD,
+    columns: Sequence[str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
     :param devices: target name -> the device info its agent reported (``ResultsDB.device_info``)
     :param progress: called with the name of each plot as it is drawn (plots take most of the time)
+    :param columns: the compact tables' columns (``--columns``/``--wide``; default: the terminal's)
     """
     from host import report_plots as plots
 
@@ -171,11 +210,14 @@ def render_html(
     if description:
         body.append(f"<p>{_e(description)}</p>")
     body.append(
-        f'<p class="meta">{len(rows)} measured models, {n_policies} policies, {len(tables.targets)} '
+        f'<p class="meta">{len(rows)} measured models, {n_policies} polic{"ies" if n_policies != 1 else "y"}, {len(tables.targets)} '
         f"target{'s' if len(tables.targets) != 1 else ''} ({_e(', '.join(tables.targets))}); generated {generated} "
         f"by drlc-host report.</p>"
     )
-    toc = ['<nav><ul><li><a href="#how">How to read this report</a></li>']
+    body.append(answer_html(rows, optimise, threshold, columns))
+    toc = [
+        '<nav><ul><li><a href="#answer">The answer</a></li><li><a href="#how">How to read this report</a></li>'
+    ]
     toc += [f'<li><a href="#target-{_e(t)}">Target {_e(t)}</a></li>' for t in tables.targets]
     if len(tables.targets) > 1:
         toc.append('<li><a href="#across">Across devices</a></li>')
@@ -205,10 +247,13 @@ def render_html(
         for table in tables.per_target[t]:
             body.append(table_html(table))
         note(f"plots of {t}")
-        figures = target_figures(tables.comparisons, t)
+        figures = target_figures(tables.comparisons, t, threshold)
         for kind in PLOT_KINDS:
             alt, caption = figure_text(kind, t)
             body.append(figure_html(figures[kind], alt, caption))
+        missing = plots.not_measured([c for c in tables.comparisons if c.row.target == t], t)
+        if missing:
+            body.append(f'<p class="note">Not plotted: {_e("; ".join(missing))}.</p>')
 
     if tables.cross:
         body.append('<h2 id="across">Across devices</h2>')
@@ -226,7 +271,8 @@ def render_html(
             None if (heat := plots.latency_heatmap(tables.comparisons)) is None else plots.png(heat),
             "device by variant latency heat map",
             "Every variant (columns) on every device and policy (rows): colour is its p50 latency relative to the "
-            "baseline's on the same device, the text its p50 in µs.",
+            "baseline's on the same device (diverging around 1×: blue faster, red slower; the scale is fixed at "
+            "±2×, or ±4× when a change is larger), the text its p50 in µs; hatched grey cells were not measured.",
         )
         or "<p>No latency measurements.</p>"
     )

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from host.decision import ALPHA, KEEP_FRACTION, NOISE_THRESHOLD
-from host.recommend import Recommendation, recommendations
+from host.recommend import Recommendation, headline, recommendations
 from host.report import ReportRow
 from host.report_stats import Comparison, MetricComparison, Optimise, compare_all
 from host.results_db import ResultsDB
@@ -125,6 +125,7 @@ def recommendation_record(r: Recommendation) -> dict[str, Any]:
         "sha256": c.row.sha256,
         "variant": c.label,
         "is_baseline": c.is_baseline,
+        "headline": headline(r),
         "reason": r.reason,
         "n_variants_keeping_return": r.n_keep,
         "n_variants_better": r.n_better,
@@ -137,6 +138,7 @@ def render_json(
     jobs: list[dict[str, Any]],
     optimise: Optimise = Optimise.latency,
     threshold: float = NOISE_THRESHOLD,
+    title: str = "drlc report",
 ) -> str:
     from host.aggregates import aggregate_record, aggregates
 
@@ -144,6 +146,7 @@ def render_json(
     recs = recommendations(comparisons, optimise)
     document = {
         "schema": SCHEMA,
+        "title": title,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rules": {
             "objective": optimise.value,

@@ -2,18 +2,19 @@
 
 Per target:
 
-- :func:`pruning_plot`: return (% of the baseline, 95 % CI band) against the pruning ratio, L1 and L2
-  side by side, one line per policy, with the 90 % line;
-- :func:`cost_plot`: p50 latency, energy per inference, peak memory, memory taken by loading the model
-  and file size of every variant as a multiple of its baseline's on the same target;
-- :func:`pareto_plot`: return against latency (or energy per inference), one panel per policy, with
-  the Pareto front (no other variant is both faster and better) marked.
+- :func:`pruning_plot`: return (% of the baseline, 95 % CI band) against the pruning ratio, one panel per
+  pruning method measured, on one shared x range, one line per policy, with the 90 % line;
+- :func:`cost_plot`: p50 latency, energy per inference, peak memory, the memory the model adds and file size of
+  every variant as a multiple of its baseline's on the same target, on a log scale with a fixed range
+  (:func:`cost_span`: never narrower than 0.8x-1.25x, so noise looks as small as it is) and the noise band;
+- :func:`pareto_plot`: return against latency (or energy per inference), one panel per policy; the Pareto front
+  is drawn among the variants shown to keep the return only, its points labelled.
 
-Across targets, :func:`latency_heatmap`: device x variant, coloured by latency relative to the baseline
-on the same device, annotated with the p50 in µs.
+Across targets, :func:`latency_heatmap`: device x variant, on a diverging scale centred on 1x (fixed at 2x or
+4x either way), annotated with the p50 in µs; a cell not measured is hatched grey with "–", never white.
 
-Where a quantity was not measured (energy on a device without a meter), the plot says so in words
-instead of drawing zeros.
+A quantity not measured (energy on a device without a meter) gets no panel and no figure: :func:`not_measured`
+says so once, in words, for the report's text; no zero is ever drawn for it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from host.report import KEEP_FRACTION, PRUNING_METHODS
 from host.report_stats import Comparison, group, label_sort_key
@@ -80,8 +83,6 @@ def _margins(
 
 
 def _colours(n: int) -> list:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -114,18 +115,21 @@ def _pruning_curve(g: list[Comparison], method: str) -> list[Comparison]:
 
 
 def pruning_plot(comparisons: Sequence[Comparison], target: str) -> Figure | None:
-    """Return (% of baseline, CI band) against pruning ratio; beyond MAX_LEGEND policies, every policy's curve
-    thin and the median across policies with its interquartile band (per-policy CIs are in the tables)."""
+    """Return (% of baseline, CI band) against pruning ratio, one panel per pruning method measured, on one
+    shared x range; beyond MAX_LEGEND policies, every policy's curve thin and the median across policies with its
+    interquartile band (per-policy CIs are in the tables)."""
     groups = [g for g in _groups(comparisons) if any(c.row.method in PRUNING_METHODS for c in g)]
-    if not groups:
+    methods = [m for m in PRUNING_METHODS if any(_pruning_curve(g, m) for g in groups)]
+    if not groups or not methods:
         return None
     many = len(groups) > MAX_LEGEND
-    fig = Figure(figsize=(11, 4.2), dpi=DPI_MANY if many else DPI)
-    axes = fig.subplots(1, len(PRUNING_METHODS), sharey=True)
+    fig = Figure(figsize=(max(9.0, 5.5 * len(methods) + 0.8), 4.2), dpi=DPI_MANY if many else DPI)
+    axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True, sharex=True, squeeze=False)).ravel()
     _margins(fig, wspace=0.06)
     colours = _colours(len(groups))
     lows, highs = [0.0], [110.0]
-    for ax, method in zip(axes, PRUNING_METHODS, strict=True):
+    x_max = max(100 * (c.row.ratio or 0) for g in groups for m in methods for c in _pruning_curve(g, m))
+    for ax, method in zip(axes, methods, strict=True):
         curves = []
         for colour, g in zip(colours, groups, strict=True):
             pts = _pruning_curve(g, method)
@@ -151,12 +155,20 @@ def pruning_plot(comparisons: Sequence[Comparison], target: str) -> Figure | Non
             _median_band(ax, curves)
         ax.axhline(100, color="#555", linewidth=0.8)
         ax.axhline(100 * KEEP_FRACTION, color="#c00", linestyle="--", linewidth=1.0)
-        ax.text(
-            1, 100 * KEEP_FRACTION - 2, f"{KEEP_FRACTION:.0%} of baseline", color="#c00", fontsize=8, va="top"
+        ax.annotate(
+            f"{KEEP_FRACTION:.0%} of baseline",
+            (0, 100 * KEEP_FRACTION),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, -3),
+            textcoords="offset points",
+            color="#c00",
+            fontsize=8,
+            va="top",
         )
         ax.set_title(f"{method.upper()} pruning on {target}" + (f" ({len(curves)} policies)" if many else ""))
         ax.set_xlabel("pruning ratio per hidden layer (%)")
         ax.grid(alpha=0.3)
+    axes[0].set_xlim(0, x_max * 1.03 + 0.5)
     axes[0].set_ylabel("return, % of baseline" + ("" if many else " (95 % CI band)"))
     axes[0].set_ylim(max(min(lows), -50.0) - 5, min(max(highs), 160.0) + 5)  # outliers may leave the frame
     if not many:
@@ -181,54 +193,117 @@ COST_PANELS = (
     ("latency_ratio", "p50 latency"),
     ("energy_ratio", "energy per inference"),
     ("memory_ratio", "peak memory (RSS)"),
-    ("model_mb_ratio", "memory taken by loading the model"),
+    ("model_mb_ratio", "memory the model adds"),
     ("file_ratio", "file size"),
 )
+COST_SPANS = (1.25, 1.5, 2.0, 4.0, 10.0, 25.0)
+"""The y range of a cost panel is [1/s, s] (log scale) for the first of these that holds every point: never
+narrower than ±25 %, so a 0.5 % change in memory looks as small as it is."""
 
 
-def cost_plot(comparisons: Sequence[Comparison], target: str) -> Figure | None:
-    """Each cost of each variant as a multiple of its baseline's; one colour per policy, or beyond MAX_LEGEND
-    policies all in grey with the median per variant."""
+COST_TICKS = {
+    1.25: (0.8, 0.9, 1.0, 1.1, 1.25),
+    1.5: (0.67, 0.8, 1.0, 1.25, 1.5),
+    2.0: (0.5, 0.67, 1.0, 1.5, 2.0),
+    4.0: (0.25, 0.5, 1.0, 2.0, 4.0),
+    10.0: (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0),
+    25.0: (0.04, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0, 25.0),
+}
+
+
+def cost_span(values: Sequence[float]) -> float:
+    """The first of :data:`COST_SPANS` whose [1/s, s] holds every value (with a little room), else the last."""
+    finite = [v for v in values if v > 0 and math.isfinite(v)]
+    widest = max((max(v, 1 / v) for v in finite), default=1.0) * 1.05
+    return next((s for s in COST_SPANS if widest <= s), COST_SPANS[-1])
+
+
+def not_measured(comparisons: Sequence[Comparison], target: str) -> list[str]:
+    """What a target's plots leave out because it was not measured there, in words (said once, in the text)."""
+    variants = [c for g in _groups(comparisons) for c in g if not c.is_baseline]
+    out = []
+    for attr, name in COST_PANELS:
+        if variants and not any(_finite(getattr(c, attr)) for c in variants):
+            why = _why_not(variants[0].row.energy) if attr == "energy_ratio" else ""
+            out.append(f"{name} is not measured on {target}{why}")
+    return out
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def cost_plot(comparisons: Sequence[Comparison], target: str, threshold: float = 0.05) -> Figure | None:
+    """Each measured cost of each variant as a multiple of its baseline's, on a log scale with a fixed range
+    (:func:`cost_span`) and the ±threshold noise band shaded; one colour per policy, or beyond MAX_LEGEND
+    policies all in grey with the median per variant. Costs not measured get no panel (:func:`not_measured`)."""
     groups = _groups(comparisons)
     variants = [c for g in groups for c in g if not c.is_baseline]
     if not variants:
         return None
+    panels = [(a, n) for a, n in COST_PANELS if any(_finite(getattr(c, a)) for c in variants)]
+    if not panels:
+        return None
     many = len(groups) > MAX_LEGEND
     labels = sorted({c.label for c in variants}, key=label_sort_key)
     index = {label: i for i, label in enumerate(labels)}
+    upright = len(labels) <= 8
     fig = Figure(
-        figsize=(max(9.0, 0.28 * len(labels) + 2), 2.1 * len(COST_PANELS)), dpi=DPI_MANY if many else DPI
+        figsize=(max(9.0, 0.28 * len(labels) + 2), 1.9 * len(panels) + 0.6), dpi=DPI_MANY if many else DPI
     )
-    axes = fig.subplots(len(COST_PANELS), 1, sharex=True)
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True, squeeze=False)).ravel()
     longest = max(len(label) for label in labels)
-    _margins(fig, left=0.9, bottom=0.25 + 0.075 * longest, top=0.75, hspace=0.12)
+    _margins(
+        fig,
+        left=1.25,
+        bottom=0.5 if upright else 0.25 + 0.075 * longest,
+        top=0.85 if not many else 0.5,
+        hspace=0.15,
+    )
     colours = _colours(len(groups))
-    offsets = np.linspace(-0.25, 0.25, len(groups)) if len(groups) > 1 else np.zeros(1)
-    for ax, (attr, name) in zip(axes, COST_PANELS, strict=True):
+    offsets = np.linspace(-0.2, 0.2, len(groups)) if len(groups) > 1 else np.zeros(1)
+    for ax, (attr, name) in zip(axes, panels, strict=True):
         series = []
         for k, g in enumerate(groups):
             pts = [(index[c.label] + offsets[k], getattr(c, attr)) for c in g if not c.is_baseline]
-            series.append([(x, y) for x, y in pts if y is not None and math.isfinite(y)])
+            series.append([(x, y) for x, y in pts if _finite(y) and y > 0])
+        span = cost_span([y for pts in series for _, y in pts])
+        ax.set_yscale("log")
+        ax.set_ylim(1 / span, span)
+        ax.axhspan(1 - threshold, 1 + threshold, color="#999", alpha=0.18, linewidth=0)
+        ax.axhline(1.0, color="#555", linewidth=0.8)
+        ticks = COST_TICKS[span]
+        ax.set_yticks(ticks, labels=[f"{t:g}×" for t in ticks])
+        ax.minorticks_off()
         ax.set_ylabel(f"{name}\n× baseline", fontsize=8)
-        if not any(series):
-            what = "energy" if attr == "energy_ratio" else name
-            _no_data(ax, f"{what} not measured on {target}{_why_not(variants[0].row.energy)}")
-            continue
+        ax.tick_params(labelsize=7)
         if many:
             _spread(ax, [p for pts in series for p in pts])
+            ax.set_ylim(1 / span, span)
         else:
             for colour, g, pts in zip(colours, groups, series, strict=True):
                 if pts:
                     xs, ys = zip(*pts, strict=True)
-                    ax.scatter(xs, ys, color=colour, s=14, label=g[0].base.model)
-        ax.axhline(1.0, color="#555", linewidth=0.8)
-        ax.grid(alpha=0.3)
+                    ax.scatter(xs, ys, color=colour, s=16, label=g[0].base.model, zorder=3)
+        ax.grid(alpha=0.3, axis="x")
     axes[-1].set_xticks(range(len(labels)))
-    axes[-1].set_xticklabels(labels, rotation=90, fontsize=7)
-    title = f"Cost of every variant relative to its baseline on {target} (1 = same as the baseline)"
-    axes[0].set_title(title + (f"; {len(groups)} policies: median, IQR, range" if many else ""))
+    axes[-1].set_xticklabels(labels, rotation=0 if upright else 90, fontsize=8 if upright else 7)
+    axes[-1].set_xlim(-0.6, len(labels) - 0.4)
+    title = (
+        f"Cost of every variant × its baseline's on {target} (log scale; grey band: ±{threshold:.0%} noise)"
+    )
+    fig.suptitle(title + (f"; {len(groups)} policies: median, IQR, range" if many else ""), fontsize=10)
     if not many:
-        axes[0].legend(fontsize=7, ncols=min(len(groups), 4), loc="lower left", bbox_to_anchor=(0, 1.12))
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(
+            handles,
+            names,
+            fontsize=7,
+            ncols=min(len(groups), 4),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_size_inches()[1]),
+            frameon=False,
+        )
     return fig
 
 
@@ -248,6 +323,12 @@ def _spread(ax: Axes, points: list[tuple[float, float]]) -> None:
     ax.plot(xs, q[:, 2], linestyle="none", marker="_", markersize=9, markeredgewidth=2, color="#0b3d91")
     ax.update_datalim(np.column_stack([np.repeat(xs, 2), np.concatenate([q[:, 0], q[:, 4]])]))
     ax.autoscale_view()
+
+
+MAX_LABELLED = 8
+"""A Pareto panel with at most this many points labels each; beyond it, the points on the front only."""
+LABEL_OFFSETS = ((10, 16), (10, -22), (-40, 30), (14, -40), (-50, -30), (18, 40))
+"""Where the labels of consecutive points on a Pareto front go (points), staggered so neighbours do not collide."""
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -270,53 +351,103 @@ def _cost(c: Comparison, metric: str) -> float | None:
 
 def pareto_plot(comparisons: Sequence[Comparison], target: str, metric: str = "latency") -> Figure | None:
     """Return (% of baseline) against p50 latency (µs) or energy per inference (µJ): one panel per policy, or
-    beyond MAX_PANELS policies one panel with every variant's cost relative to its baseline's."""
+    beyond MAX_PANELS policies one panel with every variant's cost relative to its baseline's. The Pareto front
+    is drawn among the variants shown to keep the return (and the baseline) only, each point on it labelled;
+    the rest are drawn faint. None when the cost was not measured (:func:`not_measured` says so once)."""
     groups = [g for g in _groups(comparisons) if len(g) > 1]
-    if not groups:
+    if not groups or not any(_cost(c, metric) is not None for g in groups for c in g):
         return None
     unit = "p50 latency (µs)" if metric == "latency" else "energy per inference (µJ)"
-    if metric == "energy" and not any(_cost(c, metric) is not None for g in groups for c in g):
-        fig = Figure(figsize=(9, 1.6), dpi=DPI)
-        reason = _why_not(groups[0][0].base.energy)
-        _no_data(fig.subplots(), f"return vs energy per inference on {target}: energy not measured{reason}")
-        _margins(fig, left=0.1, right=0.1, bottom=0.1, top=0.1)
-        return fig
     if len(groups) > MAX_PANELS:
         return _pooled_pareto(groups, target, metric)
-    cols = min(3, len(groups))
+    cols = min(2, len(groups))
     rows_n = math.ceil(len(groups) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows_n + 0.4), dpi=DPI)
+    width = 11.0 if cols == 1 else 6.0 * cols
+    fig = Figure(figsize=(width, (4.6 if cols == 1 else 4.0) * rows_n + 0.5), dpi=DPI)
     axes = np.atleast_1d(fig.subplots(rows_n, cols, squeeze=False)).ravel()
-    _margins(fig, left=0.6, bottom=0.55, top=0.7, wspace=0.3, hspace=0.45)
+    _margins(fig, left=0.7, right=0.3, bottom=0.55, top=0.6, wspace=0.18, hspace=0.4)
     for ax, g in zip(axes, groups, strict=False):
         pts = [(c, _cost(c, metric)) for c in g]
         pts = [(c, x) for c, x in pts if x is not None and math.isfinite(c.pct.value)]
         for method, marker in METHOD_MARKERS.items():
-            sel = [(x, c.pct.value) for c, x in pts if c.row.method == method]
-            if sel:
+            for kept in (True, False):
+                sel = [(x, c.pct.value) for c, x in pts if c.row.method == method and c.keeps_return is kept]
+                if not sel:
+                    continue
                 xs, ys = zip(*sel, strict=True)
-                size = 60 if method == "baseline" else 18
+                size = 90 if method == "baseline" else 30
                 ax.scatter(
-                    xs, ys, marker=marker, color=METHOD_COLOURS[method], s=size, label=method, zorder=3
+                    xs,
+                    ys,
+                    marker=marker,
+                    color=METHOD_COLOURS[method],
+                    s=size,
+                    alpha=1.0 if kept else 0.3,
+                    label=method
+                    if kept or not any(c.row.method == method and c.keeps_return for c, _ in pts)
+                    else None,
+                    zorder=3,
                 )
-        front = pareto_front([(x, c.pct.value) for c, x in pts])
+        kept_pts = [(c, x) for c, x in pts if c.keeps_return]
+        front = pareto_front([(x, c.pct.value) for c, x in kept_pts])
         if front:
             fx, fy = zip(*front, strict=True)
-            ax.step(fx, fy, where="post", color="#333", linewidth=1.0, alpha=0.7, label="Pareto front")
-            ax.scatter(fx, fy, facecolors="none", edgecolors="#000", s=70, linewidths=0.8, zorder=4)
+            ax.step(
+                fx, fy, where="post", color="#333", linewidth=1.0, alpha=0.7, label="Pareto front (keeps)"
+            )
+            ax.scatter(fx, fy, facecolors="none", edgecolors="#000", s=110, linewidths=0.9, zorder=4)
+            on_front = [(c, x) for c, x in kept_pts if (x, c.pct.value) in set(front)]
+            # few points: every one labelled; many: the front's (the others are in the tables)
+            named = pts if len(pts) <= MAX_LABELLED else on_front
+            for k, (c, x) in enumerate(sorted(named, key=lambda p: p[1])):
+                ax.annotate(
+                    c.label,
+                    (x, c.pct.value),
+                    xytext=LABEL_OFFSETS[k % len(LABEL_OFFSETS)],
+                    textcoords="offset points",
+                    fontsize=8,
+                    color="#111",
+                    zorder=5,
+                    arrowprops={"arrowstyle": "-", "color": "#777", "linewidth": 0.6},
+                    bbox={
+                        "boxstyle": "round,pad=0.15",
+                        "facecolor": "white",
+                        "edgecolor": "none",
+                        "alpha": 0.8,
+                    },
+                )
         ax.axhline(100 * KEEP_FRACTION, color="#c00", linestyle="--", linewidth=0.9)
-        ax.set_title(g[0].base.model, fontsize=9)
-        ax.set_xlabel(unit, fontsize=8)
-        ax.set_ylabel("return, % of baseline", fontsize=8)
-        low = min([y for _, y in front] + [c.pct.value for c, _ in pts] + [0.0])
+        ax.set_title(g[0].base.model, fontsize=10)
+        ax.set_xlabel(unit, fontsize=9)
+        ax.set_ylabel("return, % of baseline", fontsize=9)
+        # the chart is about the variants near the baseline's return: those far below are counted, not drawn
+        floor = min([100 * KEEP_FRACTION - 20] + [y - 5 for _, y in front])
         high = max([c.pct.value for c, _ in pts] + [100.0])
-        ax.set_ylim(max(low, -50) - 5, min(high, 300.0) + 15)
+        ax.set_ylim(floor, min(high, 300.0) + 12)
+        below = sum(c.pct.value < floor for c, _ in pts)
+        if below:
+            ax.text(
+                0.99,
+                0.02,
+                f"{below} variant{'s' if below != 1 else ''} below {floor:.0f} % not drawn",
+                transform=ax.transAxes,
+                ha="right",
+                fontsize=7,
+                color="#555",
+            )
+        xs_all = [x for _, x in pts]
+        pad = 0.08 * (max(xs_all) - min(xs_all) or max(xs_all))
+        ax.set_xlim(min(xs_all) - pad, max(xs_all) + 2 * pad)
         ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=8)
     for ax in axes[len(groups) :]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Return against {unit} on {target}; circled: the Pareto front", fontsize=10)
+    axes[0].legend(fontsize=7, loc="lower left", ncols=2)
+    fig.suptitle(
+        f"Return against {unit} on {target}: labelled, the Pareto front of the variants shown to keep the "
+        "return; faint: not shown to keep it",
+        fontsize=10,
+    )
     return fig
 
 
@@ -334,7 +465,7 @@ def _pooled_pareto(groups: list[list[Comparison]], target: str, metric: str) -> 
         pts = [(c, x / base_cost) for c, x in pts if x is not None and math.isfinite(c.pct.value)]
         for c, x in pts:
             by_method.setdefault(c.row.method, []).append((x, c.pct.value))
-        front = set(pareto_front([(x, c.pct.value) for c, x in pts]))
+        front = set(pareto_front([(x, c.pct.value) for c, x in pts if c.keeps_return]))
         on_front += [(x, c.pct.value) for c, x in pts if (x, c.pct.value) in front and not c.is_baseline]
     for method, marker in METHOD_MARKERS.items():
         if method in by_method and method != "baseline":
@@ -377,8 +508,9 @@ def latency_heatmap(comparisons: Sequence[Comparison]) -> Figure | None:
         for i, g in enumerate(ordered):
             for c in g:
                 ratio[i, col[c.label]] = c.latency_ratio
+                p50 = c.row.latency_p50_us
                 text[i, col[c.label]] = (
-                    "" if not math.isfinite(c.row.latency_p50_us) else f"{c.row.latency_p50_us:.0f}"
+                    "" if not math.isfinite(p50) else f"{p50:.0f}" if p50 >= 100 else f"{p50:.3g}"
                 )
         caption = "text: p50 µs"
     else:
@@ -398,36 +530,61 @@ def latency_heatmap(comparisons: Sequence[Comparison]) -> Figure | None:
     finite = ratio[np.isfinite(ratio)]
     if finite.size == 0:
         return None
-    # symmetric in log space around 1, wide enough for the largest change, at most 4x either way
-    span = float(np.clip(np.exp(np.max(np.abs(np.log(np.clip(finite, 1e-3, None))))), 1.25, 4.0))
-    fig = Figure(figsize=(max(8.0, 0.36 * len(labels) + 3), max(2.8, 0.34 * len(row_names) + 1.9)), dpi=DPI)
+    # diverging around 1 in log space, on a fixed span: ±2x, or ±4x when some change is larger
+    span = 2.0 if float(np.max(np.abs(np.log(np.clip(finite, 1e-3, None))))) <= math.log(2.0) else 4.0
+    fig = Figure(figsize=(max(8.0, 0.36 * len(labels) + 3), max(2.8, 0.34 * len(row_names) + 2.1)), dpi=DPI)
     ax = fig.subplots()
     _margins(
         fig,
         left=0.3 + 0.065 * max(len(n) for n in row_names),
         right=1.1,
         bottom=0.3 + 0.07 * max(len(label) for label in labels),
-        top=0.45,
+        top=0.65,
     )
-    image = ax.imshow(
-        np.ma.masked_invalid(ratio), cmap="RdBu_r", norm=LogNorm(vmin=1 / span, vmax=span), aspect="auto"
-    )
+    ax.add_patch(_hatch(len(labels), len(row_names)))  # a cell not measured: hatched grey, never 1x's white
+    norm = LogNorm(vmin=1 / span, vmax=span)
+    cmap = colormaps["RdBu_r"]
+    image = ax.imshow(np.ma.masked_invalid(ratio), cmap=cmap, norm=norm, aspect="auto", zorder=1)
     if len(labels) * len(row_names) <= 2400:
         for (i, j), value in np.ndenumerate(text):
-            if value:
-                ax.text(j, i, value, ha="center", va="center", fontsize=6.5, color="#111")
+            if not math.isfinite(ratio[i, j]):
+                ax.text(j, i, "–", ha="center", va="center", fontsize=7, color="#555", zorder=2)
+            elif value:
+                r, g, b, _ = cmap(norm(float(np.clip(ratio[i, j], 1 / span, span))))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                ax.text(
+                    j,
+                    i,
+                    value,
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="#fff" if dark else "#111",
+                    zorder=2,
+                )
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=90, fontsize=7)
     ax.set_yticks(range(len(row_names)))
     ax.set_yticklabels(row_names, fontsize=7)
-    bar = fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
-    steps = (0.67, 0.8, 1.0, 1.25, 1.5) if span < 2 else (0.25, 0.5, 1.0, 2.0, 4.0)
-    ticks = [v for v in steps if 1 / span <= v <= span]
+    bar = fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01, extend="both")
+    steps = (0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0) if span <= 2 else (0.25, 0.5, 1.0, 2.0, 4.0)
     bar.ax.minorticks_off()
-    bar.set_ticks(ticks, labels=[f"{v:g}×" for v in ticks])
+    bar.set_ticks(list(steps), labels=[f"{v:g}×" for v in steps])
     bar.ax.tick_params(labelsize=7)
     bar.set_label("p50 × baseline", fontsize=8)
-    ax.set_title(
-        f"Latency of every variant on every device ({caption}; blue: faster than the baseline)", fontsize=10
-    )
+    ax.set_title(f"p50 latency × the baseline's on the same device ({caption})", fontsize=9)
     return fig
+
+
+def _hatch(n_cols: int, n_rows: int) -> Rectangle:
+    """A hatched grey rectangle behind the heat map: what shows through where a cell was not measured."""
+    return Rectangle(
+        (-0.5, -0.5),
+        n_cols,
+        n_rows,
+        facecolor="#e3e3e3",
+        hatch="///",
+        edgecolor="#b0b0b0",
+        linewidth=0,
+        zorder=0,
+    )

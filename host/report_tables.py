@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from host.decision import ALPHA, NOISE_THRESHOLD
-from host.recommend import Recommendation, recommendations
+from host.recommend import Recommendation, headline, recommendations
 from host.report import KEEP_FRACTION, PRUNING_METHODS, ReportRow
 from host.report_stats import (
     OBJECTIVE_TEXT,
@@ -77,7 +77,7 @@ def return_cell(c: Comparison, with_ci: bool = True, detail: bool = True) -> Cel
     if math.isfinite(c.pct.value):
         text = f"{c.pct.value:.1f}"
         if with_ci and math.isfinite(c.pct.low):
-            text += f" [{c.pct.low:.0f}, {c.pct.high:.0f}]"
+            text += f" [{c.pct.low:.1f}, {c.pct.high:.1f}]"  # the mean's own precision: never outside it
     else:
         text = _num(c.row.return_mean)
     text += f" {c.verdict.mark}"
@@ -289,7 +289,7 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
                 Cell(
                     "100"
                     if c.is_baseline
-                    else f"{_num(c.pct.value)} [{_num(c.pct.low, 0)}, {_num(c.pct.high, 0)}]",
+                    else f"{_num(c.pct.value)} [{_num(c.pct.low)}, {_num(c.pct.high)}]",
                     css="num",
                 ),
                 Cell(
@@ -366,8 +366,8 @@ def across_policies_table(comparisons: Sequence[Comparison], target: str) -> Tab
 
 def _by_policy_target(comparisons: Iterable[Comparison]) -> dict[str, dict[str, list[Comparison]]]:
     out: dict[str, dict[str, list[Comparison]]] = {}
-    for (target, sha), g in group(comparisons).items():
-        out.setdefault(sha, {})[target] = g
+    for (target, _), g in group(comparisons).items():
+        out.setdefault(g[0].base.sha256, {})[target] = g  # one row per policy across devices
     return out
 
 
@@ -375,7 +375,10 @@ def cross_recommendations(recs: Sequence[Recommendation], targets: Sequence[str]
     table = Table(
         "Recommendations side by side",
         ["algo", "env", "baseline", *targets],
-        note="Per device: the variant to use and its p50 latency as a multiple of the baseline's there.",
+        note=(
+            "Per device: the verdict line (the same words as the terminal report's), naming the model to use and "
+            "its gain as a multiple of the baseline's on that device; hover for the full reason."
+        ),
         anchor="cross-rec",
     )
     by_policy: dict[str, dict[str, Recommendation]] = {}
@@ -388,10 +391,8 @@ def cross_recommendations(recs: Sequence[Recommendation], targets: Sequence[str]
             r = per_target.get(t)
             if r is None:
                 cells.append(Cell("not measured"))
-            elif r.choice.is_baseline:
-                cells.append(Cell("baseline", r.reason, "pick"))
             else:
-                cells.append(Cell(f"{r.choice.label} (×{r.choice.latency_ratio:.2f})", r.reason, "pick"))
+                cells.append(Cell(headline(r), r.reason, "pick"))
         table.rows.append([*_policy_cells(base), *cells])
     return table
 

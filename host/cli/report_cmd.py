@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -25,10 +26,10 @@ from host.report import (
     device_infos,
     render_csv,
     render_markdown,
-    render_rich,
 )
 from host.report_noise import noise_lines
 from host.report_stats import Optimise
+from host.report_terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
 
 
 class ReportError(DrlcError):
@@ -82,7 +83,30 @@ def report_command(
             "baseline's return on every target it was measured on; repeatable (for CI gates)",
         ),
     ] = None,
-    title: Annotated[str, typer.Option(help="title of the md / html report")] = "drlc report",
+    title: Annotated[
+        str, typer.Option(help="title of the report (first line in the terminal; heading in md, html, json)")
+    ] = "drlc report",
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="every column in the compact tables (terminal, md, html), not only the few that decide",
+        ),
+    ] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="the compact tables' columns (terminal, md, html), comma-separated, e.g. "
+            "variant,model,return,p50,energy (a typo lists them all)"
+        ),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="devices side by side, comma-separated (local,gpu0): each policy's variants on each, with the "
+            "recommendation per device"
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Return, latency, memory and energy of every profiled variant against its baseline, per target and side by
@@ -114,14 +138,24 @@ def report_command(
                 f"--noise-threshold {noise_threshold} is not a fraction in [0, 1): give e.g. 0.05 for ±5 %"
             )
         noisy = noise_lines(db, {r.target for r in rows})
-        if fmt is ReportFormat.table and output is None:
-            for table in render_rich(rows, optimise, noise_threshold):
-                console.print(table)
-            _gate(rows, require_keeps or [], noise_threshold)
-            for line in noisy:
-                console.print(f"[yellow]{line}[/]")
-            return
-        if fmt is ReportFormat.html:
+        chosen_columns = parse_columns(columns, wide)
+        if compare is not None:
+            if fmt is not ReportFormat.table:
+                raise ReportError(
+                    "--compare is a terminal view: leave out --format (html and md show every device)"
+                )
+            devices = [d.strip() for d in compare.split(",") if d.strip()]
+            text = render_compare(rows, devices, optimise, noise_threshold, terminal_width())
+        elif fmt is ReportFormat.table:
+            text = render_terminal(
+                rows,
+                optimise,
+                noise_threshold,
+                terminal_width() if output is None else WIDTH,
+                chosen_columns,
+                title,
+            )
+        elif fmt is ReportFormat.html:
             if output is None:
                 raise ReportError("an HTML report is one file: give it a name with -o report.html")
             from host.report_html import render_html
@@ -133,28 +167,33 @@ def report_command(
                     optimise=optimise,
                     devices=device_infos(db, rows),
                     threshold=noise_threshold,
+                    columns=chosen_columns,
                 )
         elif fmt is ReportFormat.csv:
             text = render_csv(rows, noise_threshold)
         elif fmt is ReportFormat.json:
             from host.report_json import job_records, render_json
 
-            text = render_json(rows, job_records(db, rows), optimise, noise_threshold)
+            text = render_json(rows, job_records(db, rows), optimise, noise_threshold, title)
         else:
             text = render_markdown(
-                rows, optimise=optimise.value, title=title if output else None, threshold=noise_threshold
+                rows, optimise=optimise.value, title=title, threshold=noise_threshold, columns=chosen_columns
             )
             text += "".join(f"\n> {line}\n" for line in noisy)
+        if fmt is ReportFormat.table and noisy:  # a device whose timings were spoiled says so, in 80 columns
+            width = terminal_width() if output is None else WIDTH
+            text = text.rstrip("\n") + "\n\n" + "\n".join(textwrap.fill(line, width) for line in noisy) + "\n"
         if output:
             output.write_text(text)
             console.print(f"wrote {output}")
         else:
-            typer.echo(text)
+            typer.echo(text, nl=not text.endswith("\n"))
         _gate(rows, require_keeps or [], noise_threshold)
 
 
 GATE_FAILED = 3
-"""Exit status of a report whose --require-keeps gate failed (1 and 2 are errors and bad usage)."""
+"""Exit status of a report whose --require-keeps gate failed (1: an error such as no results or a bad option
+value, 2: a command line typer cannot parse)."""
 
 
 def _gate(rows: list[ReportRow], names: list[str], threshold: float) -> None:

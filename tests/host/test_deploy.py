@@ -68,7 +68,7 @@ def test_cli_deploy_local_then_report_and_resume(drlc_home) -> None:
     lines = csv_out.output.strip().splitlines()
     assert lines[0].startswith("target,model,sha256") and len(lines) == 3
     table = runner.invoke(app, ["report"])
-    assert "target: local" in table.output
+    assert table.exit_code == 0 and " on local:" in table.output and "…" not in table.output
 
 
 def test_deploy_refuses_unknown_models_and_profiles(drlc_home) -> None:

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from host.cli.main import app
 from host.report import collect_rows
 from host.report_html import render_html
-from host.report_plots import cost_plot, pareto_plot
+from host.report_plots import cost_plot, cost_span, not_measured, pareto_plot
 from host.report_stats import compare_all
 from host.results_db import ResultsDB
 from host.workspace import Workspace
@@ -32,6 +32,8 @@ from tests.synthetic_results import Target, fill
 runner = CliRunner()
 TARGETS = (Target("gpu0", 120.0, True), Target("pi", 400.0, False))
 COMMITTED = ROOT / "docs" / "study" / "zoo.html"
+N_IMAGES = 4 + 3 + 1
+"""gpu0 (has a meter): pruning, costs, return vs latency, return vs energy; pi: the same but energy; the heat map."""
 
 
 @pytest.fixture
@@ -64,24 +66,65 @@ def test_html_report_is_self_contained_with_every_plot(results: Path, tmp_path: 
     assert external_references(html) == []
     assert "<script" not in html and "<link" not in html
     images = embedded_pngs(html)
-    # per target: pruning, costs, return vs latency, return vs energy; then the device x variant heat map
-    assert len(images) == 4 * len(TARGETS) + 1
-    assert all(im.width > 100 and im.height > 100 for im in images if im.height > 150)
+    # per target: pruning, costs, return vs latency, return vs energy where energy was measured (gpu0, not pi);
+    # then the device x variant heat map
+    assert len(images) == N_IMAGES
+    assert all(im.width > 600 and im.height > 250 for im in images)  # legible at the report's width
     for title in ("Table 1 on gpu0", "Table 2 on pi", "Table 3 on gpu0", "Recommendations side by side"):
         assert title in html
-    assert "Table 1 side by side" in html and "not measured" in html
+    assert "Table 1 side by side" in html
+    assert html.count("energy per inference is not measured on pi") == 1  # said once, in text
 
 
-def test_plots_say_when_energy_was_not_measured(results: Path) -> None:
+def test_plots_leave_out_what_was_not_measured_and_say_it_once(results: Path) -> None:
     with ResultsDB(Workspace.resolve().db_path) as db:
-        comparisons = [c for c in compare_all(collect_rows(db)) if c.row.target == "pi"]
-    texts = [t.get_text() for ax in cost_plot(comparisons, "pi").axes for t in ax.texts]
-    assert any("energy not measured on pi" in t for t in texts)
-    energy = pareto_plot(comparisons, "pi", "energy")
-    assert energy is not None and any("energy not measured" in t.get_text() for t in energy.axes[0].texts)
-    # no zeros drawn for it: the energy panel holds no data points
-    energy_axes = cost_plot(comparisons, "pi").axes[1]
-    assert not energy_axes.collections and not energy_axes.lines
+        everything = compare_all(collect_rows(db))
+    comparisons = [c for c in everything if c.row.target == "pi"]
+    labels = [ax.get_ylabel() for ax in cost_plot(comparisons, "pi").axes]
+    assert labels and not any("energy" in label for label in labels)  # no panel that only says "not measured"
+    assert any(
+        "energy" in ax.get_ylabel()
+        for ax in cost_plot([c for c in everything if c.row.target == "gpu0"], "gpu0").axes
+    )
+    assert pareto_plot(comparisons, "pi", "energy") is None
+    missing = not_measured(comparisons, "pi")
+    assert len(missing) == 1 and missing[0].startswith("energy per inference is not measured on pi")
+
+
+def test_plots_read_at_a_glance(results: Path) -> None:
+    """Fixed cost scales, a front of variants that keep the return (labelled), one x range for pruning, a heat map
+    centred on 1x with "not measured" cells distinct, and Table 1's mean inside its own rounded interval."""
+    from host.report_plots import latency_heatmap, pruning_plot
+    from host.report_tables import cross_quantization, quantization_table
+
+    assert cost_span([1.004, 0.998]) == 1.25 and cost_span([0.7]) == 1.5 and cost_span([0.3, 1.1]) == 4.0
+    with ResultsDB(Workspace.resolve().db_path) as db:
+        everything = compare_all(collect_rows(db))
+    gpu0 = [c for c in everything if c.row.target == "gpu0"]
+    for ax in cost_plot(gpu0, "gpu0").axes:
+        low, high = ax.get_ylim()
+        assert ax.get_yscale() == "log" and low * high == pytest.approx(1.0) and high >= 1.25
+    fig = pareto_plot(gpu0, "gpu0", "latency")
+    by_label = {c.label: c for c in gpu0 if c.base.model == gpu0[0].base.model}
+    labels = [t.get_text() for t in fig.axes[0].texts if t.get_text() in by_label]
+    assert labels and all(by_label[lb].keeps_return for lb in labels)
+    assert "ptsq" not in labels  # 60 % of the return by construction: never on the front
+    assert fig.get_figwidth() * fig.dpi >= 1000
+    pruning = pruning_plot(gpu0, "gpu0")
+    assert len({ax.get_xlim() for ax in pruning.axes}) == 1
+    partial = [c for c in everything if not (c.row.target == "pi" and c.label == "qat")]
+    heat = latency_heatmap(partial)
+    norm = heat.axes[0].images[0].norm
+    assert norm.vmin * norm.vmax == pytest.approx(1.0)
+    assert any(t.get_text() == "–" for t in heat.axes[0].texts)  # the missing pi/qat cells say so
+    side = cross_quantization(everything, ["gpu0", "pi"])
+    assert len(side.rows) == 2 * 6 and all(row[-1].text != "–" and row[-2].text != "–" for row in side.rows)
+    table = quantization_table(gpu0, "gpu0")
+    for row in table.rows:
+        for cell in row[4:]:
+            numbers = [float(x) for x in re.findall(r"-?\d+\.\d+", cell.text)]
+            if len(numbers) == 3:
+                assert numbers[1] <= numbers[0] <= numbers[2], cell.text
 
 
 def test_report_filters_formats_and_errors(results: Path, tmp_path: Path) -> None:
@@ -168,7 +211,7 @@ def test_html_report_renders_in_headless_chromium(results: Path, tmp_path: Path)
         out.write_text(render_html(collect_rows(db), title="browser check"))
     html = out.read_text()
     probe = check_in_browser(html, tmp_path, "synthetic")
-    assert len(probe["images"]) == html.count("<img") == 4 * len(TARGETS) + 1
+    assert len(probe["images"]) == html.count("<img") == N_IMAGES
     assert all(i["ok"] and i["w"] > 0 and i["h"] > 0 for i in probe["images"]), probe["images"]
     assert probe["fetched"] == []  # nothing loaded from anywhere: no broken (or any) references
 

@@ -468,7 +468,9 @@ def test_report_json_through_the_cli(drlc_home: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["report", "--noise-threshold", "5"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output and "fraction" in bad.output
     table = runner.invoke(app, ["report"])
-    assert table.exit_code == 0 and table.output.lstrip().startswith("Recommendation per policy")
+    assert table.exit_code == 0 and table.output.startswith("drlc report: 2 policies on 2 devices")
+    verdict = table.output.split("\n\n")[1]  # the verdict lines come right after the one-line intro
+    assert verdict.count(" on gpu0:") == 2 and "use sac-HalfCheetah-v5-0-" in verdict
 
 
 def test_spoiled_rounds_are_left_out_and_old_jobs_get_no_latency_verdict(tmp_path: Path) -> None:

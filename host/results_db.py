@@ -499,14 +499,14 @@ class ResultsDB:
             )
         )
 
-    def latest_episode(self, model_sha256: str) -> tuple[str, int, float] | None:
-        """(job id, index, return) of the episode stored last for this model, on any job: what just arrived."""
+    def latest_episode(self, model_sha256: str) -> tuple[int, int, float] | None:
+        """(seed, index, return) of the episode stored last for this model, on any job: what just arrived."""
         row = self.conn.execute(
-            """SELECT e.job_id, e.idx, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id
+            """SELECT e.seed, e.idx, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id
                WHERE j.model_sha256 = ? ORDER BY e.rowid DESC LIMIT 1""",
             (model_sha256,),
         ).fetchone()
-        return (str(row[0]), int(row[1]), float(row[2])) if row else None
+        return (int(row[0]), int(row[1]), float(row[2])) if row else None
 
     def succeeded_jobs(self) -> list[sqlite3.Row]:
         """Per (model, target, settings): the latest succeeded job that ran the episodes (round 0 of a session,

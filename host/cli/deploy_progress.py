@@ -40,9 +40,10 @@ def label(model: ModelRow) -> str:
 @dataclass
 class _ModelState:
     total: int
-    returns: dict[tuple[str, int], float] = field(default_factory=dict)
-    """(job id, episode index) -> return; keyed so that a re-attached, replayed stream counts nothing twice
-    and a model measured in several jobs (or rounds) keeps every episode."""
+    returns: dict[int, tuple[int, float]] = field(default_factory=dict)
+    """seed -> (episode index, return): a seed is one episode however often it ran (a replayed stream, a
+    round re-run because its timing was spoiled, give the same return for the same seed), and episodes
+    added later continue the seed sequence."""
     done: int = 0
     """Episodes stored for its current job, as deploy() last said."""
     done_max: int = 0
@@ -131,7 +132,7 @@ class DeployProgress:
             return
         state = self.states[self.current.sha256]
         if len(state.returns) > state.printed:
-            returns = list(state.returns.values())
+            returns = [r for _, r in state.returns.values()]
             state.printed = len(returns)
             spread = f" ± {statistics.stdev(returns):.1f}" if len(returns) > 1 else ""
             # its episodes are all in (later latency rounds, interleaved with other models, add none)
@@ -162,14 +163,14 @@ class DeployProgress:
         if done > 0:
             latest = self.db.latest_episode(model.sha256)
             if latest is not None:
-                job_id, index, episode_return = latest
-                state.returns[(job_id, index)] = episode_return
+                seed, index, episode_return = latest
+                state.returns[seed] = (index, episode_return)
         state.done = done
         state.done_max = max(state.done_max, done)
         self.model_bar.update(self.model_task, completed=done, total=total)
         shown = list(state.returns.items())[-SHOWN_RETURNS:]
         self.returns_line.plain = (
-            "  returns: " + "  ".join(f"#{i} {r:.1f}" for (_, i), r in shown)
+            "  returns: " + "  ".join(f"#{i} {r:.1f}" for _, (i, r) in shown)
             if shown
             else "  waiting for the first episode"
         )

@@ -12,32 +12,19 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
 from device_agent._proto import agent_pb2 as pb
+from device_agent.files import write_atomically
 
 LENGTH = struct.Struct("<I")
 
 
 class DamagedRecord(Exception):
     """A record whose head cannot be parsed."""
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".job-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RecordFiles:
@@ -64,7 +51,7 @@ class RecordFiles:
         head = pb.JobRecord()
         head.CopyFrom(record)
         head.ClearField("episodes")
-        write_atomically(self.head_path(record.job_id), head.SerializeToString())
+        write_atomically(self.head_path(record.job_id), head.SerializeToString(), prefix=".job-")
 
     def start_episodes(self, job_id: str) -> None:
         """A new job: no episodes yet (a stale file of a pruned job with the same id is dropped)."""

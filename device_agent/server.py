@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from concurrent import futures
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from device_agent._proto import agent_pb2, agent_pb2_grpc
+from device_agent.addresses import is_loopback
 from device_agent.device_info import agent_fingerprint, available_providers
 from device_agent.errors import AgentError
 from device_agent.jobs import JobManager
@@ -42,16 +42,6 @@ class RunningAgent:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
         self.jobs.stop()
-
-
-def is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_address(address: str) -> None:

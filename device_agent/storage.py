@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from device_agent.files import write_atomically
 from device_agent.errors import InvalidModelError, ModelNotFoundError, UploadError
 from device_agent.manifest import ArtifactManifest
 from device_agent.model_check import check_file
@@ -42,19 +43,6 @@ def check_sha256(value: str) -> str:
 
 MAX_MANIFEST_BYTES = 1 << 20
 """A kept manifest larger than this is not read back (it was not written by this agent)."""
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ModelStore:
@@ -187,7 +175,7 @@ class ModelStore:
                     fh.flush()
                     os.fsync(fh.fileno())
                 manifest = check_file(Path(tmp))  # in a sandboxed process, never in the agent's own
-                _write_file(self._manifest_path(sha256), manifest.to_json().encode())
+                write_atomically(self._manifest_path(sha256), manifest.to_json().encode(), prefix=".upload-")
                 os.replace(tmp, self.path(sha256))
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -213,5 +201,5 @@ class ModelStore:
             raise ModelNotFoundError(
                 f"stored model {sha256[:12]}… no longer passes its checks: {exc}"
             ) from exc
-        _write_file(kept, manifest.to_json().encode())
+        write_atomically(kept, manifest.to_json().encode(), prefix=".upload-")
         return manifest

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from device_agent._proto import agent_pb2 as pb
+from device_agent.addresses import is_loopback
 from device_agent._proto import agent_pb2_grpc
 from device_agent.manifest import sha256_bytes
 from device_agent.server import CHUNK_BYTES, SERVICE_NAME
@@ -83,16 +83,6 @@ class _TokenAuth(grpc.AuthMetadataPlugin):
 
     def __call__(self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback) -> None:
         callback(self._metadata, None)
-
-
-def is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 CHANNEL_OPTIONS: list[tuple[str, object]] = [

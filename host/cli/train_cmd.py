@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from device_agent.envs import describe_env
 from host.export.env_setup import parse_env_options
@@ -72,15 +79,16 @@ def _describe_plan(plan: TrainPlan) -> str:
 
 
 def _progress_text(p: TrainProgress) -> dict[str, str]:
-    sps = f"{p.steps_per_s:,.0f} steps/s" if p.steps_per_s else ""
+    # short enough that a row (label, bar, %, rate, returns, time left) fits in 80 columns
+    sps = f"{p.steps_per_s:,.0f}/s" if p.steps_per_s else ""
     parts = []
     if p.recent_return is not None:
-        parts.append(f"return {p.recent_return:.1f}")
+        parts.append(f"ret {p.recent_return:.0f}")
     if p.eval_return is not None:
-        parts.append(f"eval {p.eval_return:.1f}")
+        parts.append(f"eval {p.eval_return:.0f}")
     if p.phase not in ("train", "done"):
         parts.append(f"[{p.phase}]")
-    return {"sps": sps, "ret": escape(" · ".join(parts))}
+    return {"sps": sps, "ret": escape(" ".join(parts))}
 
 
 def train_command(
@@ -232,8 +240,8 @@ def _run(todo: list[TrainPlan], runner: Executor, workspace: Workspace, db: Resu
     try:
         with Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
+            BarColumn(bar_width=8),
+            TaskProgressColumn(),
             TextColumn("{task.fields[sps]}"),
             TextColumn("{task.fields[ret]}"),
             TimeRemainingColumn(),

@@ -30,6 +30,11 @@ class RuntimeFacts:
     inference_binding: str = ""
     """How the loop calls the runtime: "io_binding" (preallocated input and output buffers bound once) or
     "session_run" (the fallback, for a provider or model IO binding does not suit)."""
+    session_create_s: float | None = None
+    """Wall time of creating the model's InferenceSession: a TensorRT engine build (or cached engine load) is
+    here, apart from inference."""
+    trt_engine_cache: str = ""
+    """TensorRT with its engine cache on: "built" (a new engine was written to the cache) or "reused"."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,39 @@ class JobEnd:
     """What could have spoiled the timing over the timed window (``device_agent.validity.facts``)."""
     runtime_floor_in_loop: bool = False
     """The floor was timed as the policy is: an env step between calls."""
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Mean kernel time per call of one op type (``name`` = the op type) or one node."""
+
+    name: str
+    op_type: str
+    mean_us: float
+    share: float
+    """Of the profiled call's wall time."""
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class OpProfileOutcome:
+    """Where one inference call's time goes (ONNX Runtime's profiler, in its own worker after the timed phases).
+    ``wall_per_call_us`` is the call the shares are of: the job's timed mean call when known."""
+
+    calls: int
+    wall_per_call_us: float
+    run_per_call_us: float
+    kernel_per_call_us: float
+    outside_kernels_us: float
+    outside_kernels_share: float
+    op_types: list[OpTime] = field(default_factory=list)
+    nodes: list[OpTime] = field(default_factory=list)
+    execution_provider: str = ""
+    error: str = ""
+    """The profile phase failed: why (then every figure is 0)."""
+    profiled_wall_per_call_us: float = 0.0
+    """Mean wall time of a profiled call: the profiler's bookkeeping is in it, so shares are of the unprofiled
+    call (``wall_per_call_us``, the job's timed mean) instead."""
 
 
 # Between the measuring worker, its helper workers and the agent (quality_workers > 1).

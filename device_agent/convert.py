@@ -266,5 +266,5 @@ def op_profile_to_proto(p: OpProfileOutcome) -> pb.OpProfile:
         nodes=rows(p.nodes),
         execution_provider=p.execution_provider,
         error=p.error,
-        profiled_wall_per_call_us=p.profiled_wall_per_call_us,
+        timed_call_us=p.timed_call_us,
     )

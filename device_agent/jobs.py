@@ -457,7 +457,7 @@ class JobManager:
             w.process.join(timeout=5)
 
     def _op_profile(
-        self, job: Job, model_path: Path, deadline: float, wall_per_call_us: float | None
+        self, job: Job, model_path: Path, deadline: float, timed_call_us: float | None
     ) -> OpProfileOutcome | None:
         """Run the operator profile phase in a worker of its own; None when the job ended meanwhile (cancelled,
         stopped, over its time limit: then it has failed with the reason). A profile that fails leaves the
@@ -474,7 +474,7 @@ class JobManager:
                 job.settings,
                 lifetime_s,
                 str(self.trt_cache_dir),
-                wall_per_call_us,
+                timed_call_us,
             ),
             name=f"drlc-worker-{job.record.job_id}-op-profile",
             daemon=True,

@@ -49,8 +49,8 @@ def _run_windows(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
 def reduce_events(events: list[dict[str, Any]], calls: int, wall_per_call_us: float) -> OpProfileOutcome:
     """Mean kernel time per call by op type and by node over the last ``calls`` runs of the trace.
 
-    :param wall_per_call_us: the mean wall time of those calls as the loop timed them; the part outside any
-        kernel is this minus the kernels' sum, and every share is of it
+    :param wall_per_call_us: the mean wall time of those calls as the loop timed them (profiler on); the part
+        outside any kernel is this minus the kernels' sum, and every share is of it
     """
     windows = _run_windows(events)
     if len(windows) < calls:
@@ -112,12 +112,11 @@ def run_op_profile(
     env_id: str,
     settings: MeasurementSettings,
     trt_cache_dir: Path | None = None,
-    wall_per_call_us: float | None = None,
+    timed_call_us: float | None = None,
 ) -> OpProfileOutcome:
     """Profile ``settings.op_profile_calls`` in-loop calls (after ``warmup_calls`` uncounted ones) and reduce them.
 
-    :param wall_per_call_us: the job's timed mean call (profiler off), which the shares are of; None: the
-        profiled calls' own mean (inflated by the profiler: only for runs outside a job)
+    :param timed_call_us: the job's own timed mean call (profiler off), reported beside the profiled one
     """
     from device_agent.runner import (
         apply_affinity,
@@ -149,10 +148,9 @@ def run_op_profile(
         events = json.loads(trace.read_text())
         if not isinstance(events, list):
             raise WorkerError(f"ONNX Runtime's profile {trace.name} is not a list of events")
-        profiled_us = float(np.mean(phase.calls_ns)) / 1e3
-        outcome = reduce_events(events, calls, wall_per_call_us or profiled_us)
+        outcome = reduce_events(events, calls, float(np.mean(phase.calls_ns)) / 1e3)
         provider = session.get_providers()[0]
     finally:
         env.close()
         shutil.rmtree(folder, ignore_errors=True)
-    return dataclasses.replace(outcome, execution_provider=provider, profiled_wall_per_call_us=profiled_us)
+    return dataclasses.replace(outcome, execution_provider=provider, timed_call_us=timed_call_us or 0.0)

@@ -161,7 +161,7 @@ class OpTime:
 @dataclass(frozen=True)
 class OpProfileOutcome:
     """Where one inference call's time goes (ONNX Runtime's profiler, in its own worker after the timed phases).
-    ``wall_per_call_us`` is the call the shares are of: the job's timed mean call when known."""
+    ``wall_per_call_us`` is the profiled call, which the shares are of."""
 
     calls: int
     wall_per_call_us: float
@@ -174,9 +174,8 @@ class OpProfileOutcome:
     execution_provider: str = ""
     error: str = ""
     """The profile phase failed: why (then every figure is 0)."""
-    profiled_wall_per_call_us: float = 0.0
-    """Mean wall time of a profiled call: the profiler's bookkeeping is in it, so shares are of the unprofiled
-    call (``wall_per_call_us``, the job's timed mean) instead."""
+    timed_call_us: float = 0.0
+    """The job's own timed mean call (profiler off): a profiled call is slower, its bookkeeping is in it."""
 
 
 # Between the measuring worker, its helper workers and the agent (quality_workers > 1).

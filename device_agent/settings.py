@@ -109,6 +109,10 @@ class MeasurementSettings:
     """Let TensorRT pick int8 kernels: needs a model with Q/DQ nodes (PTSQ, QAT) or a calibration table."""
 
 
+OP_PROFILE_CALLS_ON = 1000
+"""Profiled calls when a user turns the operator profile on without a number (``drlc-host deploy --op-profile``):
+enough for every kernel's mean to settle at the profiler's 1 µs resolution."""
+
 OP_PROFILE_MAX_CALLS = 100_000
 """Most calls an operator profile may record: each call writes a few hundred bytes of profiler JSON."""
 

@@ -145,7 +145,7 @@ def op_profile_main(
     settings: MeasurementSettings,
     lifetime_s: float,
     trt_cache_dir: str = "",
-    wall_per_call_us: float | None = None,
+    timed_call_us: float | None = None,
 ) -> None:
     """The operator profile's worker: started after the measuring worker has exited; sends one OpProfileOutcome."""
     from device_agent.op_profile import run_op_profile
@@ -159,7 +159,7 @@ def op_profile_main(
                 env_id,
                 settings,
                 Path(trt_cache_dir) if trt_cache_dir else None,
-                wall_per_call_us,
+                timed_call_us,
             )
         )
     except Exception as exc:

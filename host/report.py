@@ -100,6 +100,9 @@ class ReportRow:
     n_spoiled: int = 0
     """Rounds of the session whose timing validity checks flagged (left out of every timing figure)."""
     job_ids: tuple[str, ...] = ()
+    op_profile: dict[str, Any] | None = None
+    """Round 0's operator profile (agent.proto OpProfile as JSON: where the time of a call goes), if one was
+    taken (``drlc-host deploy --op-profile``)."""
     env_setup: str = ""
     """The env as the device built it: the id with its options and observation wrappers, e.g.
     ``Ant-v4(use_contact_forces=True)``; the id alone when the policy needs none."""
@@ -450,6 +453,9 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "n_spoiled": sum(1 for j in jobs if j["spoiled"]),
                 "job_ids": tuple(j["job_id"] for j in jobs),
                 "env_setup": envs.get(job["model_sha256"], job["env_id"]),
+                "op_profile": next(
+                    (json.loads(j["op_profile"]) for j in reversed(jobs) if j["op_profile"]), None
+                ),
             }
         )
     baseline_return = {

@@ -1,0 +1,100 @@
+"""The operator profile end to end: a real local agent profiles a policy and its PTDQ variant, the host stores
+the profiles in its database, and the report explains the variant's latency through the real CLI."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+from typer.testing import CliRunner
+
+from host.artifacts import store_artifact
+from host.cli.main import app
+from host.op_breakdown import Breakdown, breakdown, floor_text, group_deltas, why_line
+from host.results_db import ResultsDB
+from host.workspace import Workspace
+from tests.policies import random_policy
+
+runner = CliRunner()
+
+
+def test_deploy_with_op_profile_then_the_why_line(drlc_home) -> None:
+    workspace = Workspace.resolve()
+    data, _, manifest = random_policy("HalfCheetah-v5", hidden=(64, 64), name="cheetah")
+    with ResultsDB(workspace.db_path) as db:
+        store_artifact(workspace, db, data, manifest)
+    made = runner.invoke(app, ["compress", "cheetah", "--method", "ptdq"])
+    assert made.exit_code == 0, made.output
+    args = ["deploy", "--target", "local", "--episodes", "2", "--max-steps", "100", "--warmup-calls", "20"]
+    args += ["--rounds", "2", "--round-calls", "100", "--spoiled-retries", "0", "--op-profile"]
+    args += ["--op-profile-calls", "300"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(workspace.db_path)
+    rows = conn.execute("SELECT round, op_profile IS NOT NULL FROM jobs ORDER BY round").fetchall()
+    assert sorted(rows) == [(0, 1), (0, 1), (1, 0), (1, 0)]  # round 0 alone is profiled
+    with ResultsDB(workspace.db_path) as db:
+        job_ids = [r[0] for r in conn.execute("SELECT job_id FROM jobs WHERE round = 0")]
+        profiles = [db.op_profile(j) for j in job_ids]
+    assert all(p and not p.get("error") for p in profiles)
+    types = [{t["name"] for t in p["op_types"]} for p in profiles]
+    assert any("DynamicQuantizeMatMul" in t for t in types) and any("FusedGemm" in t for t in types)
+    # the summary column does not carry the profile twice
+    assert all('"op_profile":' not in s for (s,) in conn.execute("SELECT summary FROM jobs"))
+
+    report = runner.invoke(app, ["report"], env={"COLUMNS": "80"})
+    assert report.exit_code == 0, report.output
+    lines = report.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    text = " ".join(line.strip() for line in lines)
+    assert "Where the time goes (operator profile, µs per call):" in text
+    assert "dynamic quantization +" in text  # PTDQ pays for quantizing its activations in every call
+    assert "the kernel part" in text and "outside kernels" in text
+
+    html = runner.invoke(app, ["report", "-f", "html", "-o", str(drlc_home / "r.html")])
+    assert html.exit_code == 0, html.output
+    page = (drlc_home / "r.html").read_text()
+    assert "where the time of an inference call goes" in page and "dynamic quantization +" in page
+
+
+def _profile(ops: dict[str, float], call: float) -> dict:
+    kernel = sum(ops.values())
+    return {
+        "op_types": [{"name": k, "mean_us": v} for k, v in ops.items()],
+        "kernel_per_call_us": kernel,
+        "outside_kernels_us": call - kernel,
+        "wall_per_call_us": call,
+    }
+
+
+def test_why_line_names_the_planted_causes() -> None:
+    """The issue's hand profile of SAC HalfCheetah: fp32 is one FusedGemm chain; PTDQ is DynamicQuantizeMatMul
+    with Relu and Tanh run apart."""
+    base = breakdown(_profile({"FusedGemm": 13.3}, 40.0))
+    ptdq = breakdown(_profile({"DynamicQuantizeMatMul": 14.9, "Relu": 5.4, "Tanh": 2.9}, 50.0))
+    assert isinstance(base, Breakdown) and isinstance(ptdq, Breakdown)
+    assert base.fused and not ptdq.fused
+    deltas = dict(group_deltas(ptdq, base))
+    assert deltas["dynamic quantization"] == 14.9
+    assert math.isclose(deltas["unfused activations"], 8.3)
+    assert deltas["gemm"] == -13.3
+    line = why_line("ptdq", "slower", 1.25, ptdq, base, floor_text(50.0, 20.0))
+    assert line.startswith(
+        "ptdq 1.25× slower: dynamic quantization +14.9 µs, gemm −13.3 µs, unfused activations"
+    )
+    assert "the kernel part grew 74% (13.3 → 23.2 µs)" in line
+    assert "runtime floor 20.0 µs = 40% of the call" in line
+    # a faster variant reads as faster, by the factor the tables show
+    pruned = breakdown(_profile({"FusedGemm": 8.8}, 34.0))
+    assert pruned is not None
+    faster = why_line("l2-50", "faster", 0.85, pruned, base)
+    assert faster.startswith("l2-50 1.18× faster: gemm −4.5 µs") and "shrank 34%" in faster
+    # within noise: no factor claimed; not compared (no clean timing round): no number at all
+    assert why_line("l2-10", "within noise", 0.99, pruned, base).startswith("l2-10 p50 0.99× the baseline's")
+    assert why_line("l2-10", "undecided", math.nan, pruned, base).startswith("l2-10 (p50 undecided): gemm")
+
+
+def test_no_profile_or_a_failed_one_gives_no_breakdown() -> None:
+    assert breakdown(None) is None
+    assert breakdown({"error": "the operator profile failed: x", "op_types": []}) is None
+    assert floor_text(math.nan, 3.0) is None and floor_text(10.0, 0.0) is None

@@ -98,3 +98,33 @@ def test_no_profile_or_a_failed_one_gives_no_breakdown() -> None:
     assert breakdown(None) is None
     assert breakdown({"error": "the operator profile failed: x", "op_types": []}) is None
     assert floor_text(math.nan, 3.0) is None and floor_text(10.0, 0.0) is None
+
+
+def test_jetson_profiles_tensorrt_options_reach_the_provider(tmp_path) -> None:
+    """profiles/jetson-orin.toml with TensorRT first: the host sends its trt_* options, the agent reads them off
+    the wire and builds TensorrtExecutionProvider's options with its own cache directory (no GPU here: this is
+    the boundary; what InferenceSession does with them needs a Jetson)."""
+    from pathlib import Path
+
+    from device_agent.convert import settings_from_proto
+    from device_agent.providers import TENSORRT, provider_options
+    from device_agent.settings import MeasurementSettings
+    from host.deploy import DeployConfig, latency_round_settings, profile_settings
+    from host.profiles import load_profile
+
+    profile = load_profile(Path(__file__).resolve().parents[2] / "profiles" / "jetson-orin.toml")
+    profile = profile.model_copy(update={"execution_providers": [TENSORRT, "CPUExecutionProvider"]})
+    wire = profile_settings(profile, DeployConfig(op_profile_calls=500))
+    assert wire.trt_engine_cache and wire.HasField("trt_fp16") and wire.op_profile_calls == 500
+    settings = settings_from_proto(wire, MeasurementSettings())
+    providers, options = provider_options(settings, tmp_path / "agent-cache")
+    assert providers[0] == TENSORRT
+    assert options[0]["trt_engine_cache_enable"] == "True"
+    assert options[0]["trt_engine_cache_path"] == str(tmp_path / "agent-cache")
+    assert "trt_fp16_enable" not in options[0] and "trt_int8_enable" not in options[0]
+    # later rounds are latency only: no operator profile, the same provider options
+    later = latency_round_settings(wire, 100)
+    assert not later.HasField("op_profile_calls") and later.trt_engine_cache
+    # a deploy without the profile leaves the field unset, so its settings key is what it was before
+    assert not profile_settings(profile, DeployConfig()).HasField("op_profile_calls")
+    assert not profile_settings(profile, DeployConfig(op_profile_calls=0)).HasField("op_profile_calls")

@@ -251,7 +251,14 @@ def summary_to_proto(
 def op_profile_to_proto(p: OpProfileOutcome) -> pb.OpProfile:
     def rows(times: list[OpTime]) -> list[pb.OpTime]:
         return [
-            pb.OpTime(name=t.name, op_type=t.op_type, mean_us=t.mean_us, share=t.share, provider=t.provider)
+            pb.OpTime(
+                name=t.name,
+                op_type=t.op_type,
+                mean_us=t.mean_us,
+                share=t.share,
+                provider=t.provider,
+                median_us=t.median_us,
+            )
             for t in times
         ]
 

@@ -58,6 +58,8 @@ def reduce_events(events: list[dict[str, Any]], calls: int, wall_per_call_us: fl
     windows = windows[-calls:]
     starts = [w[0] for w in windows]
     by_node: dict[str, float] = defaultdict(float)
+    per_call: dict[str, np.ndarray] = {}
+    """Per node, its time in each counted call (0 where it did not run)."""
     node_type: dict[str, str] = {}
     node_provider: dict[str, str] = {}
     for e in events:
@@ -71,16 +73,22 @@ def reduce_events(events: list[dict[str, Any]], calls: int, wall_per_call_us: fl
         node = name[: -len(KERNEL_SUFFIX)].strip() or "(unnamed)"
         args = e.get("args", {})
         by_node[node] += float(e["dur"])
+        if node not in per_call:
+            per_call[node] = np.zeros(calls)
+        per_call[node][i] += float(e["dur"])
         node_type[node] = str(args.get("op_name", "?"))
         node_provider[node] = str(args.get("provider", ""))
     by_type: dict[str, float] = defaultdict(float)
+    type_calls: dict[str, np.ndarray] = {}
     for node, total in by_node.items():
         by_type[node_type[node]] += total
+        type_calls[node_type[node]] = type_calls.get(node_type[node], np.zeros(calls)) + per_call[node]
     run_per_call = float(np.mean([b - a for a, b in windows]))
     kernel = sum(by_node.values()) / calls
     wall = max(wall_per_call_us, 1e-9)
 
     def rows(totals: dict[str, float], types: dict[str, str] | None) -> list[OpTime]:
+        each = per_call if types else type_calls
         out = [
             OpTime(
                 name=key,
@@ -88,6 +96,7 @@ def reduce_events(events: list[dict[str, Any]], calls: int, wall_per_call_us: fl
                 mean_us=total / calls,
                 share=total / calls / wall,
                 provider=node_provider.get(key, "") if types else "",
+                median_us=float(np.median(each[key])),
             )
             for key, total in totals.items()
         ]

@@ -156,6 +156,8 @@ class OpTime:
     share: float
     """Of the profiled call's wall time."""
     provider: str = ""
+    median_us: float = 0.0
+    """Median over the profiled calls of its time in one call (robust to preempted calls on a busy device)."""
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,8 @@ def group_of(op_type: str) -> str:
 
 @dataclass(frozen=True)
 class Breakdown:
-    """One model's call, µs per call: kernel time by group (slowest first), and what lies outside every kernel."""
+    """One model's call, µs per call: kernel time by group (slowest first; medians over the profiled calls), and
+    what lies outside every kernel (wall minus the kernels' means, as the agent reports it)."""
 
     groups: list[tuple[str, float]]
     op_types: list[tuple[str, float]]
@@ -71,14 +72,22 @@ class Breakdown:
 
     @property
     def kernel_share(self) -> float:
-        return self.kernel_us / self.call_us if self.call_us > 0 else math.nan
+        """The kernels' share of a profiled call (means, as the agent reports them)."""
+        return 1.0 - self.outside_us / self.call_us if self.call_us > 0 else math.nan
+
+
+def _typical(op: dict[str, Any]) -> float:
+    """An op type's time per call: its median over the profiled calls, or its mean from an agent without medians."""
+    median = float(op.get("median_us", 0.0))
+    return median if median > 0 else float(op.get("mean_us", 0.0))
 
 
 def breakdown(profile: dict[str, Any] | None) -> Breakdown | None:
     """The profile's figures grouped; None when there is no usable profile (none taken, or it failed)."""
     if not profile or profile.get("error") or not profile.get("op_types"):
         return None
-    op_types = [(str(t["name"]), float(t.get("mean_us", 0.0))) for t in profile["op_types"]]
+    # medians: a busy device preempts some profiled calls, and a mean moves with them
+    op_types = [(str(t["name"]), _typical(t)) for t in profile["op_types"]]
     groups: dict[str, float] = {}
     for name, us in op_types:
         groups[group_of(name)] = groups.get(group_of(name), 0.0) + us
@@ -87,7 +96,7 @@ def breakdown(profile: dict[str, Any] | None) -> Breakdown | None:
     return Breakdown(
         groups=sorted(groups.items(), key=lambda g: -g[1]),
         op_types=sorted(op_types, key=lambda t: -t[1]),
-        kernel_us=float(profile.get("kernel_per_call_us", sum(us for _, us in op_types))),
+        kernel_us=sum(us for _, us in op_types),
         outside_us=float(profile.get("outside_kernels_us", 0.0)),
         call_us=float(profile.get("wall_per_call_us", 0.0)),
         fused=fused,

@@ -274,4 +274,5 @@ def op_profile_to_proto(p: OpProfileOutcome) -> pb.OpProfile:
         execution_provider=p.execution_provider,
         error=p.error,
         timed_call_us=p.timed_call_us,
+        kernel_overhead_us=p.kernel_overhead_us,
     )

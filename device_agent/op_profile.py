@@ -11,6 +11,11 @@ Chrome-trace JSON list of events when ``end_profiling()`` is called; what this m
   ``args.op_name`` (the op type, e.g. ``FusedGemm``) and ``args.provider``; the node name is
   ``name`` without the suffix. (GPU providers add ``_fence_before``/``_fence_after`` events: not kernels.)
 
+The profiler's own cost per kernel is measured too: the runtime floor's graph (a Tile and a Slice that do no
+arithmetic) is profiled the same way right after, and the median time of its kernels is what a kernel that does
+no work reads (``kernel_overhead_us``). On a desktop CPU that is 2-3 µs, as much as a small layer's product:
+a graph with more nodes reads slower under the profiler than it runs.
+
 Kernels are assigned to the run whose window holds them; only the last ``calls`` runs count, so
 the warm-up calls (and the check call ``bind_session`` makes) are left out. The profiler rounds each
 duration down to a whole µs, so a kernel of a few µs reads up to 1 µs short: the shares are for
@@ -31,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from device_agent.errors import WorkerError
+from device_agent.floor import floor_model_bytes
 from device_agent.manifest import ArtifactManifest
 from device_agent.results import OpProfileOutcome, OpTime
 from device_agent.settings import MeasurementSettings
@@ -142,14 +148,16 @@ def run_op_profile(
     apply_affinity(settings.cpu_affinity)
     env = make_env(env_id, settings.max_steps_per_episode, manifest)
     folder = Path(tempfile.mkdtemp(prefix="drlc-op-profile-"))
-    try:
+    seed = settings.seed + PROFILE_SEED_OFFSET
+
+    def profiled(model: Path | bytes, name: str) -> tuple[list[dict[str, Any]], float, str]:
+        """Profile ``calls`` in-loop calls of ``model``: (trace events, mean wall µs per call, provider)."""
         options = session_options(settings)
         options.enable_profiling = True
-        options.profile_file_prefix = str(folder / "ort")
-        session = open_session(model_path, settings, trt_cache_dir, options)
+        options.profile_file_prefix = str(folder / name)
+        session = open_session(model, settings, trt_cache_dir, options)
         obs_buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
         infer, _how = bind_session(session, obs_buffer, tuple(manifest.action_shape))
-        seed = settings.seed + PROFILE_SEED_OFFSET
         warm_up(env, infer, obs_buffer, settings.warmup_calls, seed=seed)
         with gc_paused():
             phase = latency_phase(env, infer, obs_buffer, calls, seed + 1, None)
@@ -157,9 +165,19 @@ def run_op_profile(
         events = json.loads(trace.read_text())
         if not isinstance(events, list):
             raise WorkerError(f"ONNX Runtime's profile {trace.name} is not a list of events")
-        outcome = reduce_events(events, calls, float(np.mean(phase.calls_ns)) / 1e3)
-        provider = session.get_providers()[0]
+        return events, float(np.mean(phase.calls_ns)) / 1e3, session.get_providers()[0]
+
+    try:
+        events, wall_us, provider = profiled(model_path, "model")
+        outcome = reduce_events(events, calls, wall_us)
+        floor_events, floor_wall_us, _ = profiled(
+            floor_model_bytes(manifest.observation_shape[0], manifest.action_shape[0]), "floor"
+        )
+        floor = reduce_events(floor_events, calls, floor_wall_us)
     finally:
         env.close()
         shutil.rmtree(folder, ignore_errors=True)
-    return dataclasses.replace(outcome, execution_provider=provider, timed_call_us=timed_call_us or 0.0)
+    overhead = float(np.median([n.median_us for n in floor.nodes])) if floor.nodes else 0.0
+    return dataclasses.replace(
+        outcome, execution_provider=provider, timed_call_us=timed_call_us or 0.0, kernel_overhead_us=overhead
+    )

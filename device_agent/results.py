@@ -178,6 +178,9 @@ class OpProfileOutcome:
     """The profile phase failed: why (then every figure is 0)."""
     timed_call_us: float = 0.0
     """The job's own timed mean call (profiler off): a profiled call is slower, its bookkeeping is in it."""
+    kernel_overhead_us: float = 0.0
+    """Median profiled time per kernel of the runtime floor's do-nothing kernels, in the same loop: what every
+    kernel's figure holds of the profiler's and executor's own cost (0: not measured)."""
 
 
 # Between the measuring worker, its helper workers and the agent (quality_workers > 1).

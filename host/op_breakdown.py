@@ -69,6 +69,9 @@ class Breakdown:
     """The profiled call (profiler on: slower than a timed one, its bookkeeping is in ``outside_us``)."""
     fused: bool
     """The graph runs fused product+activation kernels and no separate activation."""
+    overhead_us: float = 0.0
+    """The profiler's own cost per kernel taken off every kernel (0: none measured, figures as profiled)."""
+    n_kernels: int = 0
 
     @property
     def kernel_share(self) -> float:
@@ -88,6 +91,17 @@ def breakdown(profile: dict[str, Any] | None) -> Breakdown | None:
         return None
     # medians: a busy device preempts some profiled calls, and a mean moves with them
     op_types = [(str(t["name"]), _typical(t)) for t in profile["op_types"]]
+    overhead = float(profile.get("kernel_overhead_us", 0.0))
+    nodes = profile.get("nodes", [])
+    if overhead > 0 and nodes:
+        # every kernel's figure holds the profiler's own cost: take it off each node, never below 0
+        work: dict[str, float] = {}
+        for n in nodes:
+            op = str(n.get("op_type", "?"))
+            work[op] = work.get(op, 0.0) + max(float(n.get("median_us", 0.0)) - overhead, 0.0)
+        op_types = list(work.items())
+    else:
+        overhead = 0.0
     groups: dict[str, float] = {}
     for name, us in op_types:
         groups[group_of(name)] = groups.get(group_of(name), 0.0) + us
@@ -100,6 +114,8 @@ def breakdown(profile: dict[str, Any] | None) -> Breakdown | None:
         outside_us=float(profile.get("outside_kernels_us", 0.0)),
         call_us=float(profile.get("wall_per_call_us", 0.0)),
         fused=fused,
+        overhead_us=overhead,
+        n_kernels=len(nodes),
     )
 
 
@@ -153,6 +169,9 @@ def why_line(
         ", ".join(f"{name} {_signed(delta)}" for name, delta in deltas) or "no kernel group changed by 0.5 µs"
     )
     kernels = ""
+    extra = variant.n_kernels - base.n_kernels
+    if extra and variant.n_kernels and base.n_kernels:
+        parts += f" ({extra:+d} kernel{'s' if abs(extra) != 1 else ''})"
     if base.kernel_us > 0:
         change = variant.kernel_us / base.kernel_us - 1
         word = "grew" if change >= 0 else "shrank"
@@ -168,5 +187,13 @@ def baseline_line(label: str, base: Breakdown, floor: str | None = None, most: i
     ops = ", ".join(f"{name} {us:.1f} µs" for name, us in base.op_types[:most])
     text = f"{label}: kernels {base.kernel_us:.1f} µs ({ops})"
     if base.call_us > 0:
-        text += f", {base.kernel_share:.0%} of a profiled call ({base.outside_us:.1f} µs outside kernels)"
+        text += f"; as profiled, kernels are {base.kernel_share:.0%} of a call ({base.outside_us:.1f} µs outside them)"
     return text + (f"; {floor}" if floor else "")
+
+
+def estimate_note(overhead_us: float) -> str:
+    """What the figures of a why line are, when the profiler's own cost per kernel was taken off."""
+    return (
+        f"µs are medians per call less the profiler's own {overhead_us:.1f} µs per kernel (what the runtime "
+        "floor's do-nothing kernels read): estimates of each kernel's work."
+    )

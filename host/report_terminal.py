@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.errors import DrlcError
-from host.op_breakdown import baseline_line, breakdown, floor_text, why_line
+from host.op_breakdown import baseline_line, breakdown, estimate_note, floor_text, why_line
 from host.recommend import Recommendation, headline, recommendations
 from host.report import ReportRow
 from host.report_stats import (
@@ -271,7 +271,7 @@ def why_lines(family: Sequence[Comparison]) -> tuple[str, ...]:
     base_bd = breakdown(base.row.op_profile) if base else None
     if base is None or base_bd is None:
         return ()
-    out = []
+    out = [estimate_note(base_bd.overhead_us)] if base_bd.overhead_us > 0 else []
     for c in family:
         floor = floor_text(c.row.latency_p50_us, c.row.floor_p50_us)
         if c.is_baseline:

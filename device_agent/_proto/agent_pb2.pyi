@@ -340,7 +340,7 @@ class OpTime(_message.Message):
     def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., mean_us: _Optional[float] = ..., share: _Optional[float] = ..., provider: _Optional[str] = ..., median_us: _Optional[float] = ...) -> None: ...
 
 class OpProfile(_message.Message):
-    __slots__ = ("calls", "wall_per_call_us", "run_per_call_us", "kernel_per_call_us", "outside_kernels_us", "outside_kernels_share", "op_types", "nodes", "execution_provider", "error", "timed_call_us")
+    __slots__ = ("calls", "wall_per_call_us", "run_per_call_us", "kernel_per_call_us", "outside_kernels_us", "outside_kernels_share", "op_types", "nodes", "execution_provider", "error", "timed_call_us", "kernel_overhead_us")
     CALLS_FIELD_NUMBER: _ClassVar[int]
     WALL_PER_CALL_US_FIELD_NUMBER: _ClassVar[int]
     RUN_PER_CALL_US_FIELD_NUMBER: _ClassVar[int]
@@ -352,6 +352,7 @@ class OpProfile(_message.Message):
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TIMED_CALL_US_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_OVERHEAD_US_FIELD_NUMBER: _ClassVar[int]
     calls: int
     wall_per_call_us: float
     run_per_call_us: float
@@ -363,7 +364,8 @@ class OpProfile(_message.Message):
     execution_provider: str
     error: str
     timed_call_us: float
-    def __init__(self, calls: _Optional[int] = ..., wall_per_call_us: _Optional[float] = ..., run_per_call_us: _Optional[float] = ..., kernel_per_call_us: _Optional[float] = ..., outside_kernels_us: _Optional[float] = ..., outside_kernels_share: _Optional[float] = ..., op_types: _Optional[_Iterable[_Union[OpTime, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[OpTime, _Mapping]]] = ..., execution_provider: _Optional[str] = ..., error: _Optional[str] = ..., timed_call_us: _Optional[float] = ...) -> None: ...
+    kernel_overhead_us: float
+    def __init__(self, calls: _Optional[int] = ..., wall_per_call_us: _Optional[float] = ..., run_per_call_us: _Optional[float] = ..., kernel_per_call_us: _Optional[float] = ..., outside_kernels_us: _Optional[float] = ..., outside_kernels_share: _Optional[float] = ..., op_types: _Optional[_Iterable[_Union[OpTime, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[OpTime, _Mapping]]] = ..., execution_provider: _Optional[str] = ..., error: _Optional[str] = ..., timed_call_us: _Optional[float] = ..., kernel_overhead_us: _Optional[float] = ...) -> None: ...
 
 class InferencePhase(_message.Message):
     __slots__ = ("calls", "wall_s", "mean_call_ns", "distinct_observations", "energy")

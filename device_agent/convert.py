@@ -257,7 +257,7 @@ def op_profile_to_proto(p: OpProfileOutcome) -> pb.OpProfile:
                 mean_us=t.mean_us,
                 share=t.share,
                 provider=t.provider,
-                median_us=t.median_us,
+                trimmed_us=t.trimmed_us,
             )
             for t in times
         ]

@@ -12,8 +12,8 @@ Chrome-trace JSON list of events when ``end_profiling()`` is called; what this m
   ``name`` without the suffix. (GPU providers add ``_fence_before``/``_fence_after`` events: not kernels.)
 
 The profiler's own cost per kernel is measured too: the runtime floor's graph (a Tile and a Slice that do no
-arithmetic) is profiled the same way right after, and the median time of its kernels is what a kernel that does
-no work reads (``kernel_overhead_us``). On a desktop CPU that is 2-3 µs, as much as a small layer's product:
+arithmetic) is profiled the same way right after, and the mean of its kernels' trimmed means is what a kernel
+that does no work reads (``kernel_overhead_us``). On a desktop CPU that is 2-3 µs, as much as a small layer's product:
 a graph with more nodes reads slower under the profiler than it runs.
 
 Kernels are assigned to the run whose window holds them; only the last ``calls`` runs count, so
@@ -45,6 +45,18 @@ KERNEL_SUFFIX = "_kernel_time"
 
 PROFILE_SEED_OFFSET = 5_000_003
 """The profiled calls' throw-away episodes start at seed + this (apart from every other phase's)."""
+
+
+TRIM = 0.1
+"""Share of the profiled calls left out at each end of a trimmed mean (scipy.stats.trim_mean's proportiontocut)."""
+
+
+def trimmed_mean(values: np.ndarray, cut: float = TRIM) -> float:
+    """The mean of ``values`` without the lowest and highest ``cut`` of them (as scipy.stats.trim_mean)."""
+    ordered = np.sort(values)
+    k = int(cut * len(ordered))
+    kept = ordered[k : len(ordered) - k] if len(ordered) > 2 * k else ordered
+    return float(kept.mean()) if len(kept) else 0.0
 
 
 def _run_windows(events: list[dict[str, Any]]) -> list[tuple[float, float]]:
@@ -102,7 +114,7 @@ def reduce_events(events: list[dict[str, Any]], calls: int, wall_per_call_us: fl
                 mean_us=total / calls,
                 share=total / calls / wall,
                 provider=node_provider.get(key, "") if types else "",
-                median_us=float(np.median(each[key])),
+                trimmed_us=trimmed_mean(each[key]),
             )
             for key, total in totals.items()
         ]
@@ -177,7 +189,7 @@ def run_op_profile(
     finally:
         env.close()
         shutil.rmtree(folder, ignore_errors=True)
-    overhead = float(np.median([n.median_us for n in floor.nodes])) if floor.nodes else 0.0
+    overhead = float(np.mean([n.trimmed_us for n in floor.nodes])) if floor.nodes else 0.0
     return dataclasses.replace(
         outcome, execution_provider=provider, timed_call_us=timed_call_us or 0.0, kernel_overhead_us=overhead
     )

@@ -156,8 +156,9 @@ class OpTime:
     share: float
     """Of the profiled call's wall time."""
     provider: str = ""
-    median_us: float = 0.0
-    """Median over the profiled calls of its time in one call (robust to preempted calls on a busy device)."""
+    trimmed_us: float = 0.0
+    """Its time in one call, the mean over the profiled calls less the fastest and slowest ``TRIM`` of them: robust
+    to preempted calls on a busy device, finer than the profiler's whole µs."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class OpProfileOutcome:
     timed_call_us: float = 0.0
     """The job's own timed mean call (profiler off): a profiled call is slower, its bookkeeping is in it."""
     kernel_overhead_us: float = 0.0
-    """Median profiled time per kernel of the runtime floor's do-nothing kernels, in the same loop: what every
+    """Trimmed-mean profiled time per kernel of the runtime floor's do-nothing kernels, in the same loop: what every
     kernel's figure holds of the profiler's and executor's own cost (0: not measured)."""
 
 

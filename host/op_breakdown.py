@@ -58,7 +58,7 @@ def group_of(op_type: str) -> str:
 
 @dataclass(frozen=True)
 class Breakdown:
-    """One model's call, µs per call: kernel time by group (slowest first; medians over the profiled calls), and
+    """One model's call, µs per call: kernel time by group (slowest first; trimmed means over the profiled calls), and
     what lies outside every kernel (wall minus the kernels' means, as the agent reports it)."""
 
     groups: list[tuple[str, float]]
@@ -80,16 +80,16 @@ class Breakdown:
 
 
 def _typical(op: dict[str, Any]) -> float:
-    """An op type's time per call: its median over the profiled calls, or its mean from an agent without medians."""
-    median = float(op.get("median_us", 0.0))
-    return median if median > 0 else float(op.get("mean_us", 0.0))
+    """An op type's time per call: its trimmed mean over the profiled calls, else (an older agent) its mean."""
+    trimmed = float(op.get("trimmed_us", 0.0))
+    return trimmed if trimmed > 0 else float(op.get("mean_us", 0.0))
 
 
 def breakdown(profile: dict[str, Any] | None) -> Breakdown | None:
     """The profile's figures grouped; None when there is no usable profile (none taken, or it failed)."""
     if not profile or profile.get("error") or not profile.get("op_types"):
         return None
-    # medians: a busy device preempts some profiled calls, and a mean moves with them
+    # trimmed means: a busy device preempts some profiled calls, and a plain mean moves with them
     op_types = [(str(t["name"]), _typical(t)) for t in profile["op_types"]]
     overhead = float(profile.get("kernel_overhead_us", 0.0))
     nodes = profile.get("nodes", [])
@@ -98,7 +98,7 @@ def breakdown(profile: dict[str, Any] | None) -> Breakdown | None:
         work: dict[str, float] = {}
         for n in nodes:
             op = str(n.get("op_type", "?"))
-            work[op] = work.get(op, 0.0) + max(float(n.get("median_us", 0.0)) - overhead, 0.0)
+            work[op] = work.get(op, 0.0) + max(float(n.get("trimmed_us", 0.0)) - overhead, 0.0)
         op_types = list(work.items())
     else:
         overhead = 0.0
@@ -194,6 +194,6 @@ def baseline_line(label: str, base: Breakdown, floor: str | None = None, most: i
 def estimate_note(overhead_us: float) -> str:
     """What the figures of a why line are, when the profiler's own cost per kernel was taken off."""
     return (
-        f"µs are medians per call less the profiler's own {overhead_us:.1f} µs per kernel (what the runtime "
+        f"µs are trimmed means per call less the profiler's own {overhead_us:.1f} µs per kernel (what the runtime "
         "floor's do-nothing kernels read): estimates of each kernel's work."
     )

@@ -3,7 +3,7 @@
 No drlc machinery: one session per model (1 intra-op thread, sequential), profiling on, ``--runs``
 back-to-back ``session.run`` calls on seeded random observations after ``--warmup`` unprofiled-in-the-sums
 ones, then the ``*_kernel_time`` events of the last ``--runs`` ``model_run`` windows summed per op type.
-Prints mean and median µs per call of each op type, and their sum.
+Prints mean, median and 10 %-trimmed mean (scipy.stats.trim_mean) µs per call of each op type, and their sums.
 
     python tools/hand_op_profile.py MODEL.onnx [MODEL.onnx ...] [--runs 3000]
 """
@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from scipy.stats import trim_mean
 
 
-def profile(path: Path, runs: int, warmup: int) -> dict[str, tuple[float, float]]:
-    """{op type: (mean µs per call, median µs per call)} over the last ``runs`` calls."""
+def profile(path: Path, runs: int, warmup: int) -> dict[str, tuple[float, float, float]]:
+    """{op type: (mean, median, trimmed mean µs per call)} over the last ``runs`` calls."""
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -48,7 +49,9 @@ def profile(path: Path, runs: int, warmup: int) -> dict[str, tuple[float, float]
         i = int(np.searchsorted(starts, e["ts"], side="right")) - 1
         if i >= 0 and e["ts"] <= windows[i][1]:
             per_call[e["args"]["op_name"]][i] += e["dur"]
-    return {op: (float(v.mean()), float(np.median(v))) for op, v in per_call.items()}
+    return {
+        op: (float(v.mean()), float(np.median(v)), float(trim_mean(v, 0.1))) for op, v in per_call.items()
+    }
 
 
 def main() -> int:
@@ -60,10 +63,10 @@ def main() -> int:
     for path in args.models:
         ops = profile(path, args.runs, args.warmup)
         print(f"{path.name} ({args.runs} runs, 1 thread):")
-        for op, (mean, median) in sorted(ops.items(), key=lambda kv: -kv[1][0]):
-            print(f"  {op:24s} mean {mean:6.1f} µs  median {median:6.1f} µs")
-        total = sum(m for m, _ in ops.values()), sum(m for _, m in ops.values())
-        print(f"  {'kernels':24s} mean {total[0]:6.1f} µs  median {total[1]:6.1f} µs")
+        rows = [*sorted(ops.items(), key=lambda kv: -kv[1][0])]
+        rows.append(("kernels", tuple(sum(v[i] for v in ops.values()) for i in range(3))))
+        for op, (mean, median, trimmed) in rows:
+            print(f"  {op:22s} mean {mean:5.1f}  median {median:5.1f}  trimmed {trimmed:5.1f} µs")
     return 0
 
 

@@ -324,20 +324,20 @@ class RuntimeInfo(_message.Message):
     def __init__(self, execution_provider: _Optional[str] = ..., session_providers: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., mujoco_version: _Optional[str] = ..., gymnasium_version: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., env_id: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ..., worker_pid: _Optional[int] = ..., timer_overhead_ns: _Optional[float] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., inference_binding: _Optional[str] = ..., quality_worker_pids: _Optional[_Iterable[int]] = ..., session_create_s: _Optional[float] = ..., trt_engine_cache: _Optional[str] = ...) -> None: ...
 
 class OpTime(_message.Message):
-    __slots__ = ("name", "op_type", "mean_us", "share", "provider", "median_us")
+    __slots__ = ("name", "op_type", "mean_us", "share", "provider", "trimmed_us")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OP_TYPE_FIELD_NUMBER: _ClassVar[int]
     MEAN_US_FIELD_NUMBER: _ClassVar[int]
     SHARE_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
-    MEDIAN_US_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_US_FIELD_NUMBER: _ClassVar[int]
     name: str
     op_type: str
     mean_us: float
     share: float
     provider: str
-    median_us: float
-    def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., mean_us: _Optional[float] = ..., share: _Optional[float] = ..., provider: _Optional[str] = ..., median_us: _Optional[float] = ...) -> None: ...
+    trimmed_us: float
+    def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., mean_us: _Optional[float] = ..., share: _Optional[float] = ..., provider: _Optional[str] = ..., trimmed_us: _Optional[float] = ...) -> None: ...
 
 class OpProfile(_message.Message):
     __slots__ = ("calls", "wall_per_call_us", "run_per_call_us", "kernel_per_call_us", "outside_kernels_us", "outside_kernels_share", "op_types", "nodes", "execution_provider", "error", "timed_call_us", "kernel_overhead_us")

@@ -67,7 +67,7 @@ def test_op_profile_of_a_policy_and_its_ptdq_variant(client: AgentClient, polici
         assert prof.outside_kernels_us == pytest.approx(prof.wall_per_call_us - prof.kernel_per_call_us)
         assert 0 < prof.outside_kernels_share < 1
         # the profiler rounds each kernel down to a whole µs: a tiny one may read 0 on a fast CPU, never less
-        assert all(t.mean_us >= 0 and t.share >= 0 and t.median_us >= 0 for t in prof.op_types)
+        assert all(t.mean_us >= 0 and t.share >= 0 and t.trimmed_us >= 0 for t in prof.op_types)
         assert prof.op_types[0].mean_us > 0
         assert [t.mean_us for t in prof.op_types] == sorted((t.mean_us for t in prof.op_types), reverse=True)
         assert all(n.provider == "CPUExecutionProvider" for n in prof.nodes)
@@ -136,11 +136,12 @@ def test_reduction_counts_only_the_last_runs_and_assigns_kernels_by_window() -> 
     assert [(t.name, t.mean_us) for t in out.op_types] == [("MatMul", 7.0), ("Relu", 2.0)]
     assert out.outside_kernels_us == pytest.approx(11.0) and out.outside_kernels_share == pytest.approx(0.55)
     assert out.run_per_call_us == pytest.approx(20.0)
-    assert [(t.name, t.median_us) for t in out.op_types] == [("MatMul", 7.0), ("Relu", 2.0)]
-    # a median ignores the one preempted call that moves a mean
-    slow = [run(100 * k, 20) for k in range(1, 6)]
-    slow += [kernel("a", "MatMul", 100 * k + 1, 6) for k in range(1, 5)] + [kernel("a", "MatMul", 501, 16)]
-    assert reduce_events(slow, calls=5, wall_per_call_us=20.0).op_types[0].median_us == 6.0
+    assert [(t.name, t.trimmed_us) for t in out.op_types] == [("MatMul", 7.0), ("Relu", 2.0)]
+    # a trimmed mean ignores the one preempted call that moves a plain mean
+    slow = [run(100 * k, 20) for k in range(1, 11)]
+    slow += [kernel("a", "MatMul", 100 * k + 1, 6) for k in range(1, 10)] + [kernel("a", "MatMul", 1001, 16)]
+    out = reduce_events(slow, calls=10, wall_per_call_us=20.0)
+    assert out.op_types[0].trimmed_us == 6.0 and out.op_types[0].mean_us == 7.0
 
 
 # ------------------------------------------------------------------ TensorRT options (no GPU here: the boundary)

@@ -139,12 +139,12 @@ def test_the_profilers_cost_per_kernel_is_taken_off_each_node() -> None:
     base = {
         **_profile({"FusedGemm": 3 * 4.5}, 40.0),
         "kernel_overhead_us": 2.5,
-        "nodes": [{"name": f"g{i}", "op_type": "FusedGemm", "median_us": 4.5} for i in range(3)],
+        "nodes": [{"name": f"g{i}", "op_type": "FusedGemm", "trimmed_us": 4.5} for i in range(3)],
     }
-    nodes = [{"name": f"q{i}", "op_type": "DynamicQuantizeMatMul", "median_us": 5.0} for i in range(3)]
+    nodes = [{"name": f"q{i}", "op_type": "DynamicQuantizeMatMul", "trimmed_us": 5.0} for i in range(3)]
     nodes += [
-        {"name": "r0", "op_type": "Relu", "median_us": 2.7},
-        {"name": "r1", "op_type": "Relu", "median_us": 2.0},
+        {"name": "r0", "op_type": "Relu", "trimmed_us": 2.7},
+        {"name": "r1", "op_type": "Relu", "trimmed_us": 2.0},
     ]
     ptdq = {**_profile({"DynamicQuantizeMatMul": 15.0, "Relu": 4.7}, 50.0), "kernel_overhead_us": 2.5}
     ptdq["nodes"] = nodes

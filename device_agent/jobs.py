@@ -435,7 +435,7 @@ class JobManager:
             run.supervise()
             if run.held is not None and not job.done:
                 self._end_workers(workers)  # the timed phases' workers are gone before the profile starts
-                wall_us = run.held.inference.mean_ns / 1e3 if run.held.inference.count else None
+                wall_us = run.held.inference.p50_ns / 1e3 if run.held.inference.count else None
                 profile = self._op_profile(job, model_path, run.deadline, wall_us)
                 if profile is not None and not job.done:
                     run.held.op_profile.CopyFrom(convert.op_profile_to_proto(profile))

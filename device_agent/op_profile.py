@@ -143,7 +143,7 @@ def run_op_profile(
 ) -> OpProfileOutcome:
     """Profile ``settings.op_profile_calls`` in-loop calls (after ``warmup_calls`` uncounted ones) and reduce them.
 
-    :param timed_call_us: the job's own timed mean call (profiler off), reported beside the profiled one
+    :param timed_call_us: the job's own timed call (p50, profiler off), reported beside the profiled one
     """
     from device_agent.runner import (
         apply_affinity,

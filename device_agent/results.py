@@ -178,7 +178,7 @@ class OpProfileOutcome:
     error: str = ""
     """The profile phase failed: why (then every figure is 0)."""
     timed_call_us: float = 0.0
-    """The job's own timed mean call (profiler off): a profiled call is slower, its bookkeeping is in it."""
+    """The job's own timed call (its p50, profiler off): a profiled call is slower, its bookkeeping is in it."""
     kernel_overhead_us: float = 0.0
     """Trimmed-mean profiled time per kernel of the runtime floor's do-nothing kernels, in the same loop: what every
     kernel's figure holds of the profiler's and executor's own cost (0: not measured)."""

@@ -72,6 +72,13 @@ class Breakdown:
     overhead_us: float = 0.0
     """The profiler's own cost per kernel taken off every kernel (0: none measured, figures as profiled)."""
     n_kernels: int = 0
+    timed_call_us: float = 0.0
+    """The job's own timed call (p50, profiler off); 0 from an agent that did not send it."""
+
+    @property
+    def rest_us(self) -> float:
+        """The timed call less the kernels' work: the runtime around the kernels (never below 0; an estimate)."""
+        return max(self.timed_call_us - self.kernel_us, 0.0)
 
     @property
     def kernel_share(self) -> float:
@@ -116,6 +123,7 @@ def breakdown(profile: dict[str, Any] | None) -> Breakdown | None:
         fused=fused,
         overhead_us=overhead,
         n_kernels=len(nodes),
+        timed_call_us=float(profile.get("timed_call_us", 0.0)),
     )
 
 
@@ -186,8 +194,13 @@ def baseline_line(label: str, base: Breakdown, floor: str | None = None, most: i
     every kernel), the floor's share of the timed call."""
     ops = ", ".join(f"{name} {us:.1f} µs" for name, us in base.op_types[:most])
     text = f"{label}: kernels {base.kernel_us:.1f} µs ({ops})"
-    if base.call_us > 0:
-        text += f"; as profiled, kernels are {base.kernel_share:.0%} of a call ({base.outside_us:.1f} µs outside them)"
+    if base.timed_call_us > 0:
+        share = min(base.kernel_us / base.timed_call_us, 1.0)
+        text += (
+            f" of a {base.timed_call_us:.1f} µs timed call ({share:.0%}); the rest is the runtime around them"
+        )
+    elif base.call_us > 0:
+        text += f"; as profiled, kernels are {base.kernel_share:.0%} of a call"
     return text + (f"; {floor}" if floor else "")
 
 

@@ -102,9 +102,11 @@ def figure_text(kind: str, target: str) -> tuple[str, str]:
         return (
             f"where the time of an inference call goes on {target}",
             f"Operator profile on {target} (ONNX Runtime's profiler, taken after the timed phases in a worker of its "
-            "own): µs per call of each model's kernels by op group, stacked, then the part of the call outside every "
-            "kernel (hatched), each variant under its baseline. The black tick is the runtime floor (p50 of a "
-            "weightless graph of the same I/O in the same loop): the part of the call no compression removes.",
+            "own): each model's timed call (p50) in µs, split into its kernels' work by op group (trimmed means, less "
+            "the profiler's own cost per kernel as its do-nothing floor kernels read it: estimates), then the rest "
+            "of the call, the runtime around the kernels (hatched); each variant under its baseline. The black tick "
+            "is the runtime floor (p50 of a weightless graph of the same I/O in the same loop): the part of the call "
+            "no compression removes.",
         )
     metric = kind.removeprefix("pareto-")
     return (

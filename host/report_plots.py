@@ -590,15 +590,16 @@ def _hatch(n_cols: int, n_rows: int) -> Rectangle:
     )
 
 
-OUTSIDE_KERNELS = "outside kernels"
-"""The stacked bar's last segment: the call's time outside every kernel (runtime, binding)."""
+OUTSIDE_KERNELS = "rest of the call"
+"""The stacked bar's last segment: the timed call less the kernels' work (the runtime around them)."""
 
 
 def op_profile_plot(comparisons: Sequence[Comparison], target: str) -> Figure | None:
     """Where the time of a call goes: per policy a panel, per model with an operator profile a horizontal bar of
-    µs per call stacked by kernel group (``host.op_breakdown.OP_GROUPS``) plus the part outside every kernel,
-    the baseline's bar first so each variant's sits beside it; the runtime floor (p50) is a black tick on each
-    bar: time left of it no compression removes. None when no model on this target has a profile."""
+    its timed call (p50, µs): the kernels' work by group (``host.op_breakdown``: the profiler's own cost per
+    kernel taken off) stacked, then the rest of the call (the runtime around the kernels); the baseline's bar
+    first so each variant's sits beside it. The runtime floor (p50) is a black tick on each bar: time left of it
+    no compression removes. None when no model on this target has a profile."""
     from host.op_breakdown import breakdown
 
     panels = []
@@ -628,7 +629,7 @@ def op_profile_plot(comparisons: Sequence[Comparison], target: str) -> Figure | 
             for name, us in bd.groups:
                 ax.barh(y, us, left=left, color=colour[name], edgecolor="white", height=0.7)
                 left += us
-            outside = max(bd.outside_us, 0.0)
+            outside = bd.rest_us if bd.timed_call_us > 0 else max(bd.outside_us, 0.0)
             ax.barh(y, outside, left=left, color="#d9d9d9", edgecolor="white", hatch="//", height=0.7)
             floor = c.row.floor_p50_us
             if _finite(floor) and floor > 0:
@@ -639,7 +640,7 @@ def op_profile_plot(comparisons: Sequence[Comparison], target: str) -> Figure | 
         ax.grid(axis="x", color="#eee")
         ax.set_axisbelow(True)
     axes[-1].set_xlabel(
-        "µs per inference call (kernels by group, then outside kernels; black tick: runtime floor)"
+        "µs per timed inference call (kernels' work by group, then the rest; black tick: runtime floor)"
     )
     handles = [Rectangle((0, 0), 1, 1, color=colour[n]) for n in names]
     handles.append(Rectangle((0, 0), 1, 1, facecolor="#d9d9d9", hatch="//", edgecolor="white"))

@@ -156,3 +156,18 @@ def test_the_profilers_cost_per_kernel_is_taken_off_each_node() -> None:
     assert line.startswith("ptdq 1.02× slower: dynamic quantization +7.5 µs, gemm −6.0 µs (+2 kernels)")
     # without a measured overhead the figures stay as profiled
     assert breakdown({**base, "kernel_overhead_us": 0.0}).kernel_us == 13.5
+
+
+def test_a_database_from_before_gets_the_op_profile_column(tmp_path) -> None:
+    """A results database made before op profiles existed opens, gains the column, and keeps its jobs."""
+    from host.results_db import SCHEMA
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(",\n    op_profile         TEXT", ""))
+    assert "op_profile" not in {r[1] for r in old.execute("PRAGMA table_info(jobs)")}
+    old.close()
+    with ResultsDB(path) as db:
+        columns = {r[1] for r in db.conn.execute("PRAGMA table_info(jobs)")}
+        assert "op_profile" in columns
+        assert db.op_profile("no-such-job") is None

@@ -419,6 +419,8 @@ def answer_markdown(
         out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in f.rows]
         if f.pruning:
             out += ["", f.pruning]
+        if f.why:
+            out += ["", WHY_TITLE, ""] + [f"- {w}" for w in f.why]
     out += ["", a.footnote, ""]
     return out
 

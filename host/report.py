@@ -422,7 +422,13 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "latency_p99_us": float(np.median([_get(s, "inference", "p99_ns") / 1e3 for _, s in clean]))
                 if clean
                 else math.nan,
-                "floor_p50_us": _get(summary, "runtime_floor", "p50_ns") / 1e3,
+                # the floor is timed in round 0 only (later rounds are latency only): the latest job that timed it
+                "floor_p50_us": _get(
+                    next((s for s in reversed(summaries) if "runtime_floor" in s), summary),
+                    "runtime_floor",
+                    "p50_ns",
+                )
+                / 1e3,
                 "env_step_us": _get(summary, "env_step", "mean_ns") / 1e3,
                 "model_rss_mb": _model_mb(memory),
                 "peak_rss_mb": _get(memory, "peak_rss_bytes") / 2**20,

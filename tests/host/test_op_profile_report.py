@@ -44,6 +44,12 @@ def test_deploy_with_op_profile_then_the_why_line(drlc_home) -> None:
     # the summary column does not carry the profile twice
     assert all('"op_profile":' not in s for (s,) in conn.execute("SELECT summary FROM jobs"))
 
+    # the floor is timed in round 0 alone: the report finds it there, whichever round came last
+    from host.report import collect_rows
+
+    with ResultsDB(workspace.db_path) as db:
+        assert all(row.floor_p50_us > 0 for row in collect_rows(db))
+
     report = runner.invoke(app, ["report"], env={"COLUMNS": "80"})
     assert report.exit_code == 0, report.output
     lines = report.output.splitlines()
@@ -101,6 +107,9 @@ def test_no_profile_or_a_failed_one_gives_no_breakdown() -> None:
     assert breakdown(None) is None
     assert breakdown({"error": "the operator profile failed: x", "op_types": []}) is None
     assert floor_text(math.nan, 3.0) is None and floor_text(10.0, 0.0) is None
+    assert (
+        floor_text(11.3, 23.8) == "runtime floor 23.8 µs, not below the call's 11.3 µs: a noisy floor round"
+    )
 
 
 def test_jetson_profiles_tensorrt_options_reach_the_provider(tmp_path) -> None:

@@ -24,6 +24,7 @@ import psutil  # noqa: F401
 
 import device_agent.energy.recorder
 import device_agent.floor
+import device_agent.op_profile
 import device_agent.runner
 import device_agent.worker
 

@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", default="127.0.0.1:50051", help="host:port to listen on (port 0: any free port)"
     )
     serve.add_argument("--data-dir", type=Path, default=None, help="where models and job records live")
+    serve.add_argument(
+        "--trt-cache-dir",
+        type=Path,
+        default=None,
+        help="where TensorRT engines are cached for jobs that ask for it (default: DATA_DIR/trt_engines)",
+    )
     serve.add_argument("--port-file", type=Path, default=None, help="write the bound port here once serving")
     serve.add_argument("--max-model-mb", type=float, default=AgentLimits.max_model_bytes / 2**20)
     serve.add_argument("--max-job-duration-s", type=float, default=AgentLimits.max_job_duration_s)
@@ -108,7 +114,14 @@ def serve(args: argparse.Namespace) -> int:
         logging.warning("--insecure: anyone who can reach this port can upload and run models")
     try:
         security = SecurityConfig.load(args.token_file, args.tls_cert, args.tls_key, args.tls_client_ca)
-        agent = create_server(args.address, data_dir, limits, insecure=args.insecure, security=security)
+        agent = create_server(
+            args.address,
+            data_dir,
+            limits,
+            insecure=args.insecure,
+            security=security,
+            trt_cache_dir=args.trt_cache_dir,
+        )
     except AgentError as exc:
         print(f"drlc-agent: {exc}", file=sys.stderr)
         return 2

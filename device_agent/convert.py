@@ -13,6 +13,8 @@ from device_agent.results import (
     InferencePhaseOutcome,
     JobEnd,
     LatencyPhaseOutcome,
+    OpProfileOutcome,
+    OpTime,
     MemoryFacts,
     RuntimeFacts,
 )
@@ -44,6 +46,14 @@ def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) 
         quality_workers=msg.quality_workers if msg.HasField("quality_workers") else defaults.quality_workers,
         latency_calls=msg.latency_calls if msg.HasField("latency_calls") else defaults.latency_calls,
         latency_only=msg.latency_only if msg.HasField("latency_only") else defaults.latency_only,
+        op_profile_calls=msg.op_profile_calls
+        if msg.HasField("op_profile_calls")
+        else defaults.op_profile_calls,
+        trt_engine_cache=msg.trt_engine_cache
+        if msg.HasField("trt_engine_cache")
+        else defaults.trt_engine_cache,
+        trt_fp16=msg.trt_fp16 if msg.HasField("trt_fp16") else defaults.trt_fp16,
+        trt_int8=msg.trt_int8 if msg.HasField("trt_int8") else defaults.trt_int8,
     )
 
 
@@ -63,6 +73,10 @@ def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
         quality_workers=settings.quality_workers,
         latency_calls=settings.latency_calls,
         latency_only=settings.latency_only,
+        op_profile_calls=settings.op_profile_calls,
+        trt_engine_cache=settings.trt_engine_cache,
+        trt_fp16=settings.trt_fp16,
+        trt_int8=settings.trt_int8,
     )
 
 
@@ -159,6 +173,8 @@ def runtime_to_proto(r: RuntimeFacts) -> pb.RuntimeInfo:
         timer_overhead_ns=r.timer_overhead_ns,
         cpu_affinity=r.cpu_affinity,
         inference_binding=r.inference_binding,
+        session_create_s=r.session_create_s,
+        trt_engine_cache=r.trt_engine_cache,
     )
 
 
@@ -230,3 +246,33 @@ def summary_to_proto(
         msg.validity.CopyFrom(json_format.ParseDict(end.validity, pb.RunValidity()))
     msg.runtime_floor_in_loop = end.runtime_floor_in_loop
     return msg
+
+
+def op_profile_to_proto(p: OpProfileOutcome) -> pb.OpProfile:
+    def rows(times: list[OpTime]) -> list[pb.OpTime]:
+        return [
+            pb.OpTime(
+                name=t.name,
+                op_type=t.op_type,
+                mean_us=t.mean_us,
+                share=t.share,
+                provider=t.provider,
+                trimmed_us=t.trimmed_us,
+            )
+            for t in times
+        ]
+
+    return pb.OpProfile(
+        calls=p.calls,
+        wall_per_call_us=p.wall_per_call_us,
+        run_per_call_us=p.run_per_call_us,
+        kernel_per_call_us=p.kernel_per_call_us,
+        outside_kernels_us=p.outside_kernels_us,
+        outside_kernels_share=p.outside_kernels_share,
+        op_types=rows(p.op_types),
+        nodes=rows(p.nodes),
+        execution_provider=p.execution_provider,
+        error=p.error,
+        timed_call_us=p.timed_call_us,
+        kernel_overhead_us=p.kernel_overhead_us,
+    )

@@ -41,10 +41,12 @@ from device_agent.results import (
     JobEnd,
     JobError,
     JobStart,
+    OpProfileOutcome,
 )
 from device_agent.settings import AgentLimits, MeasurementSettings, effective_settings, job_memory_limit
 from device_agent.storage import ModelStore
-from device_agent.worker import helper_main, worker_main
+from device_agent.providers import TRT_CACHE_DIRNAME
+from device_agent.worker import helper_main, op_profile_main, worker_main
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,11 @@ class JobManager:
         available_providers: list[str],
         fingerprint: str,
         defaults: MeasurementSettings | None = None,
+        trt_cache_dir: Path | None = None,
     ) -> None:
         self.jobs_dir = data_dir / "jobs"
+        self.trt_cache_dir = trt_cache_dir or data_dir / TRT_CACHE_DIRNAME
+        """The agent's own TensorRT engine cache (jobs ask for a cache, never name a path)."""
         self.files = RecordFiles(self.jobs_dir)
         self.store = store
         self.limits = limits
@@ -408,9 +413,10 @@ class JobManager:
         # a worker ends itself this long after it starts, even if the agent is gone and cannot stop it
         lifetime_s = self.limits.max_job_duration_s + WORKER_GRACE_S
         common = (str(model_path), job.manifest.to_json(), job.env_id, job.settings, lifetime_s)
+        cache = str(self.trt_cache_dir)
         process = self._mp.Process(  # type: ignore[attr-defined]
             target=worker_main if index == 0 else helper_main,
-            args=(child_conn, *common) if index == 0 else (child_conn, *common, index),
+            args=(child_conn, *common, cache) if index == 0 else (child_conn, *common, index, cache),
             name=f"drlc-worker-{job.record.job_id}" + (f"-{index}" if index else ""),
             daemon=True,
         )
@@ -425,16 +431,90 @@ class JobManager:
         try:
             workers.append(self._start(job, 0, model_path))
             workers += [self._start(job, i, model_path) for i in range(1, n_workers)]
-            _JobRun(self, job, workers).supervise()
+            run = _JobRun(self, job, workers)
+            run.supervise()
+            if run.held is not None and not job.done:
+                self._end_workers(workers)  # the timed phases' workers are gone before the profile starts
+                wall_us = run.held.inference.p50_ns / 1e3 if run.held.inference.count else None
+                profile = self._op_profile(job, model_path, run.deadline, wall_us)
+                if profile is not None and not job.done:
+                    run.held.op_profile.CopyFrom(convert.op_profile_to_proto(profile))
+                    self._append(job, pb.ProfileEvent(summary=run.held), pb.JOB_STATE_SUCCEEDED)
             if not job.done:  # never leave a job running with no worker behind it
                 self._fail(job, "WorkerError", "the job's workers stopped without a result")
         finally:
-            for w in workers:
-                w.conn.close()
-                if w.process.is_alive():
-                    w.process.kill()
-            for w in workers:
-                w.process.join(timeout=5)
+            self._end_workers(workers)
+
+    @staticmethod
+    def _end_workers(workers: list[_Worker]) -> None:
+        for w in workers:
+            w.conn.close()
+            if w.process.is_alive():
+                w.process.join(timeout=5)  # the measuring worker exits by itself once it has sent JobEnd
+            if w.process.is_alive():
+                w.process.kill()
+        for w in workers:
+            w.process.join(timeout=5)
+
+    def _op_profile(
+        self, job: Job, model_path: Path, deadline: float, timed_call_us: float | None
+    ) -> OpProfileOutcome | None:
+        """Run the operator profile phase in a worker of its own; None when the job ended meanwhile (cancelled,
+        stopped, over its time limit: then it has failed with the reason). A profile that fails leaves the
+        timed figures standing: its error is reported in the profile."""
+        parent_conn, child_conn = self._mp.Pipe(duplex=False)
+        lifetime_s = self.limits.max_job_duration_s + WORKER_GRACE_S
+        process = self._mp.Process(  # type: ignore[attr-defined]
+            target=op_profile_main,
+            args=(
+                child_conn,
+                str(model_path),
+                job.manifest.to_json(),
+                job.env_id,
+                job.settings,
+                lifetime_s,
+                str(self.trt_cache_dir),
+                timed_call_us,
+            ),
+            name=f"drlc-worker-{job.record.job_id}-op-profile",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        try:
+            while not parent_conn.poll(_JobRun.POLL_S):
+                if job.cancel_requested.is_set():
+                    self._cancelled(job)
+                    return None
+                if self.stopping.is_set():
+                    self._fail(
+                        job, "AgentStopped", "the agent was shut down while this job ran; run it again"
+                    )
+                    return None
+                if time.monotonic() > deadline:
+                    self._fail(
+                        job,
+                        "JobTimeout",
+                        f"the job ran longer than this agent's limit of {self.limits.max_job_duration_s:.0f} s "
+                        "(in its operator profile phase)",
+                    )
+                    return None
+                if not process.is_alive() and not parent_conn.poll(0):
+                    return _failed_profile(f"its worker died (exit code {process.exitcode})")
+            try:
+                item = parent_conn.recv()
+            except (EOFError, OSError):
+                return _failed_profile(f"its worker died (exit code {process.exitcode})")
+            if isinstance(item, OpProfileOutcome):
+                return item
+            if isinstance(item, JobError):
+                return _failed_profile(f"{item.error_type}: {item.message}")
+            return _failed_profile(f"its worker sent an unexpected {type(item).__name__}")
+        finally:
+            parent_conn.close()
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=5)
 
     def _cancelled(self, job: Job) -> None:
         failed = pb.JobFailed(error_type="Cancelled", message="the job was cancelled by a client")
@@ -446,6 +526,10 @@ class JobManager:
             pb.ProfileEvent(failed=pb.JobFailed(error_type=error_type, message=message)),
             pb.JOB_STATE_FAILED,
         )
+
+
+def _failed_profile(why: str) -> OpProfileOutcome:
+    return OpProfileOutcome(0, 0.0, 0.0, 0.0, 0.0, 0.0, error=f"the operator profile failed: {why}")
 
 
 class _WorkerGone(Exception):
@@ -481,6 +565,8 @@ class _JobRun:
         self.main_waits: str | None = None
         """The stage ("ready", "done") the measuring worker is blocked on, if any."""
         self.runtime = pb.RuntimeInfo()
+        self.held: pb.JobSummary | None = None
+        """The summary, held back while the operator profile phase (op_profile_calls > 0) is still to run."""
         self.deadline = time.monotonic() + manager.limits.max_job_duration_s
 
     # ------------------------------------------------------------------ scheduling
@@ -612,7 +698,10 @@ class _JobRun:
             summary = convert.summary_to_proto(
                 item, list(job.record.episodes), self.runtime, job.record.request.settings, effective
             )
-            manager._append(job, pb.ProfileEvent(summary=summary), pb.JOB_STATE_SUCCEEDED)
+            if job.settings.op_profile_calls > 0:
+                self.held = summary
+            else:
+                manager._append(job, pb.ProfileEvent(summary=summary), pb.JOB_STATE_SUCCEEDED)
             return True
         elif isinstance(item, JobError):
             manager._fail(job, item.error_type, item.message)

@@ -30,6 +30,11 @@ class RuntimeFacts:
     inference_binding: str = ""
     """How the loop calls the runtime: "io_binding" (preallocated input and output buffers bound once) or
     "session_run" (the fallback, for a provider or model IO binding does not suit)."""
+    session_create_s: float | None = None
+    """Wall time of creating the model's InferenceSession: a TensorRT engine build (or cached engine load) is
+    here, apart from inference."""
+    trt_engine_cache: str = ""
+    """TensorRT with its engine cache on: "built" (a new engine was written to the cache) or "reused"."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,44 @@ class JobEnd:
     """What could have spoiled the timing over the timed window (``device_agent.validity.facts``)."""
     runtime_floor_in_loop: bool = False
     """The floor was timed as the policy is: an env step between calls."""
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Mean kernel time per call of one op type (``name`` = the op type) or one node."""
+
+    name: str
+    op_type: str
+    mean_us: float
+    share: float
+    """Of the profiled call's wall time."""
+    provider: str = ""
+    trimmed_us: float = 0.0
+    """Its time in one call, the mean over the profiled calls less the fastest and slowest ``TRIM`` of them: robust
+    to preempted calls on a busy device, finer than the profiler's whole µs."""
+
+
+@dataclass(frozen=True)
+class OpProfileOutcome:
+    """Where one inference call's time goes (ONNX Runtime's profiler, in its own worker after the timed phases).
+    ``wall_per_call_us`` is the profiled call, which the shares are of."""
+
+    calls: int
+    wall_per_call_us: float
+    run_per_call_us: float
+    kernel_per_call_us: float
+    outside_kernels_us: float
+    outside_kernels_share: float
+    op_types: list[OpTime] = field(default_factory=list)
+    nodes: list[OpTime] = field(default_factory=list)
+    execution_provider: str = ""
+    error: str = ""
+    """The profile phase failed: why (then every figure is 0)."""
+    timed_call_us: float = 0.0
+    """The job's own timed call (its p50, profiler off): a profiled call is slower, its bookkeeping is in it."""
+    kernel_overhead_us: float = 0.0
+    """Trimmed-mean profiled time per kernel of the runtime floor's do-nothing kernels, in the same loop: what every
+    kernel's figure holds of the profiler's and executor's own cost (0: not measured)."""
 
 
 # Between the measuring worker, its helper workers and the agent (quality_workers > 1).

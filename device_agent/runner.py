@@ -44,6 +44,7 @@ from device_agent.envs import build_env
 from device_agent.errors import InvalidModelError, InvalidRequestError, WorkerError
 from device_agent.manifest import ArtifactManifest
 from device_agent.platform_facts import cpu_model_and_flags, library_versions
+from device_agent.providers import cached_engines, engine_cache_outcome, provider_options
 from device_agent.results import (
     ControlRateOutcome,
     EnergyFigure,
@@ -134,17 +135,34 @@ def check_spaces(env: Any, manifest: ArtifactManifest, env_id: str) -> None:
         )
 
 
-def open_session(model_path: Path | bytes, settings: MeasurementSettings) -> Any:
+def session_options(settings: MeasurementSettings) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+def open_session(
+    model_path: Path | bytes,
+    settings: MeasurementSettings,
+    trt_cache_dir: Path | None = None,
+    options: Any = None,
+) -> Any:
+    """The session every phase runs: the job's providers, each with its options (``device_agent.providers``).
+
+    :param options: SessionOptions to use instead of ``session_options(settings)`` (the operator profile's)
+    """
+    import onnxruntime as ort
+
+    options = options or session_options(settings)
+    providers, provider_opts = provider_options(settings, trt_cache_dir)
     try:
         source = model_path if isinstance(model_path, bytes) else str(model_path)
         return ort.InferenceSession(
-            source, sess_options=options, providers=list(settings.execution_providers)
+            source, sess_options=options, providers=providers, provider_options=provider_opts
         )
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
         raise InvalidModelError(f"ONNX Runtime cannot load the model: {type(exc).__name__}: {exc}") from exc
@@ -526,11 +544,14 @@ FLOOR_CALLS_PACED = 200
 """A paced floor takes period x calls of wall time (200 x 50 ms = 10 s for HalfCheetah)."""
 
 
-def open_floor_session(manifest: ArtifactManifest, settings: MeasurementSettings) -> Any:
+def open_floor_session(
+    manifest: ArtifactManifest, settings: MeasurementSettings, trt_cache_dir: Path | None = None
+) -> Any:
     """The same provider and options on a weightless graph of the policy's input and output shapes."""
     from device_agent.floor import floor_model_bytes
 
-    return open_session(floor_model_bytes(manifest.observation_shape[0], manifest.action_shape[0]), settings)
+    data = floor_model_bytes(manifest.observation_shape[0], manifest.action_shape[0])
+    return open_session(data, settings, trt_cache_dir)
 
 
 def measure_floor(
@@ -574,7 +595,12 @@ def device_memory_bytes(provider: str) -> int | None:
 
 
 def runtime_facts(
-    session: Any, settings: MeasurementSettings, env_id: str, cpus: list[int], binding: str = ""
+    session: Any,
+    settings: MeasurementSettings,
+    env_id: str,
+    cpus: list[int],
+    binding: str = "",
+    loaded: Loaded | None = None,
 ) -> RuntimeFacts:
     import onnxruntime as ort
 
@@ -594,6 +620,10 @@ def runtime_facts(
         timer_overhead_ns=timer_overhead_ns(),
         cpu_affinity=cpus,
         inference_binding=binding,
+        session_create_s=None if loaded is None else loaded.session_create_s,
+        trt_engine_cache=""
+        if loaded is None
+        else engine_cache_outcome(session.get_providers()[0], settings, *loaded.engines),
     )
 
 
@@ -708,6 +738,10 @@ class Loaded:
     rss_after: int
     rss_runtime: int | None = None
     floor_session: Any = None
+    session_create_s: float | None = None
+    """Wall time of creating the model's session (a TensorRT engine build or load is in it)."""
+    engines: tuple[set[str], set[str]] = (set(), set())
+    """TensorRT's cached engine files before and after the model's session was made."""
 
     def facts(self, peak: int, model_bytes: int, gpu: int | None, n_params: int | None) -> MemoryFacts:
         startup = None if self.rss_runtime is None else self.rss_runtime - self.rss_before
@@ -721,6 +755,7 @@ def setup(
     env_id: str,
     settings: MeasurementSettings,
     floor: bool = False,
+    trt_cache_dir: Path | None = None,
 ) -> tuple[Any, Any, np.ndarray, Policy, str, list[int], Loaded]:
     """Affinity, env, shape check, session bound to its buffers: what every worker of a job does first.
 
@@ -734,9 +769,13 @@ def setup(
     obs_buffer = np.zeros((1, *manifest.observation_shape), dtype=np.float32)
     loaded = Loaded(rss_bytes(), 0)
     if floor:
-        loaded.floor_session = open_floor_session(manifest, settings)
+        loaded.floor_session = open_floor_session(manifest, settings, trt_cache_dir)
         loaded.rss_runtime = rss_bytes()
-    session = open_session(model_path, settings)
+    engines_before = cached_engines(trt_cache_dir)
+    t0 = time.perf_counter()
+    session = open_session(model_path, settings, trt_cache_dir)
+    loaded.session_create_s = time.perf_counter() - t0
+    loaded.engines = (engines_before, cached_engines(trt_cache_dir))
     loaded.rss_after = rss_bytes()
     infer, binding = bind_session(session, obs_buffer, tuple(manifest.action_shape))
     return env, session, obs_buffer, infer, binding, cpus, loaded
@@ -750,23 +789,25 @@ def run_profile(
     emit: Emit,
     scheduler: Scheduler | None = None,
     probe: Probe | None = None,
+    trt_cache_dir: Path | None = None,
 ) -> None:
     """Run one job in the measuring worker and emit JobStart, one EpisodeOutcome per episode it ran, then JobEnd.
 
     :param scheduler: with quality_workers > 1, who hands out episode indices (default: this worker alone)
     :param probe: where run-validity facts are read (tests point it at a recorded /proc)
+    :param trt_cache_dir: the agent's TensorRT engine cache (used when the job asks for it)
     """
     wall0 = time.perf_counter()
     parallel = settings.quality_workers > 1
     only_latency = settings.latency_only
     scheduler = scheduler or SoloScheduler(settings.n_episodes)
     env, session, obs_buffer, infer, binding, cpus, loaded = setup(
-        model_path, manifest, env_id, settings, floor=not only_latency
+        model_path, manifest, env_id, settings, floor=not only_latency, trt_cache_dir=trt_cache_dir
     )
     period_ns = control_period_ns(env, env_id) if settings.control_rate else None
     if parallel:
         scheduler.wait_helpers("ready")  # from here on the device is quiet until the first claim
-    runtime = runtime_facts(session, settings, env_id, cpus, binding)
+    runtime = runtime_facts(session, settings, env_id, cpus, binding, loaded)
     model_bytes = model_path.stat().st_size
     gpu_bytes = device_memory_bytes(runtime.execution_provider)
     emit(JobStart(runtime, loaded.facts(peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params)))
@@ -843,10 +884,13 @@ def run_helper(
     next_index: Callable[[], int | None],
     worker: int,
     ready: Callable[[], None],
+    trt_cache_dir: Path | None = None,
 ) -> None:
     """A helper worker of the parallel quality phase: set up, say so, then run the episodes it is handed
     (returns only) until it is handed None. No warm-up: nothing it does is timed."""
-    env, _session, obs_buffer, infer, _binding, _cpus, _rss = setup(model_path, manifest, env_id, settings)
+    env, _session, obs_buffer, infer, _binding, _cpus, _rss = setup(
+        model_path, manifest, env_id, settings, trt_cache_dir=trt_cache_dir
+    )
     ready()
     while (index := next_index()) is not None:
         emit(run_returns_episode(env, infer, obs_buffer, index, settings.seed + index, worker))

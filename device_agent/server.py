@@ -60,8 +60,12 @@ def create_server(
     limits: AgentLimits | None = None,
     insecure: bool = False,
     security: SecurityConfig | None = None,
+    trt_cache_dir: Path | None = None,
 ) -> RunningAgent:
     """Bind ``address`` (port 0 picks a free one) and start serving; returns the bound port.
+
+    :param trt_cache_dir: where TensorRT engines are cached for jobs that ask for the cache; default
+        ``data_dir/trt_engines``
 
     Off this machine the agent needs both a token and TLS, unless ``insecure`` says otherwise.
     """
@@ -83,7 +87,9 @@ def create_server(
         ) from None
     providers = available_providers()
     store = ModelStore(data_dir, limits.max_model_bytes, limits.max_stored_models, limits.max_store_bytes)
-    jobs = JobManager(data_dir, store, limits, providers, agent_fingerprint(data_dir))
+    jobs = JobManager(
+        data_dir, store, limits, providers, agent_fingerprint(data_dir), trt_cache_dir=trt_cache_dir
+    )
     # Long calls (uploads, job streams) are capped by the servicer below the pool size, so SHORT_CALL_THREADS
     # threads are always left for health checks, device info and the other short calls.
     threads = limits.max_concurrent_uploads + limits.max_streams + SHORT_CALL_THREADS

@@ -8,7 +8,9 @@ and the effective settings are reported with every result.
 
 Phases of a job, in order: idle window (``idle_s``, only where an energy meter works), warm-up,
 the episodes (paced at the env's control period when ``control_rate``), the inference-only
-phase (``inference_phase_s``), the runtime floor (timed in the same loop as the policy: an env step between calls).
+phase (``inference_phase_s``), the runtime floor (timed in the same loop as the policy: an env step between calls). With ``op_profile_calls`` > 0,
+after all of them, the operator profile phase: ONNX Runtime's profiler over that many in-loop calls in a separate
+worker process, so nothing it costs reaches a timed figure.
 
 With ``quality_workers`` > 1 the episodes are wanted for their returns only and run in that many
 worker processes at once (each at batch 1); the latency figures then come from a latency phase of
@@ -88,6 +90,31 @@ class MeasurementSettings:
     the same returns every round), no energy windows, no inference-only phase, no floor. ``n_episodes`` is then
     not run; ``quality_workers`` is 1 (no helpers)."""
 
+    # Operator profile (where the time goes; off by default so it never touches a timed phase)
+    op_profile_calls: int = 0
+    """In-loop calls (each followed by an env step, as in the timed loop) that ONNX Runtime's profiler records,
+    after ``warmup_calls`` unrecorded ones, in a separate worker process started after the job's timed phases.
+    Reduced on the device to mean µs per call by op type and by node, each with its share of the call, and the
+    part outside any kernel (wall per call minus the kernels' sum). 0: no operator profile. Never in a
+    latency-only job."""
+
+    # TensorRT execution provider options (ignored by every other provider)
+    trt_engine_cache: bool = False
+    """Keep built TensorRT engines in the agent's own cache directory (its data dir, or ``drlc-agent serve
+    --trt-cache-dir``; a host never names a path on the device) and reuse them in later jobs: without it
+    every job rebuilds its engine, which takes seconds to minutes."""
+    trt_fp16: bool = False
+    """Let TensorRT pick fp16 kernels where faster (changes the numbers the policy computes)."""
+    trt_int8: bool = False
+    """Let TensorRT pick int8 kernels: needs a model with Q/DQ nodes (PTSQ, QAT) or a calibration table."""
+
+
+OP_PROFILE_CALLS_ON = 1000
+"""Profiled calls when a user turns the operator profile on without a number (``drlc-host deploy --op-profile``):
+enough for every kernel's mean to settle at the profiler's 1 µs resolution."""
+
+OP_PROFILE_MAX_CALLS = 100_000
+"""Most calls an operator profile may record: each call writes a few hundred bytes of profiler JSON."""
 
 INFERENCE_PHASE_DEFAULT_S = 2.0
 """Inference-only phase length when a meter works and the request leaves it unset."""
@@ -222,6 +249,10 @@ def effective_settings(
     check_affinity(requested.cpu_affinity, cpus)
     if not 1 <= requested.latency_calls <= 1_000_000:
         raise InvalidRequestError(f"latency_calls={requested.latency_calls} is outside 1..1000000")
+    if not 0 <= requested.op_profile_calls <= OP_PROFILE_MAX_CALLS:
+        raise InvalidRequestError(
+            f"op_profile_calls={requested.op_profile_calls} is outside 0..{OP_PROFILE_MAX_CALLS} (0: no operator profile)"
+        )
     workers = 1 if requested.latency_only else quality_workers(requested, limits, cpus, has_energy_meter)
     usable = [p for p in available_providers if not limits.allowed_providers or p in limits.allowed_providers]
     wanted = [p for p in requested.execution_providers if p in usable]
@@ -238,6 +269,7 @@ def effective_settings(
         execution_providers=tuple(providers),
         cpu_affinity=tuple(sorted(set(requested.cpu_affinity))),
         quality_workers=workers,
+        op_profile_calls=0 if requested.latency_only else requested.op_profile_calls,
     )
 
 

@@ -76,6 +76,7 @@ def worker_main(
     env_id: str,
     settings: MeasurementSettings,
     lifetime_s: float = 0.0,
+    trt_cache_dir: str = "",
 ) -> None:
     from device_agent.runner import run_profile
 
@@ -88,6 +89,7 @@ def worker_main(
             settings,
             conn.send,
             PipeScheduler(conn),
+            trt_cache_dir=Path(trt_cache_dir) if trt_cache_dir else None,
         )
     except Exception as exc:
         _report(conn, exc)
@@ -103,6 +105,7 @@ def helper_main(
     settings: MeasurementSettings,
     lifetime_s: float,
     worker: int,
+    trt_cache_dir: str = "",
 ) -> None:
     import os
 
@@ -126,6 +129,38 @@ def helper_main(
             next_index,
             worker,
             lambda: conn.send(HelperReady(worker, os.getpid())),
+            trt_cache_dir=Path(trt_cache_dir) if trt_cache_dir else None,
+        )
+    except Exception as exc:
+        _report(conn, exc)
+    finally:
+        conn.close()
+
+
+def op_profile_main(
+    conn: Connection,
+    model_path: str,
+    manifest_json: str,
+    env_id: str,
+    settings: MeasurementSettings,
+    lifetime_s: float,
+    trt_cache_dir: str = "",
+    timed_call_us: float | None = None,
+) -> None:
+    """The operator profile's worker: started after the measuring worker has exited; sends one OpProfileOutcome."""
+    from device_agent.op_profile import run_op_profile
+
+    bind_lifetime(lifetime_s)
+    try:
+        conn.send(
+            run_op_profile(
+                Path(model_path),
+                ArtifactManifest.from_json(manifest_json),
+                env_id,
+                settings,
+                Path(trt_cache_dir) if trt_cache_dir else None,
+                timed_call_us,
+            )
         )
     except Exception as exc:
         _report(conn, exc)

@@ -68,6 +68,9 @@ class DeployConfig:
     order_seed: int | None = None
     """Seed of the per-round shuffles; None: a fresh one, recorded with the session."""
     max_spoiled_retries: int = MAX_SPOILED_RETRIES_DEFAULT
+    op_profile_calls: int | None = None
+    """Round 0's operator profile (ONNX Runtime's profiler over this many in-loop calls, after the timed phases,
+    in a worker of its own); None: the profile's ``measurement.op_profile_calls``; 0: none."""
     validity_rule: ValidityRule = field(default_factory=ValidityRule)
     """When a job's timing is spoiled (device_agent.validity; ValidityRule.never() switches it off)."""
 
@@ -128,6 +131,12 @@ def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSet
         inference_phase_s=m.inference_phase_s,
         quality_workers=cfg.quality_workers,
         latency_calls=cfg.latency_calls,
+        # 0 and unset are both "no profile": left unset, so the settings key of a deploy without one never changes
+        op_profile_calls=(cfg.op_profile_calls if cfg.op_profile_calls is not None else m.op_profile_calls)
+        or None,
+        trt_engine_cache=m.trt_engine_cache,
+        trt_fp16=m.trt_fp16,
+        trt_int8=m.trt_int8,
     )
 
 
@@ -139,6 +148,7 @@ def latency_round_settings(settings: pb.ProfileSettings, calls: int) -> pb.Profi
     later.latency_only = True
     later.n_episodes = 1
     later.latency_calls = calls
+    later.ClearField("op_profile_calls")  # the operator profile is round 0's alone
     return later
 
 

@@ -43,6 +43,20 @@ class MeasurementOverrides(BaseModel):
         ge=0,
         description="minimum inference-only phase; unset: only where a meter works (2 s), 0: never",
     )
+    op_profile_calls: int | None = Field(
+        default=None,
+        ge=0,
+        description="in-loop calls ONNX Runtime's profiler records after the timed phases (where the time "
+        "goes, by op type); unset or 0: no operator profile",
+    )
+    trt_engine_cache: bool | None = Field(
+        default=None,
+        description="TensorRT: cache built engines in the agent's own directory and reuse them in later jobs",
+    )
+    trt_fp16: bool | None = Field(default=None, description="TensorRT: allow fp16 kernels")
+    trt_int8: bool | None = Field(
+        default=None, description="TensorRT: allow int8 kernels (Q/DQ models or a calibration table)"
+    )
 
 
 class TargetProfile(BaseModel):

@@ -100,6 +100,9 @@ class ReportRow:
     n_spoiled: int = 0
     """Rounds of the session whose timing validity checks flagged (left out of every timing figure)."""
     job_ids: tuple[str, ...] = ()
+    op_profile: dict[str, Any] | None = None
+    """Round 0's operator profile (agent.proto OpProfile as JSON: where the time of a call goes), if one was
+    taken (``drlc-host deploy --op-profile``)."""
     env_setup: str = ""
     """The env as the device built it: the id with its options and observation wrappers, e.g.
     ``Ant-v4(use_contact_forces=True)``; the id alone when the policy needs none."""
@@ -419,7 +422,13 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "latency_p99_us": float(np.median([_get(s, "inference", "p99_ns") / 1e3 for _, s in clean]))
                 if clean
                 else math.nan,
-                "floor_p50_us": _get(summary, "runtime_floor", "p50_ns") / 1e3,
+                # the floor is timed in round 0 only (later rounds are latency only): the latest job that timed it
+                "floor_p50_us": _get(
+                    next((s for s in reversed(summaries) if "runtime_floor" in s), summary),
+                    "runtime_floor",
+                    "p50_ns",
+                )
+                / 1e3,
                 "env_step_us": _get(summary, "env_step", "mean_ns") / 1e3,
                 "model_rss_mb": _model_mb(memory),
                 "peak_rss_mb": _get(memory, "peak_rss_bytes") / 2**20,
@@ -450,6 +459,9 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
                 "n_spoiled": sum(1 for j in jobs if j["spoiled"]),
                 "job_ids": tuple(j["job_id"] for j in jobs),
                 "env_setup": envs.get(job["model_sha256"], job["env_id"]),
+                "op_profile": next(
+                    (json.loads(j["op_profile"]) for j in reversed(jobs) if j["op_profile"]), None
+                ),
             }
         )
     baseline_return = {

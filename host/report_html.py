@@ -77,7 +77,7 @@ def figure_html(data: bytes | None, alt: str, caption: str) -> str:
     )
 
 
-PLOT_KINDS = ("pruning", "cost", "pareto-latency", "pareto-energy")
+PLOT_KINDS = ("pruning", "cost", "pareto-latency", "pareto-energy", "op-profile")
 """The plots of each target, in the order the report shows them."""
 
 
@@ -97,6 +97,16 @@ def figure_text(kind: str, target: str) -> tuple[str, str]:
             "of every variant, as a multiple of its baseline's on the same device, on a log scale with a fixed range "
             "(never narrower than 0.8× to 1.25×); the grey band is the noise threshold. A cost not measured on this "
             "device has no panel (said below the plots).",
+        )
+    if kind == "op-profile":
+        return (
+            f"where the time of an inference call goes on {target}",
+            f"Operator profile on {target} (ONNX Runtime's profiler, taken after the timed phases in a worker of its "
+            "own): each model's timed call (p50) in µs, split into its kernels' work by op group (trimmed means, less "
+            "the profiler's own cost per kernel as its do-nothing floor kernels read it: estimates), then the rest "
+            "of the call, the runtime around the kernels (hatched); each variant under its baseline. The black tick "
+            "is the runtime floor (p50 of a weightless graph of the same I/O in the same loop): the part of the call "
+            "no compression removes.",
         )
     metric = kind.removeprefix("pareto-")
     return (
@@ -120,6 +130,7 @@ def target_figures(
         "cost": plots.cost_plot(comps, target, threshold),
         "pareto-latency": plots.pareto_plot(comps, target, "latency"),
         "pareto-energy": plots.pareto_plot(comps, target, "energy"),
+        "op-profile": plots.op_profile_plot(comps, target),
     }
     return {kind: None if fig is None else plots.png(fig) for kind, fig in figures.items()}
 
@@ -159,7 +170,7 @@ def answer_html(
 ) -> str:
     """The verdict lines and the compact table per (policy, device): the same as the terminal report's."""
     from host.recommend import headline
-    from host.report_terminal import DEFAULT_COLUMNS, answer
+    from host.report_terminal import DEFAULT_COLUMNS, WHY_TITLE, answer
 
     a = answer(list(rows), optimise, threshold, columns or DEFAULT_COLUMNS)
     parts = ['<h2 id="answer">The answer</h2><ul class="verdicts">']
@@ -177,6 +188,13 @@ def answer_html(
         parts.append(
             f'<details{opened}><summary class="family">{_e(f.title)}</summary>{table_html(table, heading=False)}'
             + (f'<p class="note">{_e(f.pruning)}</p>' if f.pruning else "")
+            + (
+                f'<p class="note">{_e(WHY_TITLE)}</p><ul class="verdicts">'
+                + "".join(f"<li>{_e(w)}</li>" for w in f.why)
+                + "</ul>"
+                if f.why
+                else ""
+            )
             + "</details>"
         )
     parts.append(f'<p class="note">{_e(a.footnote)}</p>')

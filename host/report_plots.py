@@ -588,3 +588,61 @@ def _hatch(n_cols: int, n_rows: int) -> Rectangle:
         linewidth=0,
         zorder=0,
     )
+
+
+OUTSIDE_KERNELS = "rest of the call"
+"""The stacked bar's last segment: the timed call less the kernels' work (the runtime around them)."""
+
+
+def op_profile_plot(comparisons: Sequence[Comparison], target: str) -> Figure | None:
+    """Where the time of a call goes: per policy a panel, per model with an operator profile a horizontal bar of
+    its timed call (p50, µs): the kernels' work by group (``host.op_breakdown``: the profiler's own cost per
+    kernel taken off) stacked, then the rest of the call (the runtime around the kernels); the baseline's bar
+    first so each variant's sits beside it. The runtime floor (p50) is a black tick on each bar: time left of it
+    no compression removes. None when no model on this target has a profile."""
+    from host.op_breakdown import breakdown
+
+    panels = []
+    for g in _groups(comparisons)[:MAX_PANELS]:
+        bars = [
+            (c, bd)
+            for c in sorted(g, key=lambda c: (not c.is_baseline, label_sort_key(c.label)))
+            if (bd := breakdown(c.row.op_profile)) is not None
+        ]
+        if bars:
+            panels.append((g, bars))
+    if not panels:
+        return None
+    names = list(dict.fromkeys(name for _, bars in panels for _, bd in bars for name, _ in bd.groups))
+    colour = dict(zip(names, _colours(len(names)), strict=True))
+    heights = [0.32 * len(bars) + 0.7 for _, bars in panels]
+    fig = Figure(figsize=(9.0, sum(heights) + 1.2), dpi=DPI)
+    axes = np.atleast_1d(
+        fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
+    ).ravel()
+    longest = max(len(c.label) for _, bars in panels for c, _ in bars)
+    _margins(fig, left=0.3 + 0.075 * longest, right=2.3, top=0.45, bottom=0.6, hspace=0.6)
+    for ax, (g, bars) in zip(axes, panels, strict=True):
+        base = next(c for c in g if c.is_baseline)
+        for y, (c, bd) in enumerate(bars):
+            left = 0.0
+            for name, us in bd.groups:
+                ax.barh(y, us, left=left, color=colour[name], edgecolor="white", height=0.7)
+                left += us
+            outside = bd.rest_us if bd.timed_call_us > 0 else max(bd.outside_us, 0.0)
+            ax.barh(y, outside, left=left, color="#d9d9d9", edgecolor="white", hatch="//", height=0.7)
+            floor = c.row.floor_p50_us
+            if _finite(floor) and floor > 0:
+                ax.plot([floor, floor], [y - 0.4, y + 0.4], color="black", lw=2)
+        ax.set_yticks(range(len(bars)), [c.label for c, _ in bars])
+        ax.invert_yaxis()
+        ax.set_title(f"{base.row.model} on {target}", fontsize=10, loc="left")
+        ax.grid(axis="x", color="#eee")
+        ax.set_axisbelow(True)
+    axes[-1].set_xlabel(
+        "µs per timed inference call (kernels' work by group, then the rest; black tick: runtime floor)"
+    )
+    handles = [Rectangle((0, 0), 1, 1, color=colour[n]) for n in names]
+    handles.append(Rectangle((0, 0), 1, 1, facecolor="#d9d9d9", hatch="//", edgecolor="white"))
+    fig.legend(handles, [*names, OUTSIDE_KERNELS], loc="upper right", fontsize=8, frameon=False)
+    return fig

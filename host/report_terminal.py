@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.errors import DrlcError
+from host.op_breakdown import baseline_line, breakdown, estimate_note, floor_text, why_line
 from host.recommend import Recommendation, headline, recommendations
 from host.report import ReportRow
 from host.report_stats import (
@@ -227,6 +228,18 @@ def wrap(text: str, width: int, indent: str = "") -> list[str]:
     )
 
 
+def _hanging(text: str, width: int) -> list[str]:
+    """A sentence under a list heading: first line indented 2, the rest 4, never a word cut."""
+    return textwrap.wrap(
+        text,
+        width=width,
+        initial_indent="  ",
+        subsequent_indent="    ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
 def _family_title(base: ReportRow) -> str:
     rounds = len(base.round_ids)
     return (
@@ -247,6 +260,29 @@ def _pruning_line(limit: PruningLimit | None) -> str:
     )
 
 
+WHY_TITLE = "Where the time goes (operator profile, µs per call):"
+
+
+def why_lines(family: Sequence[Comparison]) -> tuple[str, ...]:
+    """The baseline's call, then per variant why it is faster or slower than the baseline: the kernel groups that
+    changed most, the kernel part's change, what lies outside every kernel, and the runtime floor's share (the part
+    no compression removes). Only models with an operator profile, beside a baseline with one."""
+    base = next((c for c in family if c.is_baseline), None)
+    base_bd = breakdown(base.row.op_profile) if base else None
+    if base is None or base_bd is None:
+        return ()
+    out = [estimate_note(base_bd.overhead_us)] if base_bd.overhead_us > 0 else []
+    for c in family:
+        floor = floor_text(c.row.latency_p50_us, c.row.floor_p50_us)
+        if c.is_baseline:
+            out.append(baseline_line(c.label, base_bd, floor))
+        elif (bd := breakdown(c.row.op_profile)) is not None:
+            latency = c.metrics.get("latency")
+            verdict, ratio = (latency.verdict, latency.ratio) if latency else ("not compared", math.nan)
+            out.append(why_line(c.label, verdict, ratio, bd, base_bd, floor))
+    return tuple(out)
+
+
 def verdict_lines(recs: Sequence[Recommendation], width: int) -> list[str]:
     out = []
     for r in recs:
@@ -265,6 +301,8 @@ class Family:
     right: list[bool]
     pruning: str = ""
     """Table 3 in a line: the highest pruning ratio shown to keep the return, and the study's rule on means."""
+    why: tuple[str, ...] = ()
+    """Where the time goes, one sentence per model with an operator profile (:func:`why_lines`)."""
 
 
 @dataclass(frozen=True)
@@ -308,6 +346,7 @@ def answer(
                 [[col.cell(c) for col in chosen] for c in g],
                 [c.right for c in chosen],
                 _pruning_line(limits.get((base.row.target, base.row.sha256))),
+                why_lines(g),
             )
         )
     notes = []
@@ -350,6 +389,10 @@ def render_terminal(
         out += layout(f.headers, f.rows, f.right, width)
         if f.pruning:
             out += wrap(f.pruning, width)
+        if f.why:
+            out += wrap(WHY_TITLE, width)
+            for sentence in f.why:
+                out += _hanging(sentence, width)
     out.append("")
     out += wrap(a.footnote + " " + TERMINAL_HINT, width)
     return "\n".join(out) + "\n"
@@ -376,6 +419,8 @@ def answer_markdown(
         out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in f.rows]
         if f.pruning:
             out += ["", f.pruning]
+        if f.why:
+            out += ["", WHY_TITLE, ""] + [f"- {w}" for w in f.why]
     out += ["", a.footnote, ""]
     return out
 

@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     session_id         TEXT,
     round              INTEGER,
     spoiled            INTEGER NOT NULL DEFAULT 0,
-    validity           TEXT
+    validity           TEXT,
+    op_profile         TEXT
 );
 CREATE INDEX IF NOT EXISTS models_by_recipe ON models(recipe_key);
 CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs(session_id, model_sha256, round);
@@ -96,11 +97,14 @@ JOB_COLUMNS_ADDED = (
     ("round", "INTEGER"),
     ("spoiled", "INTEGER NOT NULL DEFAULT 0"),
     ("validity", "TEXT"),
+    ("op_profile", "TEXT"),
 )
 """jobs columns of the measurement protocol (README "Measurement protocol"): session_id is one deploy
 invocation (every round of every model shares it), round is 0-based within it, spoiled = 1 when the
 validity rule flagged the job's timing, validity the JSON of what was checked. Jobs from before the
-protocol have NULL session and round."""
+protocol have NULL session and round. op_profile: the JSON of the job's operator profile (agent.proto OpProfile:
+where the time of a call goes, by op type and by node), kept apart from the summary so a report reads it alone;
+NULL when the job ran without one."""
 
 STATE_NAMES = {
     pb.JOB_STATE_QUEUED: "queued",
@@ -449,15 +453,30 @@ class ResultsDB:
             return bool(cur.rowcount)
 
     def finish_job(self, job_id: str, summary: pb.JobSummary) -> None:
+        """Store the summary, and its operator profile (if any) in the op_profile column instead of in it."""
+        profile = None
+        if summary.HasField("op_profile"):
+            profile = json_format.MessageToJson(
+                summary.op_profile, indent=None, preserving_proto_field_name=True
+            )
+            summary = pb.JobSummary.FromString(summary.SerializeToString())
+            summary.ClearField("op_profile")
         with self.transaction() as db:
             db.execute(
-                "UPDATE jobs SET state='succeeded', summary=?, error=NULL, finished_at=? WHERE job_id=?",
+                "UPDATE jobs SET state='succeeded', summary=?, error=NULL, finished_at=?, op_profile=?"
+                " WHERE job_id=?",
                 (
                     json_format.MessageToJson(summary, indent=None, preserving_proto_field_name=True),
                     now(),
+                    profile,
                     job_id,
                 ),
             )
+
+    def op_profile(self, job_id: str) -> dict[str, Any] | None:
+        """The job's operator profile (agent.proto OpProfile as JSON), or None when it ran without one."""
+        row = self.conn.execute("SELECT op_profile FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def job_request(self, job_id: str) -> pb.ProfileRequest | None:
         """The request the host sent for this job (recorded before it was sent)."""

@@ -136,7 +136,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., already_present: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
 class ProfileSettings(_message.Message):
-    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s", "quality_workers", "latency_calls", "latency_only")
+    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s", "quality_workers", "latency_calls", "latency_only", "op_profile_calls", "trt_engine_cache", "trt_fp16", "trt_int8")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     WARMUP_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +151,10 @@ class ProfileSettings(_message.Message):
     QUALITY_WORKERS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_CALLS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_ONLY_FIELD_NUMBER: _ClassVar[int]
+    OP_PROFILE_CALLS_FIELD_NUMBER: _ClassVar[int]
+    TRT_ENGINE_CACHE_FIELD_NUMBER: _ClassVar[int]
+    TRT_FP16_FIELD_NUMBER: _ClassVar[int]
+    TRT_INT8_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     seed: int
     warmup_calls: int
@@ -165,7 +169,11 @@ class ProfileSettings(_message.Message):
     quality_workers: int
     latency_calls: int
     latency_only: bool
-    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ..., quality_workers: _Optional[int] = ..., latency_calls: _Optional[int] = ..., latency_only: _Optional[bool] = ...) -> None: ...
+    op_profile_calls: int
+    trt_engine_cache: bool
+    trt_fp16: bool
+    trt_int8: bool
+    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ..., quality_workers: _Optional[int] = ..., latency_calls: _Optional[int] = ..., latency_only: _Optional[bool] = ..., op_profile_calls: _Optional[int] = ..., trt_engine_cache: _Optional[bool] = ..., trt_fp16: _Optional[bool] = ..., trt_int8: _Optional[bool] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
     __slots__ = ("job_id", "model_sha256", "env_id", "settings")
@@ -280,7 +288,7 @@ class EpisodeResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., seed: _Optional[int] = ..., episode_return: _Optional[float] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., inference_ns: _Optional[_Iterable[int]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., wall_s: _Optional[float] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ..., returns_only: _Optional[bool] = ..., worker: _Optional[int] = ...) -> None: ...
 
 class RuntimeInfo(_message.Message):
-    __slots__ = ("execution_provider", "session_providers", "onnxruntime_version", "mujoco_version", "gymnasium_version", "intra_op_threads", "env_id", "cpu_model", "cpu_flags", "worker_pid", "timer_overhead_ns", "cpu_affinity", "inference_binding", "quality_worker_pids")
+    __slots__ = ("execution_provider", "session_providers", "onnxruntime_version", "mujoco_version", "gymnasium_version", "intra_op_threads", "env_id", "cpu_model", "cpu_flags", "worker_pid", "timer_overhead_ns", "cpu_affinity", "inference_binding", "quality_worker_pids", "session_create_s", "trt_engine_cache")
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SESSION_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +303,8 @@ class RuntimeInfo(_message.Message):
     CPU_AFFINITY_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_BINDING_FIELD_NUMBER: _ClassVar[int]
     QUALITY_WORKER_PIDS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_CREATE_S_FIELD_NUMBER: _ClassVar[int]
+    TRT_ENGINE_CACHE_FIELD_NUMBER: _ClassVar[int]
     execution_provider: str
     session_providers: _containers.RepeatedScalarFieldContainer[str]
     onnxruntime_version: str
@@ -309,7 +319,53 @@ class RuntimeInfo(_message.Message):
     cpu_affinity: _containers.RepeatedScalarFieldContainer[int]
     inference_binding: str
     quality_worker_pids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, execution_provider: _Optional[str] = ..., session_providers: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., mujoco_version: _Optional[str] = ..., gymnasium_version: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., env_id: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ..., worker_pid: _Optional[int] = ..., timer_overhead_ns: _Optional[float] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., inference_binding: _Optional[str] = ..., quality_worker_pids: _Optional[_Iterable[int]] = ...) -> None: ...
+    session_create_s: float
+    trt_engine_cache: str
+    def __init__(self, execution_provider: _Optional[str] = ..., session_providers: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., mujoco_version: _Optional[str] = ..., gymnasium_version: _Optional[str] = ..., intra_op_threads: _Optional[int] = ..., env_id: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_flags: _Optional[_Iterable[str]] = ..., worker_pid: _Optional[int] = ..., timer_overhead_ns: _Optional[float] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., inference_binding: _Optional[str] = ..., quality_worker_pids: _Optional[_Iterable[int]] = ..., session_create_s: _Optional[float] = ..., trt_engine_cache: _Optional[str] = ...) -> None: ...
+
+class OpTime(_message.Message):
+    __slots__ = ("name", "op_type", "mean_us", "share", "provider", "trimmed_us")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OP_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_US_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_US_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    op_type: str
+    mean_us: float
+    share: float
+    provider: str
+    trimmed_us: float
+    def __init__(self, name: _Optional[str] = ..., op_type: _Optional[str] = ..., mean_us: _Optional[float] = ..., share: _Optional[float] = ..., provider: _Optional[str] = ..., trimmed_us: _Optional[float] = ...) -> None: ...
+
+class OpProfile(_message.Message):
+    __slots__ = ("calls", "wall_per_call_us", "run_per_call_us", "kernel_per_call_us", "outside_kernels_us", "outside_kernels_share", "op_types", "nodes", "execution_provider", "error", "timed_call_us", "kernel_overhead_us")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    WALL_PER_CALL_US_FIELD_NUMBER: _ClassVar[int]
+    RUN_PER_CALL_US_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_PER_CALL_US_FIELD_NUMBER: _ClassVar[int]
+    OUTSIDE_KERNELS_US_FIELD_NUMBER: _ClassVar[int]
+    OUTSIDE_KERNELS_SHARE_FIELD_NUMBER: _ClassVar[int]
+    OP_TYPES_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIMED_CALL_US_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_OVERHEAD_US_FIELD_NUMBER: _ClassVar[int]
+    calls: int
+    wall_per_call_us: float
+    run_per_call_us: float
+    kernel_per_call_us: float
+    outside_kernels_us: float
+    outside_kernels_share: float
+    op_types: _containers.RepeatedCompositeFieldContainer[OpTime]
+    nodes: _containers.RepeatedCompositeFieldContainer[OpTime]
+    execution_provider: str
+    error: str
+    timed_call_us: float
+    kernel_overhead_us: float
+    def __init__(self, calls: _Optional[int] = ..., wall_per_call_us: _Optional[float] = ..., run_per_call_us: _Optional[float] = ..., kernel_per_call_us: _Optional[float] = ..., outside_kernels_us: _Optional[float] = ..., outside_kernels_share: _Optional[float] = ..., op_types: _Optional[_Iterable[_Union[OpTime, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[OpTime, _Mapping]]] = ..., execution_provider: _Optional[str] = ..., error: _Optional[str] = ..., timed_call_us: _Optional[float] = ..., kernel_overhead_us: _Optional[float] = ...) -> None: ...
 
 class InferencePhase(_message.Message):
     __slots__ = ("calls", "wall_s", "mean_call_ns", "distinct_observations", "energy")
@@ -350,7 +406,7 @@ class ControlRate(_message.Message):
     def __init__(self, period_s: _Optional[float] = ..., ticks: _Optional[int] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate", "latency_phase", "validity", "runtime_floor_in_loop")
+    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate", "latency_phase", "validity", "runtime_floor_in_loop", "op_profile")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     RETURN_MEAN_FIELD_NUMBER: _ClassVar[int]
     RETURN_STD_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +429,7 @@ class JobSummary(_message.Message):
     LATENCY_PHASE_FIELD_NUMBER: _ClassVar[int]
     VALIDITY_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FLOOR_IN_LOOP_FIELD_NUMBER: _ClassVar[int]
+    OP_PROFILE_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     return_mean: float
     return_std: float
@@ -395,7 +452,8 @@ class JobSummary(_message.Message):
     latency_phase: LatencyPhase
     validity: RunValidity
     runtime_floor_in_loop: bool
-    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ..., latency_phase: _Optional[_Union[LatencyPhase, _Mapping]] = ..., validity: _Optional[_Union[RunValidity, _Mapping]] = ..., runtime_floor_in_loop: _Optional[bool] = ...) -> None: ...
+    op_profile: OpProfile
+    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ..., latency_phase: _Optional[_Union[LatencyPhase, _Mapping]] = ..., validity: _Optional[_Union[RunValidity, _Mapping]] = ..., runtime_floor_in_loop: _Optional[bool] = ..., op_profile: _Optional[_Union[OpProfile, _Mapping]] = ...) -> None: ...
 
 class RunValidity(_message.Message):
     __slots__ = ("window", "window_s", "n_cpus", "load_avg_before", "load_avg_after", "cpu_steal_fraction", "involuntary_switches", "voluntary_switches", "cpu_clocks", "throttle_events", "busy_processes", "not_exposed")

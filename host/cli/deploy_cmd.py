@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from device_agent.settings import OP_PROFILE_CALLS_ON
 from host.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
@@ -98,6 +99,19 @@ def deploy_command(
             min=0,
         ),
     ] = MAX_SPOILED_RETRIES_DEFAULT,
+    op_profile: Annotated[
+        bool | None,
+        typer.Option(
+            "--op-profile/--no-op-profile",
+            help="after each model's timed phases, profile its operators with ONNX Runtime's profiler in a "
+            "worker of its own (round 0 only): the report then says where the time goes; default: the "
+            "target profile's measurement.op_profile_calls",
+            show_default=False,
+        ),
+    ] = None,
+    op_profile_calls: Annotated[
+        int, typer.Option(help="with --op-profile: in-loop calls the profiler records", min=1)
+    ] = OP_PROFILE_CALLS_ON,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -119,6 +133,7 @@ def deploy_command(
             round_latency_calls=round_calls,
             order_seed=order_seed,
             max_spoiled_retries=spoiled_retries,
+            op_profile_calls=None if op_profile is None else (op_profile_calls if op_profile else 0),
         )
         if not profile.spawn_local:
             check_reachable(profile, connect_timeout)

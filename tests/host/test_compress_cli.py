@@ -48,9 +48,30 @@ def test_sweep_makes_the_grid_once_and_deploys_it(drlc_home) -> None:
     assert "0 made, 34 already there, 0 failed" in again.output
     db_path = Workspace.resolve().db_path
     conn = sqlite3.connect(db_path)
-    methods = dict(conn.execute("SELECT method, COUNT(*) FROM models WHERE parent_sha256=? GROUP BY method", (sha,)).fetchall())
+    methods = dict(
+        conn.execute(
+            "SELECT method, COUNT(*) FROM models WHERE parent_sha256=? GROUP BY method", (sha,)
+        ).fetchall()
+    )
     assert methods == {"ptdq": 2, "ptsq": 2, "qat": 2, "l1": 14, "l2": 14}
-    deployed = runner.invoke(app, ["deploy", "--target", "local", "--episodes", "2", "--warmup-calls", "5", "--models", f"sweep:{sha[:8]}", "--rounds", "1", "--spoiled-retries", "0"])
+    deployed = runner.invoke(
+        app,
+        [
+            "deploy",
+            "--target",
+            "local",
+            "--episodes",
+            "2",
+            "--warmup-calls",
+            "5",
+            "--models",
+            f"sweep:{sha[:8]}",
+            "--rounds",
+            "1",
+            "--spoiled-retries",
+            "0",
+        ],
+    )
     assert deployed.exit_code == 0, deployed.output
     assert "35 profiled" in deployed.output
     report = runner.invoke(app, ["report", "--format", "md"])

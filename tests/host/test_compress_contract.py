@@ -55,7 +55,10 @@ def test_every_method_on_every_zoo_agent(zoo_dir: Path, algo: str, folder: str) 
 
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
 def test_every_method_on_a_freshly_trained_policy(tmp_path: Path, algo: str) -> None:
-    result = train(TrainConfig(algo=algo, env_id="Hopper-v5", total_steps=300, hyperparams={"learning_starts": 100}), tmp_path)
+    result = train(
+        TrainConfig(algo=algo, env_id="Hopper-v5", total_steps=300, hyperparams={"learning_starts": 100}),
+        tmp_path,
+    )
     baseline = Baseline.from_bytes(result.exported.onnx_bytes, checkpoint=result.checkpoint)
     ctx = CompressionContext(baseline, held_out_episodes=1)
     for method in METHODS:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from device_agent.validity import ValidityRule
 from host.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
@@ -127,6 +128,13 @@ def deploy_command(
             min=0,
         ),
     ] = MAX_SPOILED_RETRIES_DEFAULT,
+    validity: Annotated[
+        bool,
+        typer.Option(
+            help="judge each round's timing by the validity rule (README: Run validity); --no-validity uses "
+            "every round as a sample, spoiled or not: to see what the rounds say on a device known to be busy",
+        ),
+    ] = True,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -150,6 +158,7 @@ def deploy_command(
             round_latency_calls=round_calls,
             order_seed=order_seed,
             max_spoiled_retries=spoiled_retries,
+            validity_rule=ValidityRule() if validity else ValidityRule.never(),
         )
         if not profile.spawn_local:
             check_reachable(profile, connect_timeout)

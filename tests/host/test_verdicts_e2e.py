@@ -81,11 +81,13 @@ def test_a_near_null_variant_is_never_called_faster_or_slower(drlc_home: Path) -
     near_null = compress(base, "--method", "l2", "--ratio", "0.004")
     assert near_null.n_params < base.n_params  # one neuron per hidden layer is gone
     assert near_null.n_params > 0.98 * base.n_params
+    assert near_null.name.endswith("-l2-0p4")  # not "-l2-00": a near-null ratio keeps its tenth
     seen = []
     for _ in range(3):
         session = run_session([base, near_null], CFG)
         with ResultsDB(workspace.db_path) as db:
-            (comparison,) = session_verdicts(db, session).values()
+            ((label, comparison),) = session_verdicts(db, session).items()
+        assert label == "l2 0.4%"
         seen.append((comparison.latency.change, comparison.latency.why))
         assert comparison.latency.n == CFG.rounds, seen  # every round paired: the verdict was a decision
         assert comparison.latency.change in NOT_A_DIFFERENCE, seen

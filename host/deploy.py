@@ -442,6 +442,7 @@ class _SessionRun:
         cap = self.cfg.auto_episodes_cap
         done_rounds = [r for (_, r) in self.jobs if r >= EXTRA_ROUND_BASE]
         k = max(done_rounds, default=EXTRA_ROUND_BASE - 1) + 1
+        have_before = -1
         while True:
             returns = {
                 s: r
@@ -450,8 +451,10 @@ class _SessionRun:
             }
             parents = {s: by_sha[s].parent_sha256 for s in returns}
             plan = plan_extension(returns, parents, cap)
-            if not plan.totals:
-                return
+            have_now = sum(len(r) for r in returns.values())
+            if not plan.totals or have_now == have_before:
+                return  # all decided (or at the cap), or the last batch added no episode: never loop on it
+            have_before = have_now
             for sha, total in plan.totals.items():
                 model, have = by_sha[sha], returns[sha]
                 settings = pb.ProfileSettings()

@@ -35,8 +35,9 @@ from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableErro
 from host.errors import DeviceError
 from host.local_agent import local_agent
 from host.profiles import TargetProfile
-from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
+from host.protocol import EXTRA_ROUND_BASE, MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
 from host.results_db import JobRow, ModelRow, ResultsDB, SessionRow
+from host.until_decided import plan_extension
 from host.workspace import Workspace
 
 
@@ -73,6 +74,9 @@ class DeployConfig:
     in a worker of its own); None: the profile's ``measurement.op_profile_calls``; 0: none."""
     validity_rule: ValidityRule = field(default_factory=ValidityRule)
     """When a job's timing is spoiled (device_agent.validity; ValidityRule.never() switches it off)."""
+    auto_episodes_cap: int = 0
+    """``--episodes auto``: after the rounds, add seeded episodes to variants whose return verdict is undecided
+    (and to their baselines) until decided or this many episodes per model (host.until_decided); 0: off."""
 
 
 @dataclass
@@ -90,6 +94,8 @@ class DeployOutcome:
     """(sha256, round, reasons) of every job whose timing was spoiled in this deploy (then run again)."""
     kept_spoiled: list[tuple[str, int]] = field(default_factory=list)
     """(sha256, round) still spoiled after every retry: flagged, never used as a latency sample."""
+    extended: dict[str, int] = field(default_factory=dict)
+    """``--episodes auto``: sha256 -> episodes it has in all after the extra seeded episodes it was given."""
 
     def noisy_line(self) -> str | None:
         """One line when the device was noisy during this deploy, else None: counts, and the kinds of reason."""
@@ -372,13 +378,15 @@ class _SessionRun:
     def total(self) -> int:
         return self.cfg.n_episodes + self.cfg.rounds - 1
 
-    def new_request(self, model: ModelRow, r: int) -> pb.ProfileRequest:
+    def new_request(
+        self, model: ModelRow, r: int, settings: pb.ProfileSettings | None = None
+    ) -> pb.ProfileRequest:
         """Recorded before it is sent: a host that dies right after can re-attach by this id."""
         key = self.session.settings_key
         job_id = f"{model.sha256[:12]}-{key[:8]}-r{r}-{uuid.uuid4().hex[:12]}"
-        request = pb.ProfileRequest(
-            job_id=job_id, model_sha256=model.sha256, settings=self.settings[0 if r == 0 else 1]
-        )
+        if settings is None:
+            settings = self.settings[0 if r == 0 else 1]
+        request = pb.ProfileRequest(job_id=job_id, model_sha256=model.sha256, settings=settings)
         self.db.add_job(
             job_id,
             model.sha256,
@@ -424,6 +432,66 @@ class _SessionRun:
                 if _round_done(self.jobs[(sha, r)], self.cfg):
                     self.outcome.kept_spoiled.append((sha, r))
         self.progress(model, self.cfg.n_episodes + r, self.total)
+
+    def session_returns(self) -> dict[str, dict[int, float]]:
+        """sha256 -> {seed: return} over every succeeded job of this session (a seed counted once)."""
+        out: dict[str, dict[int, float]] = {}
+        rows = self.db.conn.execute(
+            "SELECT j.model_sha256, e.seed, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id"
+            " WHERE j.session_id = ? AND j.state = 'succeeded' ORDER BY j.round, e.idx",
+            (self.session.session_id,),
+        )
+        for sha, seed, ret in rows:
+            out.setdefault(sha, {}).setdefault(int(seed), float(ret))
+        return out
+
+    def extend_until_decided(self, by_sha: dict[str, ModelRow]) -> None:
+        """``--episodes auto``: extra seeded episodes (continuing each model's seed sequence) for undecided
+        variants and their baselines, planned again after each batch, until none asks or the cap is reached.
+        Extra jobs are rounds ``EXTRA_ROUND_BASE + k``: their episodes count for the return, never for timing."""
+        cap = self.cfg.auto_episodes_cap
+        done_rounds = [r for (_, r) in self.jobs if r >= EXTRA_ROUND_BASE]
+        k = max(done_rounds, default=EXTRA_ROUND_BASE - 1) + 1
+        have_before = -1
+        while True:
+            returns = {
+                s: r
+                for s, r in self.session_returns().items()
+                if s in by_sha and s not in self.outcome.failed
+            }
+            parents = {s: by_sha[s].parent_sha256 for s in returns}
+            plan = plan_extension(returns, parents, cap)
+            have_now = sum(len(r) for r in returns.values())
+            if not plan.totals or have_now == have_before:
+                return  # all decided (or at the cap), or the last batch added no episode: never loop on it
+            have_before = have_now
+            for sha, total in plan.totals.items():
+                model, have = by_sha[sha], returns[sha]
+                settings = pb.ProfileSettings()
+                settings.CopyFrom(self.settings[0])
+                settings.n_episodes = total - len(have)
+                settings.seed = max(have) + 1
+                settings.latency_calls = EXTRA_LATENCY_CALLS
+                self.ran.add(sha)
+                error, _, job_id = _profile_one(
+                    self.client,
+                    self.db,
+                    model,
+                    None,
+                    lambda m=model, r=k, s=settings: self.new_request(m, r, s),
+                    self.cfg,
+                    self.progress,
+                    settings.n_episodes,
+                )
+                if error is not None or job_id is None:
+                    self.outcome.failed[sha] = f"extra episodes: {error}"
+                    return
+                self.outcome.extended[sha] = total
+            k += 1
+
+
+EXTRA_LATENCY_CALLS = 10
+"""Timed calls of an extra-episodes job's latency phase: its timing is never used, so as few as the agent takes."""
 
 
 def deploy(
@@ -478,6 +546,8 @@ def deploy(
             for sha in order:
                 if sha not in outcome.failed:
                     run.run_round(by_sha[sha], r)
+        if cfg.auto_episodes_cap > 0:
+            run.extend_until_decided(by_sha)
         for sha in by_sha:
             if sha not in outcome.failed:
                 (outcome.succeeded if sha in run.ran else outcome.skipped).append(sha)

@@ -13,3 +13,6 @@ ROUND_LATENCY_CALLS = 300
 number (each a fresh process, a paired sample), not their length: a round's p50 from 300 calls varies far less
 than p50s of different processes do. 300 keeps a sweep's deploy near 1.5x a single pass even where round 0's
 episodes run in parallel (tools/bench_rounds.py); three calls lie beyond a round's p99, twelve over four rounds."""
+EXTRA_ROUND_BASE = 1000
+"""Round number of the first job of extra seeded episodes (``--episodes auto``); rounds from here on add returns
+and never a latency sample (host.report leaves them out of every timing figure)."""

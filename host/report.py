@@ -24,6 +24,7 @@ from device_agent.envs import describe_env
 from device_agent.manifest import ObsWrapper
 from device_agent.stats import ReturnStats, t_quantile_975
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
+from host.protocol import EXTRA_ROUND_BASE
 from host.results_db import ResultsDB
 
 PRUNING_METHODS = ("l1", "l2")
@@ -353,21 +354,28 @@ def _session_jobs(jobs: list[Any]) -> list[Any]:
     return sorted(chosen, key=lambda j: (j["round"] if j["round"] is not None else 0, j["finished_at"] or ""))
 
 
+def _extra(job: Any) -> bool:
+    return (job["round"] or 0) >= EXTRA_ROUND_BASE
+
+
 def _meter_scope(summary: dict[str, Any], meter: str) -> str:
     scope = next((m.get("scope") for m in summary.get("energy_meters", []) if m.get("name") == meter), None)
     return f"{meter} ({scope})" if scope else meter
 
 
-def collect_rows(db: ResultsDB) -> list[ReportRow]:
+def collect_rows(db: ResultsDB, session_id: str | None = None) -> list[ReportRow]:
     """One row per (target fingerprint, model, measurement settings): the rounds of its latest session (or its
     latest job, for jobs from before sessions), statistics recomputed from the stored episodes. Returns are
     taken once per seed (seeded episodes are deterministic, so a seed repeated in a later round adds nothing);
     timing figures per round come from the rounds that validity checks did not spoil. A few bulk queries, so
-    10 000 jobs take about a second."""
+    10 000 jobs take about a second. ``session_id``: that session's rows only (as if it were the latest), for
+    comparing the verdicts of two sessions."""
     episodes = _episodes_by_job(db)
     metrics = _metrics_by_model(db)
     groups: dict[tuple[str, str, str], list[Any]] = {}
     for job in db.profile_jobs():
+        if session_id is not None and job["session_id"] != session_id:
+            continue
         groups.setdefault((job["model_sha256"], job["target_fingerprint"], job["settings_key"]), []).append(
             job
         )
@@ -382,9 +390,10 @@ def collect_rows(db: ResultsDB) -> list[ReportRow]:
             seeds, returns, latencies = episodes.get(j["job_id"], ([], [], []))
             for seed, ret in zip(seeds, returns, strict=True):
                 by_seed.setdefault(seed, ret)
-            if not j["spoiled"]:
+            if not j["spoiled"] and not _extra(j):
                 episode_p50s += latencies
-        clean = [(j, s) for j, s in zip(jobs, summaries, strict=True) if not j["spoiled"]]
+        # extra seeded episodes (--episodes auto) add returns only: their timing is no round of the protocol
+        clean = [(j, s) for j, s in zip(jobs, summaries, strict=True) if not j["spoiled"] and not _extra(j)]
         job, summary = clean[-1] if clean else (jobs[-1], summaries[-1])
         if len(episode_p50s) < 2:
             episode_p50s = latency_phase_batches(summary)

@@ -177,7 +177,9 @@ def variant_label(row: ReportRow) -> str:
     if row.method == "baseline":
         return "baseline"
     if row.ratio is not None:
-        label = f"{row.method} {row.ratio * 100:.0f}%"
+        pct = row.ratio * 100
+        # the study's ratios are whole percents; a near-null one (0.4 %) must not read as "0%"
+        label = f"{row.method} {pct:.0f}%" if abs(pct - round(pct)) < 1e-6 else f"{row.method} {pct:.1f}%"
         extras = [p for p in row.params.split(", ") if p and not p.startswith("ratio=")]
     else:
         parts = [p for p in row.params.split(", ") if p]

@@ -481,6 +481,24 @@ class StudyPlan:
         )
 
 
+def train_budget(policy: Any) -> int:
+    """Env steps a ``train`` policy will run: its ``steps``, else what training uses, the RL Zoo's n_timesteps for
+    the env (2e6 for Humanoid, 1e7 for some PPO entries), else 1e6. The dry run's estimate counts each cell's own."""
+    from host.hyperparams import HyperparamError, lookup
+    from host.train import DEFAULT_TOTAL_STEPS
+
+    if policy.steps:
+        return int(policy.steps)
+    try:
+        _, entry = lookup(policy.algo or "", policy.env_id or "")
+    except HyperparamError:
+        return DEFAULT_TOTAL_STEPS
+    n = entry.get("n_timesteps")
+    return (
+        int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and n >= 1 else DEFAULT_TOTAL_STEPS
+    )
+
+
 def deploy_config(study: Study) -> Any:
     from host.deploy import DeployConfig
 
@@ -561,9 +579,7 @@ def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> Stu
         policies.append(PolicyPlan(policy, baseline, variants, missing))
         if baseline is None:
             if policy.kind == "train":
-                est_baselines += (policy.steps or 1_000_000) / EST_TRAIN_STEPS_PER_S.get(
-                    policy.algo or "", 500.0
-                )
+                est_baselines += train_budget(policy) / EST_TRAIN_STEPS_PER_S.get(policy.algo or "", 500.0)
             else:
                 est_baselines += EST_IMPORT_S
         n_variants = sum(v.model is None for v in variants)

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from device_agent.settings import OP_PROFILE_CALLS_ON
+from device_agent.validity import ValidityRule
 from host.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
@@ -17,6 +18,7 @@ from host.deploy import DeployConfig, deploy
 from host.errors import DeviceError, StoreError
 from host.profiles import TargetProfile, find_profile, load_profile
 from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
+from host.until_decided import AUTO_EPISODES_CAP_DEFAULT, AUTO_EPISODES_START
 
 
 def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
@@ -34,6 +36,25 @@ def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
                 raise DeviceError(profile.unreachable(exc.address)) from None
 
 
+def parse_episodes(episodes: str, max_episodes: int) -> tuple[int, int]:
+    """``--episodes``: a count, or ``auto`` (start at AUTO_EPISODES_START, extend up to ``max_episodes``).
+
+    :return: (episodes of round 0, the cap of --episodes auto; 0: off)
+    :raises typer.BadParameter: neither a positive count nor 'auto'
+    """
+    if episodes.strip().lower() == "auto":
+        return AUTO_EPISODES_START, max_episodes
+    try:
+        n = int(episodes)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise typer.BadParameter(
+            f"{episodes!r} is neither a number of episodes (>= 1) nor 'auto'", param_hint="--episodes"
+        )
+    return n, 0
+
+
 def deploy_command(
     target: Annotated[
         str, typer.Option("--target", "-t", help="profile name (profiles/NAME.toml) or a .toml path")
@@ -46,7 +67,16 @@ def deploy_command(
             help="sha256 prefix, name or .onnx path; repeatable or a comma list; default: every registered model",
         ),
     ] = None,
-    episodes: Annotated[int, typer.Option(help="episodes per model (the study used >= 10)", min=1)] = 10,
+    episodes: Annotated[
+        str,
+        typer.Option(
+            help="episodes per model (the study used >= 10), or 'auto': 10, then more seeded episodes for "
+            "variants whose return is undecided (and their baselines) until decided or --max-episodes",
+        ),
+    ] = str(AUTO_EPISODES_START),
+    max_episodes: Annotated[
+        int, typer.Option(help="with --episodes auto: the most episodes per model", min=AUTO_EPISODES_START)
+    ] = AUTO_EPISODES_CAP_DEFAULT,
     seed: Annotated[int, typer.Option(help="episode i is reset with seed + i")] = 0,
     warmup_calls: Annotated[int, typer.Option(help="uncounted inference calls before timing", min=0)] = 100,
     max_steps: Annotated[int, typer.Option(help="steps per episode; 0 = the env's own limit", min=0)] = 0,
@@ -112,6 +142,13 @@ def deploy_command(
     op_profile_calls: Annotated[
         int, typer.Option(help="with --op-profile: in-loop calls the profiler records", min=1)
     ] = OP_PROFILE_CALLS_ON,
+    validity: Annotated[
+        bool,
+        typer.Option(
+            help="judge each round's timing by the validity rule (README: Run validity); --no-validity uses "
+            "every round as a sample, spoiled or not: to see what the rounds say on a device known to be busy",
+        ),
+    ] = True,
     profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -121,8 +158,10 @@ def deploy_command(
         chosen = select_models(db, models)
         if not chosen:
             raise StoreError("no models to deploy: import or train one first (drlc-host import PATH)")
+        n_episodes, cap = parse_episodes(episodes, max_episodes)
         cfg = DeployConfig(
-            n_episodes=episodes,
+            n_episodes=n_episodes,
+            auto_episodes_cap=cap,
             seed=seed,
             warmup_calls=warmup_calls,
             max_steps_per_episode=max_steps,
@@ -134,6 +173,7 @@ def deploy_command(
             order_seed=order_seed,
             max_spoiled_retries=spoiled_retries,
             op_profile_calls=None if op_profile is None else (op_profile_calls if op_profile else 0),
+            validity_rule=ValidityRule() if validity else ValidityRule.never(),
         )
         if not profile.spawn_local:
             check_reachable(profile, connect_timeout)
@@ -155,6 +195,12 @@ def deploy_command(
             f"session {outcome.session_id}: {outcome.rounds} round(s), models shuffled per round",
             highlight=False,
         )
+        if outcome.extended:
+            console.print(
+                f"--episodes auto: {len(outcome.extended)} model(s) got more seeded episodes "
+                f"(now {min(outcome.extended.values())}..{max(outcome.extended.values())} each, cap {cap})",
+                highlight=False,
+            )
         if (noisy := outcome.noisy_line()) is not None:
             console.print(f"[yellow]{escape(noisy)}[/]", soft_wrap=True)
         for sha, error in outcome.failed.items():

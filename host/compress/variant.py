@@ -114,7 +114,11 @@ Method = Callable[[Baseline, Any, CompressionContext], MethodOutput]
 def variant_name(base: ArtifactManifest, method: str, params: dict[str, Any]) -> str:
     suffix = method
     if "ratio" in params:
-        suffix += f"-{round(float(params['ratio']) * 100):02d}"
+        pct = float(params["ratio"]) * 100
+        # whole percents as the study names them (l2-05); others keep their tenth (0.4 % -> l2-0p4, not l2-00)
+        suffix += (
+            f"-{round(pct):02d}" if abs(pct - round(pct)) < 1e-6 else "-" + f"{pct:.1f}".replace(".", "p")
+        )
     if params.get("fp32_first_layer"):
         suffix += "-fp32first"
     if "mode" in params:

@@ -57,3 +57,18 @@ def test_study_entries_take_env_options_and_key_them(tmp_path, monkeypatch: pyte
     from host.study import train_config
 
     assert train_config(trained).env_kwargs == {"use_contact_forces": True}
+
+
+@pytest.mark.zoo
+def test_the_dry_run_counts_each_training_cells_own_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zoo's n_timesteps for the env (PPO Humanoid 1e7, TD3 Humanoid 2e6), not 1e6 for every cell."""
+    from host.study import train_budget
+
+    if ZOO_DIR is None:
+        pytest.skip("needs the shared RL Zoo agents: ../shared/zoo or DRLC_ZOO_DIR")
+    monkeypatch.setenv("DRLC_ZOO_DIR", str(ZOO_DIR))
+    study = load_study(ROOT / "docs" / "study" / "paper-grid.toml")
+    budgets = {(p.algo, p.env_id): train_budget(p) for p in study.policies if p.kind == "train"}
+    assert budgets[("ppo", "Humanoid-v5")] == 10_000_000
+    assert budgets[("td3", "Humanoid-v5")] == 2_000_000
+    assert budgets[("trpo", "Hopper-v5")] == 1_000_000

@@ -25,6 +25,8 @@ CHECK_BYTES_PER_MODEL_BYTE = 8
 """A real policy parses to about twice its file size; a bomb of empty nodes to twenty times and more."""
 CHECK_CPU_S = 60
 """CPU seconds the checking process may use; a real policy needs well under one."""
+CHECK_WALL_S = 4 * CHECK_CPU_S
+"""Wall time after which a check is abandoned (a busy device gives the process a share of a core)."""
 
 
 def _limit(memory_bytes: int, cpu_s: int) -> None:
@@ -49,12 +51,14 @@ def check_file(path: Path, memory_bytes: int | None = None, cpu_s: int = CHECK_C
             [sys.executable, "-m", "device_agent.model_check", str(memory), str(cpu_s), str(path)],
             capture_output=True,
             text=True,
-            timeout=4 * cpu_s,
+            timeout=CHECK_WALL_S * cpu_s / CHECK_CPU_S,
             env=env,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise InvalidModelError(f"checking the model took longer than {4 * cpu_s} s; refused") from exc
+        raise InvalidModelError(
+            f"checking the model took longer than {CHECK_WALL_S * cpu_s / CHECK_CPU_S:.0f} s; refused"
+        ) from exc
     lines = done.stdout.strip().splitlines()
     try:
         answer = json.loads(lines[-1]) if lines else {}

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from device_agent._proto import agent_pb2 as pb
 from device_agent.addresses import is_loopback
+from device_agent.model_check import CHECK_WALL_S
 from device_agent._proto import agent_pb2_grpc
 from device_agent.manifest import sha256_bytes
 from device_agent.server import CHUNK_BYTES, SERVICE_NAME
@@ -221,7 +222,9 @@ class AgentClient:
                 yield pb.UploadModelRequest(chunk=data[start : start + CHUNK_BYTES])
 
         try:
-            return self.stub.UploadModel(messages(), timeout=max(self.timeout_s, len(data) / 1e6))
+            # sending, then the agent's check of the model in a process of its own (bounded by the agent)
+            timeout = max(self.timeout_s, len(data) / 1e6) + CHECK_WALL_S
+            return self.stub.UploadModel(messages(), timeout=timeout)
         except grpc.RpcError as exc:
             raise device_error(exc, self.address) from exc
 

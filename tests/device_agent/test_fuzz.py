@@ -33,14 +33,14 @@ ACCEPTABLE = {
 
 
 def assert_healthy(client) -> None:
-    reply = health_pb2_grpc.HealthStub(client.channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    reply = health_pb2_grpc.HealthStub(client.channel).Check(health_pb2.HealthCheckRequest(), timeout=60)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    client.stub.HasModels(pb.HasModelsRequest(sha256=["0" * 64]), timeout=10)
+    client.stub.HasModels(pb.HasModelsRequest(sha256=["0" * 64]), timeout=60)
 
 
 def upload(client, messages: list[pb.UploadModelRequest]) -> pb.UploadModelResponse | None:
     try:
-        return client.stub.UploadModel(iter(messages), timeout=30)
+        return client.stub.UploadModel(iter(messages), timeout=300)
     except grpc.RpcError as exc:
         assert exc.code() in ACCEPTABLE, (exc.code(), exc.details())
         return None

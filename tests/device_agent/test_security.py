@@ -159,7 +159,7 @@ def test_token_without_tls_on_loopback_still_checks_the_token(tmp_path: Path) ->
                 c.device_info()
             health = health_pb2_grpc.HealthStub(c.channel)
             assert (
-                health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                health.Check(health_pb2.HealthCheckRequest(), timeout=60).status
                 == health_pb2.HealthCheckResponse.SERVING
             )
     finally:

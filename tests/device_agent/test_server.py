@@ -15,6 +15,10 @@ from host.errors import DeviceError
 from tests.policies import random_policy
 
 
+UPLOAD_BOUND_S = 300.0
+"""Longest an upload may take before a test fails: the agent's model check may use up to 60 s of CPU."""
+
+
 def upload_bytes(
     client: AgentClient, data: bytes, sha: str, size: int | None = None
 ) -> pb.UploadModelResponse:
@@ -25,7 +29,8 @@ def upload_bytes(
         for i in range(0, len(data), 1000):
             yield pb.UploadModelRequest(chunk=data[i : i + 1000])
 
-    return client.stub.UploadModel(messages(), timeout=10)
+    # the bound only turns a hang into a failure: an upload includes the model's check in a process of its own
+    return client.stub.UploadModel(messages(), timeout=UPLOAD_BOUND_S)
 
 
 def profile_request(

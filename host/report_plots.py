@@ -369,6 +369,11 @@ def pareto_plot(comparisons: Sequence[Comparison], target: str, metric: str = "l
     for ax, g in zip(axes, groups, strict=False):
         pts = [(c, _cost(c, metric)) for c in g]
         pts = [(c, x) for c, x in pts if x is not None and math.isfinite(c.pct.value)]
+        if not pts:  # this policy has no variant with both a cost and a return here
+            ax.set_title(g[0].base.model, fontsize=10)
+            ax.text(0.5, 0.5, "no variant with both figures", ha="center", transform=ax.transAxes, fontsize=8)
+            ax.set_axis_off()
+            continue
         for method, marker in METHOD_MARKERS.items():
             for kept in (True, False):
                 sel = [(x, c.pct.value) for c, x in pts if c.row.method == method and c.keeps_return is kept]

@@ -19,6 +19,8 @@ import ctypes.util
 import math
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -69,6 +71,23 @@ def _report(conn: Connection, exc: BaseException) -> None:
         conn.send(JobError("WorkerError", f"{type(exc).__name__}: {exc}"))
 
 
+@contextmanager
+def _serving(conn: Connection, lifetime_s: float) -> Iterator[None]:
+    """What every worker process does around its work: bind its lifetime to the job, report any error to the
+    agent as a failed job, and close its pipe."""
+    bind_lifetime(lifetime_s)
+    try:
+        yield
+    except Exception as exc:
+        _report(conn, exc)
+    finally:
+        conn.close()
+
+
+def _cache_dir(trt_cache_dir: str) -> Path | None:
+    return Path(trt_cache_dir) if trt_cache_dir else None
+
+
 def worker_main(
     conn: Connection,
     model_path: str,
@@ -80,8 +99,7 @@ def worker_main(
 ) -> None:
     from device_agent.runner import run_profile
 
-    bind_lifetime(lifetime_s)
-    try:
+    with _serving(conn, lifetime_s):
         run_profile(
             Path(model_path),
             ArtifactManifest.from_json(manifest_json),
@@ -89,12 +107,8 @@ def worker_main(
             settings,
             conn.send,
             PipeScheduler(conn),
-            trt_cache_dir=Path(trt_cache_dir) if trt_cache_dir else None,
+            trt_cache_dir=_cache_dir(trt_cache_dir),
         )
-    except Exception as exc:
-        _report(conn, exc)
-    finally:
-        conn.close()
 
 
 def helper_main(
@@ -111,15 +125,13 @@ def helper_main(
 
     from device_agent.runner import run_helper
 
-    bind_lifetime(lifetime_s)
-
     def next_index() -> int | None:
         index = conn.recv()
         if index is not None and not isinstance(index, int):
             raise WorkerError(f"the agent handed helper {worker} {index!r} instead of an episode index")
         return index
 
-    try:
+    with _serving(conn, lifetime_s):
         run_helper(
             Path(model_path),
             ArtifactManifest.from_json(manifest_json),
@@ -129,12 +141,8 @@ def helper_main(
             next_index,
             worker,
             lambda: conn.send(HelperReady(worker, os.getpid())),
-            trt_cache_dir=Path(trt_cache_dir) if trt_cache_dir else None,
+            trt_cache_dir=_cache_dir(trt_cache_dir),
         )
-    except Exception as exc:
-        _report(conn, exc)
-    finally:
-        conn.close()
 
 
 def op_profile_main(
@@ -150,19 +158,14 @@ def op_profile_main(
     """The operator profile's worker: started after the measuring worker has exited; sends one OpProfileOutcome."""
     from device_agent.op_profile import run_op_profile
 
-    bind_lifetime(lifetime_s)
-    try:
+    with _serving(conn, lifetime_s):
         conn.send(
             run_op_profile(
                 Path(model_path),
                 ArtifactManifest.from_json(manifest_json),
                 env_id,
                 settings,
-                Path(trt_cache_dir) if trt_cache_dir else None,
+                _cache_dir(trt_cache_dir),
                 timed_call_us,
             )
         )
-    except Exception as exc:
-        _report(conn, exc)
-    finally:
-        conn.close()

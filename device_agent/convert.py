@@ -14,6 +14,7 @@ from device_agent.results import (
     JobEnd,
     LatencyPhaseOutcome,
     OpProfileOutcome,
+    PairedLatencyOutcome,
     OpTime,
     MemoryFacts,
     RuntimeFacts,
@@ -54,6 +55,9 @@ def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) 
         else defaults.trt_engine_cache,
         trt_fp16=msg.trt_fp16 if msg.HasField("trt_fp16") else defaults.trt_fp16,
         trt_int8=msg.trt_int8 if msg.HasField("trt_int8") else defaults.trt_int8,
+        paired_with_sha256=msg.paired_with_sha256
+        if msg.HasField("paired_with_sha256")
+        else defaults.paired_with_sha256,
     )
 
 
@@ -77,6 +81,7 @@ def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
         trt_engine_cache=settings.trt_engine_cache,
         trt_fp16=settings.trt_fp16,
         trt_int8=settings.trt_int8,
+        paired_with_sha256=settings.paired_with_sha256 or None,
     )
 
 
@@ -204,6 +209,15 @@ def latency_phase_to_proto(p: LatencyPhaseOutcome) -> pb.LatencyPhase:
     return pb.LatencyPhase(calls=p.calls, seed=p.seed, wall_s=p.wall_s, inference_ns=p.inference_ns)
 
 
+def paired_to_proto(p: PairedLatencyOutcome) -> pb.PairedLatency:
+    return pb.PairedLatency(
+        reference_sha256=p.reference_sha256,
+        block_calls=p.block_calls,
+        reference=latency_to_proto(p.reference),
+        reference_inference_ns=p.reference_inference_ns,
+    )
+
+
 def summary_to_proto(
     end: JobEnd,
     episodes: list[pb.EpisodeResult],
@@ -242,6 +256,8 @@ def summary_to_proto(
         msg.control_rate.CopyFrom(control_rate_to_proto(end.control_rate))
     if end.latency_phase is not None:
         msg.latency_phase.CopyFrom(latency_phase_to_proto(end.latency_phase))
+    if end.paired is not None:
+        msg.paired.CopyFrom(paired_to_proto(end.paired))
     if end.validity is not None:
         msg.validity.CopyFrom(json_format.ParseDict(end.validity, pb.RunValidity()))
     msg.runtime_floor_in_loop = end.runtime_floor_in_loop

@@ -224,6 +224,8 @@ class JobManager:
             settings = effective_settings(
                 requested, self.limits, self.available_providers, has_energy_meter=bool(self._has_meter)
             )
+            if settings.paired_with_sha256:
+                self._check_partner(manifest, settings.paired_with_sha256)
             env_id = request.env_id or manifest.env_id
             check_env_allowed(env_id, self.limits.allowed_envs)
             check_env_setup(env_id, manifest.env_kwargs, manifest.obs_wrappers)
@@ -397,6 +399,19 @@ class JobManager:
                 with self._lock:
                     self._jobs.pop(job.record.job_id, None)
 
+    def _check_partner(self, manifest: ArtifactManifest, sha256: str) -> None:
+        """A paired latency phase's reference is stored here and runs on the same observations and actions."""
+        other = self.store.manifest(sha256)  # ModelNotFoundError: upload it first
+        if (tuple(other.observation_shape), tuple(other.action_shape)) != (
+            tuple(manifest.observation_shape),
+            tuple(manifest.action_shape),
+        ):
+            raise InvalidRequestError(
+                f"paired_with_sha256={sha256[:12]}… takes observations {list(other.observation_shape)} and gives "
+                f"actions {list(other.action_shape)}, this job's model {list(manifest.observation_shape)} and "
+                f"{list(manifest.action_shape)}: pair a variant only with its own baseline"
+            )
+
     def _start_worker_server(self) -> None:
         """Start the forkserver (and its imports) now, while no job waits, rather than in the first job."""
         if self._mp.get_start_method() != "forkserver":
@@ -414,9 +429,13 @@ class JobManager:
         lifetime_s = self.limits.max_job_duration_s + WORKER_GRACE_S
         common = (str(model_path), job.manifest.to_json(), job.env_id, job.settings, lifetime_s)
         cache = str(self.trt_cache_dir)
+        partner = job.settings.paired_with_sha256
+        reference = str(self.store.require(partner)) if partner else ""
         process = self._mp.Process(  # type: ignore[attr-defined]
             target=worker_main if index == 0 else helper_main,
-            args=(child_conn, *common, cache) if index == 0 else (child_conn, *common, index, cache),
+            args=(child_conn, *common, cache, reference)
+            if index == 0
+            else (child_conn, *common, index, cache),
             name=f"drlc-worker-{job.record.job_id}" + (f"-{index}" if index else ""),
             daemon=True,
         )

@@ -95,6 +95,17 @@ class LatencyPhaseOutcome:
 
 
 @dataclass(frozen=True)
+class PairedLatencyOutcome:
+    """The reference model's side of a paired latency phase (``MeasurementSettings.paired_with_sha256``)."""
+
+    reference_sha256: str
+    block_calls: int
+    reference: LatencySummary
+    reference_inference_ns: list[int] = field(default_factory=list)
+    """Every reference call, when keep_latencies."""
+
+
+@dataclass(frozen=True)
 class JobStart:
     runtime: RuntimeFacts
     memory: MemoryFacts
@@ -144,6 +155,8 @@ class JobEnd:
     """What could have spoiled the timing over the timed window (``device_agent.validity.facts``)."""
     runtime_floor_in_loop: bool = False
     """The floor was timed as the policy is: an env step between calls."""
+    paired: PairedLatencyOutcome | None = None
+    """A paired latency phase's reference side; ``inference`` is then the job's own model's calls in it."""
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,11 @@ from device_agent.results import (
     JobEnd,
     JobStart,
     LatencyPhaseOutcome,
+    PairedLatencyOutcome,
     MemoryFacts,
     RuntimeFacts,
 )
-from device_agent.settings import INFERENCE_PHASE_DEFAULT_S, MeasurementSettings
+from device_agent.settings import INFERENCE_PHASE_DEFAULT_S, PAIRED_BLOCK_CALLS, MeasurementSettings
 from device_agent.stats import latency_summary
 from device_agent.validity import Probe, validity_window
 
@@ -421,6 +422,8 @@ class LatencyPhase:
     seed: int
     deadline_misses: int = 0
     max_overrun_ns: float = 0.0
+    partner_calls_ns: list[int] = dataclasses.field(default_factory=list)
+    """A paired phase's other model's calls (``calls_ns`` are the job's own)."""
 
 
 def latency_phase(
@@ -431,15 +434,22 @@ def latency_phase(
     seed: int,
     period_ns: int | None,
     sleep: Callable[[float], None] = time.sleep,
+    partner: Policy | None = None,
+    block: int = PAIRED_BLOCK_CALLS,
 ) -> LatencyPhase:
     """``n_calls`` timed inference calls, each followed by a timed env step, exactly as inside an episode;
     throw-away episodes reset with seed, seed + 1, ... as they end. Paced like ``run_paced_episode`` when
-    ``period_ns`` is set. Runs while the device is quiet (no helper is stepping)."""
+    ``period_ns`` is set. Runs while the device is quiet (no helper is stepping).
+
+    With a ``partner`` (paired latency), ``n_calls`` calls of each model, in blocks of ``block`` calls ordered
+    ABBA (own, partner, partner, own, ...): both models step the same episodes, each env step taking the action
+    of the call before it, so every call of either is an in-loop call, and whatever changes over the phase (the
+    clock, another tenant of the CPU) falls on both alike."""
     clock = time.perf_counter_ns
     isfinite = math.isfinite
     calls_ns: list[int] = []
+    partner_ns: list[int] = []
     steps_ns: list[int] = []
-    record_call = calls_ns.append
     record_step = steps_ns.append
     expected = (1, *env.action_space.shape)
     misses, worst = 0, 0
@@ -447,17 +457,20 @@ def latency_phase(
     wall0 = time.perf_counter()
     obs, _ = env.reset(seed=seed)
     tick = clock()
-    for _ in range(n_calls):
+    total = n_calls if partner is None else 2 * n_calls
+    for i in range(total):
+        other = partner is not None and (i // block) % 4 in (1, 2)
+        call = partner if other else infer
         obs_buffer[0] = obs
         t0 = clock()
-        action = infer()
+        action = call()  # type: ignore[misc]
         t1 = clock()
         row = action[0]
         if action.shape != expected or not isfinite(sum(row.tolist())):
             _check_action(action, expected)
         obs, _, terminated, truncated, _ = env.step(row)
         t2 = clock()
-        record_call(t1 - t0)
+        (partner_ns if other else calls_ns).append(t1 - t0)
         record_step(t2 - t1)
         if period_ns is not None:
             due = tick + period_ns
@@ -472,7 +485,15 @@ def latency_phase(
             episode += 1
             obs, _ = env.reset(seed=seed + episode)
             tick = clock()
-    return LatencyPhase(calls_ns, steps_ns, time.perf_counter() - wall0, seed, misses, float(worst))
+    return LatencyPhase(
+        calls_ns,
+        steps_ns,
+        time.perf_counter() - wall0,
+        seed,
+        misses,
+        float(worst),
+        partner_calls_ns=partner_ns,
+    )
 
 
 def control_period_ns(env: Any, env_id: str) -> int:
@@ -781,6 +802,31 @@ def setup(
     return env, session, obs_buffer, infer, binding, cpus, loaded
 
 
+def open_partner(
+    reference_path: Path | None,
+    obs_buffer: np.ndarray,
+    manifest: ArtifactManifest,
+    settings: MeasurementSettings,
+    trt_cache_dir: Path | None,
+) -> Policy:
+    """The reference model of a paired latency phase, bound to the job's own input buffer."""
+    if reference_path is None:
+        raise InvalidRequestError(
+            f"paired_with_sha256={settings.paired_with_sha256[:12]}... names no stored model; upload it first"
+        )
+    session = open_session(reference_path, settings, trt_cache_dir)
+    shape = tuple(session.get_inputs()[0].shape[1:])
+    if len(shape) != len(manifest.observation_shape) or any(
+        isinstance(d, int) and d != want for d, want in zip(shape, manifest.observation_shape, strict=False)
+    ):
+        raise InvalidRequestError(
+            f"the paired model takes observations of shape {list(shape)}, this job's model "
+            f"{list(manifest.observation_shape)}: pair a variant only with its own baseline"
+        )
+    infer, _ = bind_session(session, obs_buffer, tuple(manifest.action_shape))
+    return infer
+
+
 def run_profile(
     model_path: Path,
     manifest: ArtifactManifest,
@@ -790,12 +836,14 @@ def run_profile(
     scheduler: Scheduler | None = None,
     probe: Probe | None = None,
     trt_cache_dir: Path | None = None,
+    reference_path: Path | None = None,
 ) -> None:
     """Run one job in the measuring worker and emit JobStart, one EpisodeOutcome per episode it ran, then JobEnd.
 
     :param scheduler: with quality_workers > 1, who hands out episode indices (default: this worker alone)
     :param probe: where run-validity facts are read (tests point it at a recorded /proc)
     :param trt_cache_dir: the agent's TensorRT engine cache (used when the job asks for it)
+    :param reference_path: the stored model ``settings.paired_with_sha256`` names (a paired latency phase)
     """
     wall0 = time.perf_counter()
     parallel = settings.quality_workers > 1
@@ -811,16 +859,30 @@ def run_profile(
     model_bytes = model_path.stat().st_size
     gpu_bytes = device_memory_bytes(runtime.execution_provider)
     emit(JobStart(runtime, loaded.facts(peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params)))
+    # opened after the job's own memory facts were taken, so they stay the job's model's alone
+    partner = (
+        open_partner(reference_path, obs_buffer, manifest, settings, trt_cache_dir)
+        if only_latency and settings.paired_with_sha256
+        else None
+    )
     latency: LatencyPhase | None = None
     timed = "latency phase" if parallel or only_latency else "episodes"
     with open_recorder(avoid_cpus=set(settings.cpu_affinity), enabled=not only_latency) as recorder:
         energy = recorder if recorder.meters else None
         idle = energy.measure_idle(settings.idle_s) if energy and settings.idle_s > 0 else []
         warm_up(env, infer, obs_buffer, settings.warmup_calls, seed=settings.seed + 1_000_003)
+        if partner is not None:
+            warm_up(env, partner, obs_buffer, settings.warmup_calls, seed=settings.seed + 1_000_003)
         if parallel or only_latency:
             with validity_window(timed, cpus, probe) as validity, gc_paused():
                 latency = latency_phase(
-                    env, infer, obs_buffer, settings.latency_calls, settings.seed + 3_000_003, period_ns
+                    env,
+                    infer,
+                    obs_buffer,
+                    settings.latency_calls,
+                    settings.seed + 3_000_003,
+                    period_ns,
+                    partner=partner,
                 )
             if not only_latency:
                 run_returns_episodes(env, infer, obs_buffer, settings, scheduler, emit)
@@ -853,7 +915,7 @@ def run_profile(
             memory=loaded.facts(peak_rss_bytes(), model_bytes, gpu_bytes, manifest.n_params),
             inference=latency_summary(episodes.calls_ns),
             env_step=latency_summary(episodes.steps_ns),
-            total_steps=len(episodes.calls_ns),
+            total_steps=len(episodes.steps_ns),  # env steps: a paired phase steps for both models,
             wall_s=time.perf_counter() - wall0,
             runtime_floor=None if floor is None else latency_summary(floor),
             meters=meters,
@@ -871,6 +933,14 @@ def run_profile(
             ),
             validity=validity,
             runtime_floor_in_loop=floor is not None,
+            paired=None
+            if partner is None or latency is None
+            else PairedLatencyOutcome(
+                reference_sha256=settings.paired_with_sha256,
+                block_calls=PAIRED_BLOCK_CALLS,
+                reference=latency_summary(latency.partner_calls_ns),
+                reference_inference_ns=latency.partner_calls_ns if settings.keep_latencies else [],
+            ),
         )
     )
 

@@ -89,6 +89,12 @@ class MeasurementSettings:
     each followed by an env step) in a fresh worker, and nothing else: no episodes for returns (seeded MuJoCo gives
     the same returns every round), no energy windows, no inference-only phase, no floor. ``n_episodes`` is then
     not run; ``quality_workers`` is 1 (no helpers)."""
+    paired_with_sha256: str = ""
+    """Latency-only jobs: a stored model (the variant's baseline, same shapes) whose calls alternate with the job's
+    own in the latency phase, in blocks of ``PAIRED_BLOCK_CALLS`` ordered ABBA, in the same worker process. Two
+    models timed in one process meet the same memory layout and the same moment's machine; timed in two processes
+    they do not, and on a shared or virtual machine a process's speed alone varies by up to 2x (README, "Measurement
+    protocol"). Empty: the job's model alone."""
 
     # Operator profile (where the time goes; off by default so it never touches a timed phase)
     op_profile_calls: int = 0
@@ -115,6 +121,11 @@ enough for every kernel's mean to settle at the profiler's 1 µs resolution."""
 
 OP_PROFILE_MAX_CALLS = 100_000
 """Most calls an operator profile may record: each call writes a few hundred bytes of profiler JSON."""
+
+PAIRED_BLOCK_CALLS = 25
+"""In-loop calls per block of a paired latency phase: long enough that switching models costs a negligible share
+of a block's calls (the first call after a switch meets the other model's cache state), short enough that a
+300-call round alternates 24 times."""
 
 INFERENCE_PHASE_DEFAULT_S = 2.0
 """Inference-only phase length when a meter works and the request leaves it unset."""
@@ -212,6 +223,19 @@ def quality_workers(
     return max(1, min(wanted, most, requested.n_episodes))
 
 
+def check_paired(requested: MeasurementSettings) -> None:
+    """A paired latency phase exists only in a latency-only job, and names a model by its full sha256."""
+    ref = requested.paired_with_sha256
+    if not ref:
+        return
+    if not requested.latency_only:
+        raise InvalidRequestError(
+            "paired_with_sha256 is only for latency_only jobs (a deploy's later rounds); leave it unset here"
+        )
+    if len(ref) != 64 or any(c not in "0123456789abcdef" for c in ref):
+        raise InvalidRequestError(f"paired_with_sha256={ref!r} is not a lowercase hex sha256 (64 characters)")
+
+
 def effective_settings(
     requested: MeasurementSettings,
     limits: AgentLimits,
@@ -253,6 +277,7 @@ def effective_settings(
         raise InvalidRequestError(
             f"op_profile_calls={requested.op_profile_calls} is outside 0..{OP_PROFILE_MAX_CALLS} (0: no operator profile)"
         )
+    check_paired(requested)
     workers = 1 if requested.latency_only else quality_workers(requested, limits, cpus, has_energy_meter)
     usable = [p for p in available_providers if not limits.allowed_providers or p in limits.allowed_providers]
     wanted = [p for p in requested.execution_providers if p in usable]

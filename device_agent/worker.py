@@ -96,6 +96,7 @@ def worker_main(
     settings: MeasurementSettings,
     lifetime_s: float = 0.0,
     trt_cache_dir: str = "",
+    reference_path: str = "",
 ) -> None:
     from device_agent.runner import run_profile
 
@@ -108,6 +109,7 @@ def worker_main(
             conn.send,
             PipeScheduler(conn),
             trt_cache_dir=_cache_dir(trt_cache_dir),
+            reference_path=Path(reference_path) if reference_path else None,
         )
 
 

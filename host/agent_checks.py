@@ -150,6 +150,23 @@ class JobCheck:
                 f"a summary of {summary.n_episodes} episodes after {len(self.seen)} episode results "
                 f"for a job of {self.n_episodes}"
             )
+        if summary.HasField("paired"):
+            self.paired(summary)
+
+    def paired(self, summary: pb.JobSummary) -> None:
+        """A paired phase's reference is the model asked for, timed as often as the job's own model."""
+        asked = self.request.settings.paired_with_sha256
+        got = summary.paired
+        if got.reference_sha256 != asked:
+            raise AgentSentInvalidData(
+                f"a paired latency phase against {got.reference_sha256[:12] or 'no model'} "
+                f"when {asked[:12] or 'none'} was asked for"
+            )
+        if got.reference.count != summary.inference.count or got.block_calls < 1:
+            raise AgentSentInvalidData(
+                f"a paired latency phase of {got.reference.count} reference and {summary.inference.count} own "
+                f"calls in blocks of {got.block_calls}"
+            )
 
     def failure(self, failed: pb.JobFailed) -> str:
         """The failure as one bounded line of plain text (never markup)."""

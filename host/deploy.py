@@ -165,7 +165,7 @@ def settings_key(
     compared. Everything that changes what is measured is in it: every setting sent (quality_workers and
     latency_calls included: they decide what latency is computed from), the number of rounds and, with more
     than one, the calls of a later round."""
-    protocol = f"|rounds={rounds}" + (f"|round_calls={round_calls}" if rounds > 1 else "")
+    protocol = f"|rounds={rounds}" + (f"|round_calls={round_calls}|paired" if rounds > 1 else "")
     payload = settings.SerializeToString(deterministic=True) + protocol.encode()
     return hashlib.sha256(payload).hexdigest()[:16]
 
@@ -378,6 +378,15 @@ class _SessionRun:
     def total(self) -> int:
         return self.cfg.n_episodes + self.cfg.rounds - 1
 
+    def partner(self, model: ModelRow, r: int) -> str | None:
+        """The model a later round of ``model`` is timed against in the same worker: its baseline, when the
+        session measures it and it did not fail (README, "Measurement protocol": paired latency)."""
+        parent = model.parent_sha256
+        members = self.session.orders[0] if self.session.orders else []
+        if r == 0 or r >= EXTRA_ROUND_BASE or not parent or parent == model.sha256:
+            return None
+        return parent if parent in members and parent not in self.outcome.failed else None
+
     def new_request(
         self, model: ModelRow, r: int, settings: pb.ProfileSettings | None = None
     ) -> pb.ProfileRequest:
@@ -386,6 +395,11 @@ class _SessionRun:
         job_id = f"{model.sha256[:12]}-{key[:8]}-r{r}-{uuid.uuid4().hex[:12]}"
         if settings is None:
             settings = self.settings[0 if r == 0 else 1]
+            partner = self.partner(model, r)
+            if partner is not None:
+                settings = pb.ProfileSettings()
+                settings.CopyFrom(self.settings[1])
+                settings.paired_with_sha256 = partner
         request = pb.ProfileRequest(job_id=job_id, model_sha256=model.sha256, settings=settings)
         self.db.add_job(
             job_id,

@@ -3,9 +3,11 @@ CLI default to these). README, "Measurement protocol", says what they mean."""
 
 from __future__ import annotations
 
-ROUNDS_DEFAULT = 5
-"""Rounds of a deploy: five paired latency samples per model, one per fresh worker process (pyperf runs 20
-processes; drlc's later rounds are cheap latency-only jobs, tools/bench_rounds.py measures what they cost)."""
+ROUNDS_DEFAULT = 6
+"""Rounds of a deploy: round 0 runs the episodes; each later round is a fresh worker process per model, and a
+variant's later rounds time it against its baseline in that same process (paired latency, blocks alternating
+ABBA), so a variant's latency verdict rests on five paired rounds. pyperf runs 20 processes; drlc's later
+rounds are cheap latency-only jobs (tools/bench_rounds.py measures what they cost)."""
 MAX_SPOILED_RETRIES_DEFAULT = 2
 """How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
 ROUND_LATENCY_CALLS = 300

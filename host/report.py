@@ -92,6 +92,9 @@ class ReportRow:
     """Rounds of the session whose timing counts (not spoiled), aligned with the round_* tuples."""
     round_p50_us: tuple[float, ...] = ()
     round_p99_us: tuple[float, ...] = ()
+    round_paired: tuple[tuple[int, str, float, float], ...] = ()
+    """(round, reference sha256, its p50 µs, its p99 µs) of every counted round timed in a paired latency phase:
+    the reference's figures from the same worker process as this row's round figures."""
     round_model_mb: tuple[float, ...] = ()
     """Per round, what the model adds to the worker's RSS (MiB; see :func:`model_memory_bytes`)."""
     round_energy: tuple[tuple[int, str, float], ...] = ()
@@ -462,6 +465,16 @@ def collect_rows(db: ResultsDB, session_id: str | None = None) -> list[ReportRow
                 "round_ids": tuple(j["round"] or 0 for j, _ in clean),
                 "round_p50_us": tuple(_get(s, "inference", "p50_ns") / 1e3 for _, s in clean),
                 "round_p99_us": tuple(_get(s, "inference", "p99_ns") / 1e3 for _, s in clean),
+                "round_paired": tuple(
+                    (
+                        j["round"] or 0,
+                        s["paired"]["reference_sha256"],
+                        _get(s, "paired", "reference", "p50_ns") / 1e3,
+                        _get(s, "paired", "reference", "p99_ns") / 1e3,
+                    )
+                    for j, s in clean
+                    if s.get("paired", {}).get("reference_sha256")
+                ),
                 "round_model_mb": tuple(_model_mb(s.get("memory", {})) for _, s in clean),
                 "round_energy": tuple(round_energy),
                 "energy_meter": _meter_scope(summary, meter) if meter else None,
@@ -718,6 +731,7 @@ SAMPLE_FIELDS = (
     "round_ids",
     "round_p50_us",
     "round_p99_us",
+    "round_paired",
     "round_model_mb",
     "round_energy",
     "job_ids",

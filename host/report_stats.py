@@ -321,10 +321,29 @@ def _session_problem(row: ReportRow, base: ReportRow) -> str | None:
     return None
 
 
+def _paired_rounds(row: ReportRow, base: ReportRow, values: str) -> list[tuple[float, float]]:
+    """(variant, baseline) per round timed in one worker process (a paired latency phase against this baseline)."""
+    col = {"round_p50_us": 2, "round_p99_us": 3}.get(values)
+    if col is None:
+        return []  # memory is the job's own model's, taken before the reference is loaded: not a paired figure
+    own = _rounds(row, getattr(row, values))
+    return [
+        (own[entry[0]], float(entry[col]))
+        for entry in row.round_paired
+        if entry[1] == base.sha256 and entry[0] in own
+    ]
+
+
 def _raw_timing(row: ReportRow, base: ReportRow, values: str, plain: float) -> _Raw:
+    """Per-round ratios to the baseline: from paired rounds (both models timed in the same worker, alternating)
+    when the session has them, else from the two models' rounds in separate workers (sessions before pairing)."""
     problem = _session_problem(row, base)
     if problem is not None:
         return _Raw(None, plain, problem)
+    paired = _paired_rounds(row, base, values)
+    if paired:
+        test = paired_ratio([p[0] for p in paired], [p[1] for p in paired])
+        return _Raw(test, test.ratio if test else plain)
     v, b = _rounds(row, getattr(row, values)), _rounds(base, getattr(base, values))
     common = sorted(set(v) & set(b))
     test = paired_ratio([v[r] for r in common], [b[r] for r in common])

@@ -136,7 +136,7 @@ class UploadModelResponse(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., already_present: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
 class ProfileSettings(_message.Message):
-    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s", "quality_workers", "latency_calls", "latency_only", "op_profile_calls", "trt_engine_cache", "trt_fp16", "trt_int8")
+    __slots__ = ("n_episodes", "seed", "warmup_calls", "max_steps_per_episode", "execution_providers", "intra_op_threads", "keep_latencies", "cpu_affinity", "control_rate", "idle_s", "inference_phase_s", "quality_workers", "latency_calls", "latency_only", "op_profile_calls", "trt_engine_cache", "trt_fp16", "trt_int8", "paired_with_sha256")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     WARMUP_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,7 @@ class ProfileSettings(_message.Message):
     TRT_ENGINE_CACHE_FIELD_NUMBER: _ClassVar[int]
     TRT_FP16_FIELD_NUMBER: _ClassVar[int]
     TRT_INT8_FIELD_NUMBER: _ClassVar[int]
+    PAIRED_WITH_SHA256_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     seed: int
     warmup_calls: int
@@ -173,7 +174,8 @@ class ProfileSettings(_message.Message):
     trt_engine_cache: bool
     trt_fp16: bool
     trt_int8: bool
-    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ..., quality_workers: _Optional[int] = ..., latency_calls: _Optional[int] = ..., latency_only: _Optional[bool] = ..., op_profile_calls: _Optional[int] = ..., trt_engine_cache: _Optional[bool] = ..., trt_fp16: _Optional[bool] = ..., trt_int8: _Optional[bool] = ...) -> None: ...
+    paired_with_sha256: str
+    def __init__(self, n_episodes: _Optional[int] = ..., seed: _Optional[int] = ..., warmup_calls: _Optional[int] = ..., max_steps_per_episode: _Optional[int] = ..., execution_providers: _Optional[_Iterable[str]] = ..., intra_op_threads: _Optional[int] = ..., keep_latencies: _Optional[bool] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., control_rate: _Optional[bool] = ..., idle_s: _Optional[float] = ..., inference_phase_s: _Optional[float] = ..., quality_workers: _Optional[int] = ..., latency_calls: _Optional[int] = ..., latency_only: _Optional[bool] = ..., op_profile_calls: _Optional[int] = ..., trt_engine_cache: _Optional[bool] = ..., trt_fp16: _Optional[bool] = ..., trt_int8: _Optional[bool] = ..., paired_with_sha256: _Optional[str] = ...) -> None: ...
 
 class ProfileRequest(_message.Message):
     __slots__ = ("job_id", "model_sha256", "env_id", "settings")
@@ -406,7 +408,7 @@ class ControlRate(_message.Message):
     def __init__(self, period_s: _Optional[float] = ..., ticks: _Optional[int] = ..., deadline_misses: _Optional[int] = ..., max_overrun_ns: _Optional[float] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate", "latency_phase", "validity", "runtime_floor_in_loop", "op_profile")
+    __slots__ = ("n_episodes", "return_mean", "return_std", "return_ci95_low", "return_ci95_high", "total_steps", "inference", "env_step", "memory", "energy", "runtime", "requested", "effective", "wall_s", "runtime_floor", "energy_meters", "idle_energy", "inference_phase", "control_rate", "latency_phase", "validity", "runtime_floor_in_loop", "op_profile", "paired")
     N_EPISODES_FIELD_NUMBER: _ClassVar[int]
     RETURN_MEAN_FIELD_NUMBER: _ClassVar[int]
     RETURN_STD_FIELD_NUMBER: _ClassVar[int]
@@ -430,6 +432,7 @@ class JobSummary(_message.Message):
     VALIDITY_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FLOOR_IN_LOOP_FIELD_NUMBER: _ClassVar[int]
     OP_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    PAIRED_FIELD_NUMBER: _ClassVar[int]
     n_episodes: int
     return_mean: float
     return_std: float
@@ -453,7 +456,20 @@ class JobSummary(_message.Message):
     validity: RunValidity
     runtime_floor_in_loop: bool
     op_profile: OpProfile
-    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ..., latency_phase: _Optional[_Union[LatencyPhase, _Mapping]] = ..., validity: _Optional[_Union[RunValidity, _Mapping]] = ..., runtime_floor_in_loop: _Optional[bool] = ..., op_profile: _Optional[_Union[OpProfile, _Mapping]] = ...) -> None: ...
+    paired: PairedLatency
+    def __init__(self, n_episodes: _Optional[int] = ..., return_mean: _Optional[float] = ..., return_std: _Optional[float] = ..., return_ci95_low: _Optional[float] = ..., return_ci95_high: _Optional[float] = ..., total_steps: _Optional[int] = ..., inference: _Optional[_Union[LatencyStats, _Mapping]] = ..., env_step: _Optional[_Union[LatencyStats, _Mapping]] = ..., memory: _Optional[_Union[MemoryStats, _Mapping]] = ..., energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., requested: _Optional[_Union[ProfileSettings, _Mapping]] = ..., effective: _Optional[_Union[ProfileSettings, _Mapping]] = ..., wall_s: _Optional[float] = ..., runtime_floor: _Optional[_Union[LatencyStats, _Mapping]] = ..., energy_meters: _Optional[_Iterable[_Union[EnergyMeterInfo, _Mapping]]] = ..., idle_energy: _Optional[_Iterable[_Union[EnergyReading, _Mapping]]] = ..., inference_phase: _Optional[_Union[InferencePhase, _Mapping]] = ..., control_rate: _Optional[_Union[ControlRate, _Mapping]] = ..., latency_phase: _Optional[_Union[LatencyPhase, _Mapping]] = ..., validity: _Optional[_Union[RunValidity, _Mapping]] = ..., runtime_floor_in_loop: _Optional[bool] = ..., op_profile: _Optional[_Union[OpProfile, _Mapping]] = ..., paired: _Optional[_Union[PairedLatency, _Mapping]] = ...) -> None: ...
+
+class PairedLatency(_message.Message):
+    __slots__ = ("reference_sha256", "block_calls", "reference", "reference_inference_ns")
+    REFERENCE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_CALLS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_INFERENCE_NS_FIELD_NUMBER: _ClassVar[int]
+    reference_sha256: str
+    block_calls: int
+    reference: LatencyStats
+    reference_inference_ns: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, reference_sha256: _Optional[str] = ..., block_calls: _Optional[int] = ..., reference: _Optional[_Union[LatencyStats, _Mapping]] = ..., reference_inference_ns: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RunValidity(_message.Message):
     __slots__ = ("window", "window_s", "n_cpus", "load_avg_before", "load_avg_after", "cpu_steal_fraction", "involuntary_switches", "voluntary_switches", "cpu_clocks", "throttle_events", "busy_processes", "not_exposed")

@@ -4,14 +4,15 @@ loopback with real MuJoCo and ONNX Runtime."""
 
 from __future__ import annotations
 
+import grpc
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from device_agent import convert
 from device_agent._proto import agent_pb2 as pb
-from device_agent.runner import FLOOR_CALLS, measure_floor, open_floor_session
-from device_agent.settings import MeasurementSettings
+from device_agent.runner import FLOOR_CALLS, latency_phase, measure_floor, open_floor_session
+from device_agent.settings import PAIRED_BLOCK_CALLS, MeasurementSettings
 from host.agent_client import AgentClient
 from host.deploy import DeployConfig, profile_settings
 from host.profiles import MeasurementOverrides, TargetProfile
@@ -120,3 +121,86 @@ def test_the_floor_steps_the_env_between_its_calls() -> None:
     assert env.steps == 200 + 200 // 10  # one env step after every call, warm-up included
     assert np.isfinite(env.unwrapped.data.qpos).all()
     env.close()
+
+
+class ActionLog(gym.Wrapper):
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.actions: list[float] = []
+
+    def step(self, action):
+        self.actions.append(float(action[0]))
+        return self.env.step(action)
+
+
+def test_a_paired_phase_alternates_abba_and_steps_with_the_action_just_computed() -> None:
+    env = ActionLog(gym.make("InvertedPendulum-v5"))
+    obs_buffer = np.zeros((1, 4), dtype=np.float32)
+    calls: list[str] = []
+
+    def policy(name: str, value: float):
+        out = np.full((1, 1), value, dtype=np.float32)
+
+        def infer() -> np.ndarray:
+            calls.append(name)
+            return out
+
+        return infer
+
+    phase = latency_phase(
+        env, policy("own", 0.1), obs_buffer, 20, seed=0, period_ns=None, partner=policy("ref", -0.2), block=5
+    )
+    assert len(phase.calls_ns) == len(phase.partner_calls_ns) == 20 and len(phase.steps_ns) == 40
+    blocks = [calls[i] for i in range(0, 40, 5)]
+    assert blocks == ["own", "ref", "ref", "own", "own", "ref", "ref", "own"]
+    assert all(calls[i] == calls[i - i % 5] for i in range(40))  # whole blocks
+    expected = [0.1 if c == "own" else -0.2 for c in calls]
+    assert env.actions == pytest.approx(expected)
+    alone = latency_phase(env, policy("own", 0.1), obs_buffer, 7, seed=0, period_ns=None)
+    assert len(alone.calls_ns) == 7 and alone.partner_calls_ns == []
+    env.close()
+
+
+def test_a_paired_round_times_both_models_in_one_worker(client: AgentClient) -> None:
+    small = upload(client, env_id="HalfCheetah-v5", hidden=(8,))
+    large = upload(client, env_id="HalfCheetah-v5", hidden=(1024, 1024))
+    settings = pb.ProfileSettings(
+        n_episodes=1, warmup_calls=5, latency_only=True, latency_calls=200, paired_with_sha256=small
+    )
+    episodes, summary = run(client, "paired", large, settings)
+    assert episodes == [] and summary.effective.paired_with_sha256 == small
+    assert summary.inference.count == 200 and summary.paired.reference.count == 200
+    assert summary.paired.reference_sha256 == small and summary.paired.block_calls == PAIRED_BLOCK_CALLS
+    assert len(summary.paired.reference_inference_ns) == 200 and summary.total_steps == 400
+    # a planted effect of compute, not of this machine's speed: ~10^6 multiply-adds per call against ~10^2
+    assert summary.inference.p50_ns > 1.5 * summary.paired.reference.p50_ns
+    unpaired = settings.__class__()
+    unpaired.CopyFrom(settings)
+    unpaired.ClearField("paired_with_sha256")
+    _, alone = run(client, "unpaired", large, unpaired)
+    assert not alone.HasField("paired")
+
+
+def test_a_paired_round_is_refused_unless_it_can_mean_something(client: AgentClient) -> None:
+    cheetah = upload(client, env_id="HalfCheetah-v5", hidden=(8,))
+    hopper = upload(client, env_id="Hopper-v5", hidden=(8,))
+    cases = {
+        "not-latency-only": (pb.ProfileSettings(n_episodes=1, paired_with_sha256=cheetah), "latency_only"),
+        "other-shapes": (
+            pb.ProfileSettings(n_episodes=1, latency_only=True, paired_with_sha256=hopper),
+            "its own baseline",
+        ),
+        "not-a-sha": (pb.ProfileSettings(n_episodes=1, latency_only=True, paired_with_sha256="ab"), "sha256"),
+    }
+    for job_id, (settings, words) in cases.items():
+        with pytest.raises(grpc.RpcError) as err:
+            run(client, job_id, cheetah, settings)
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details(), job_id
+    missing = pb.ProfileSettings(n_episodes=1, latency_only=True, paired_with_sha256="0" * 64)
+    with pytest.raises(grpc.RpcError) as err:
+        run(client, "missing", cheetah, missing)
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND and "upload it first" in err.value.details()
+    assert (
+        run(client, "still-serving", cheetah, pb.ProfileSettings(n_episodes=1, warmup_calls=1))[1].n_episodes
+        == 1
+    )

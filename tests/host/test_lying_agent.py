@@ -214,3 +214,38 @@ def test_clean_removes_models_and_old_job_records_from_a_target(tmp_path: Path) 
     assert not stored.exists() and not list((workspace.local_agent_dir / "jobs").glob("*.pb"))
     conn = sqlite3.connect(workspace.db_path)  # the results here are kept
     assert conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] >= 1
+
+
+def test_a_paired_phase_must_be_against_the_model_asked_for_and_as_long() -> None:
+    from host.agent_checks import AgentSentInvalidData, JobCheck
+
+    asked, other = "a" * 64, "b" * 64
+    request = pb.ProfileRequest(
+        job_id="j",
+        model_sha256="c" * 64,
+        settings=pb.ProfileSettings(latency_only=True, paired_with_sha256=asked),
+    )
+
+    def summary(reference: str, own: int, ref: int, block: int = 25) -> pb.JobSummary:
+        return pb.JobSummary(
+            inference=pb.LatencyStats(count=own, p50_ns=1e4),
+            paired=pb.PairedLatency(
+                reference_sha256=reference,
+                block_calls=block,
+                reference=pb.LatencyStats(count=ref, p50_ns=1e4),
+            ),
+        )
+
+    JobCheck(request).summary(summary(asked, 300, 300))  # what a real agent sends
+    for lie, says in [
+        (summary(other, 300, 300), "against bbbbbbbbbbbb when aaaaaaaaaaaa was asked for"),
+        (summary(asked, 300, 299), "299 reference and 300 own calls"),
+        (summary(asked, 300, 300, block=0), "in blocks of 0"),
+    ]:
+        with pytest.raises(AgentSentInvalidData, match=says):
+            JobCheck(request).summary(lie)
+    unasked = pb.ProfileRequest(
+        job_id="j", model_sha256="c" * 64, settings=pb.ProfileSettings(latency_only=True)
+    )
+    with pytest.raises(AgentSentInvalidData, match="when none was asked for"):
+        JobCheck(unasked).summary(summary(asked, 300, 300))

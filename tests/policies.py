@@ -9,8 +9,8 @@ import numpy as np
 
 from device_agent.envs import build_env
 from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
-from host.export.onnx_builder import build_onnx
-from host.export.policy_spec import DenseLayer, PolicySpec
+from host.policies.onnx_builder import build_onnx
+from host.policies.spec import DenseLayer, PolicySpec
 import itertools
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from host.results_db import ResultsDB, now
+from host.store.results_db import ResultsDB, now
 
 RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 15))
 INT8 = (("ptdq", False), ("ptdq", True), ("ptsq", False), ("ptsq", True), ("qat", False), ("qat", True))

@@ -46,7 +46,7 @@ def candidates(data: bytes, buffer) -> dict[str, Callable[[], object]]:
     import torch
 
     from host.compress.torch_actor import mlp_from_spec
-    from host.export.onnx_reader import spec_from_onnx
+    from host.policies.onnx_reader import spec_from_onnx
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

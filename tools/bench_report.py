@@ -41,7 +41,7 @@ def main() -> None:
     from host.recommend import recommendations
     from host.report_stats import compare_all
     from tests.synthetic_results import DEFAULT_TARGETS, fill, variants
-    from host.results_db import ResultsDB
+    from host.store.results_db import ResultsDB
 
     targets = DEFAULT_TARGETS[: max(1, min(args.targets, len(DEFAULT_TARGETS)))]
     per_policy = len(variants()) * len(targets)

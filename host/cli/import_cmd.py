@@ -10,16 +10,16 @@ from rich.markup import escape
 
 
 from device_agent.envs import describe_env
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.export.env_setup import parse_env_options
-from host.export.sb3_loader import resolve_checkpoint_path
+from host.policies.env_setup import parse_env_options
+from host.policies.sb3.loader import resolve_checkpoint_path
 from host.errors import CheckpointError
-from host.export.cleanrl_loader import CLEANRL_SUFFIX
-from host.export.foreign_onnx import ACTION_SQUASHES
-from host.foreign_import import import_cleanrl, import_onnx_actor
-from host.importer import ExportedPolicy, import_checkpoint
-from host.reference import write_reference
+from host.policies.cleanrl import CLEANRL_SUFFIX
+from host.policies.foreign_onnx import ACTION_SQUASHES
+from host.policies.foreign import import_cleanrl, import_onnx_actor
+from host.policies.importer import ExportedPolicy, import_checkpoint
+from host.policies.reference import write_reference
 
 
 def import_command(

@@ -17,13 +17,13 @@ from rich.progress import (
 )
 
 from device_agent.envs import describe_env
-from host.export.env_setup import parse_env_options
+from host.policies.env_setup import parse_env_options
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.errors import DrlcError
-from host.executors import Executor, Outcome, make_executor
-from host.hyperparams import parse_overrides
-from host.results_db import ResultsDB
-from host.train import (
+from host.training.executors import Executor, Outcome, make_executor
+from host.training.hyperparams import parse_overrides
+from host.store.results_db import ResultsDB
+from host.training.run import (
     ALGOS,
     STUDY_ALGOS,
     STUDY_ENVS,
@@ -38,7 +38,7 @@ from host.train import (
     train_task,
     write_fs_token,
 )
-from host.workspace import Workspace
+from host.store.workspace import Workspace
 
 
 def split_list(value: str, study: tuple[str, ...]) -> list[str]:

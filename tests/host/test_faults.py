@@ -7,12 +7,12 @@ import threading
 import time
 
 from device_agent.validity import ValidityRule
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy
 from host.local_agent import local_agent
 from host.profiles import MeasurementOverrides, TargetProfile
-from host.results_db import ResultsDB
-from host.workspace import Workspace
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
 from tests.policies import random_policy
 
 KILLS = 3

@@ -33,8 +33,8 @@ from host.decision import (
 from host.recommend import recommend
 from host.report import ReportRow, energy_per_item, return_stats
 from host.report_stats import Optimise, compare, compare_all
-from host.results_db import ResultsDB
-from host.workspace import Workspace
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
 from tests.synthetic_results import Target, fill
 
 N_SWEEPS = 1000

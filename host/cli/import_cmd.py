@@ -13,7 +13,7 @@ from device_agent.envs import describe_env
 from host.store.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.policies.env_setup import parse_env_options
-from host.policies.sb3.loader import resolve_checkpoint_path
+from host.policies.sb3.files import resolve_checkpoint_path
 from host.errors import CheckpointError
 from host.policies.cleanrl import CLEANRL_SUFFIX
 from host.policies.foreign_onnx import ACTION_SQUASHES

@@ -45,7 +45,7 @@ class CleanRLActor:
 
 
 def _load(path: Path) -> Any:
-    import torch
+    import torch  # heavy: loaded only to read a CleanRL checkpoint
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -140,7 +140,7 @@ def read_cleanrl(path: Path, low: np.ndarray, high: np.ndarray, algo: str | None
 
 def cleanrl_actions(actor: CleanRLActor, obs: np.ndarray) -> np.ndarray:
     """The script's own deterministic forward pass, in torch, for the export check."""
-    import torch
+    import torch  # heavy: loaded only to run a CleanRL actor
     import torch.nn.functional as F
 
     s = {k: torch.tensor(v, dtype=torch.float32) for k, v in actor.state.items()}

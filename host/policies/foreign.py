@@ -8,6 +8,7 @@ post-processing; or CleanRL's own forward pass) on observations sampled from the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def _check_dims(where: str, spec_obs: int, spec_act: int, env: EnvSpaces) -> Non
 
 
 def _parity(where: str, spec: PolicySpec, onnx_bytes: bytes, expected: np.ndarray, obs: np.ndarray) -> float:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loaded only to check a graph, not when the CLI starts
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: obs.astype(np.float32)})[0]
@@ -62,8 +63,6 @@ def _parity(where: str, spec: PolicySpec, onnx_bytes: bytes, expected: np.ndarra
 
 
 def _finish(exported: ExportedPolicy, error: float, notes: Sequence[str]) -> ExportedPolicy:
-    import dataclasses
-
     return dataclasses.replace(exported, max_abs_action_error=error, notes=(*exported.notes, *notes))
 
 

@@ -329,7 +329,7 @@ def foreign_spec(actor: ForeignActor, squash: ActionSquash, low: np.ndarray, hig
 
 def run_original(data: bytes, actor: ForeignActor, obs: np.ndarray) -> np.ndarray:
     """The original graph's action output on ``obs`` (one call per row when its batch is fixed at 1)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loaded only to run the original graph, not when the CLI starts
 
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     inputs = {i.name: i for i in session.get_inputs()}

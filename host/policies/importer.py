@@ -20,6 +20,7 @@ import numpy as np
 import host
 from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.errors import ExportError
+from host.policies.algorithms import UnknownAlgorithmError, algorithm
 from host.policies.onnx_builder import build_onnx
 from host.policies.spec import ObsNorm, PolicySpec
 from host.policies.env_choice import check_spaces, env_spaces
@@ -31,12 +32,9 @@ from host.policies.reference import (
     find_published_returns,
     published_return,
 )
-from host.policies.sb3.loader import (
-    ALGOS,
-    load_checkpoint,
-    load_vecnormalize_stats,
-    spec_from_model,
-)
+from host.policies.sb3.actor import spec_from_model
+from host.policies.sb3.loader import load_checkpoint
+from host.policies.sb3.vecnormalize import load_vecnormalize_stats
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -190,7 +188,7 @@ def export_model(
     :param verify: compare the graph's actions with ``model.predict`` before returning
     :param env_kwargs: the env options it was trained with (recorded in the manifest)
     """
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize  # SB3 (torch): loaded on use
 
     notes: tuple[str, ...] = ()
     if obs_norm is None and model.get_vec_normalize_env() is not None:
@@ -199,8 +197,10 @@ def export_model(
         notes = ("obs_norm was None but the model's env is a VecNormalize; its statistics are baked in",)
     stats = load_vecnormalize_stats(obs_norm) if isinstance(obs_norm, VecNormalize) else obs_norm
     name = (algo or type(model).__name__).lower()
-    if name not in ALGOS:
-        raise ExportError(f"unknown algorithm {name!r}; drlc exports: {', '.join(ALGOS)}")
+    try:
+        algorithm(name)
+    except UnknownAlgorithmError as exc:
+        raise ExportError(str(exc)) from None
     setup = EnvSetup(env_id, dict(env_kwargs or {}))
     env = env_spaces(setup)
     check_spaces(f"the {type(model).__name__} model", model.observation_space, model.action_space, env)
@@ -321,7 +321,7 @@ def max_action_error(
     The graph gets raw float32 observations; the model gets them normalised in float64, as
     VecNormalize would hand them over.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loaded only to check a graph, not when the CLI starts
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     onnx_actions = session.run(None, {session.get_inputs()[0].name: obs.astype(np.float32)})[0]

@@ -16,14 +16,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from host.policies.algorithms import algorithm
 from host.policies.env_setup import EnvSetup
 
-if TYPE_CHECKING:
-    from host.policies.sb3.loader import LoadedCheckpoint
+from host.policies.sb3.loader import LoadedCheckpoint
 
 PUBLISHED_RETURNS_FILE = "reference_returns.csv"
 #: The agent's default time limit; the reference runs episodes as long as the device does.
@@ -93,8 +92,7 @@ def evaluate_checkpoint(
             returns.append(total)
     finally:
         env.close()
-    library = "sb3_contrib" if loaded.algo in ("tqc", "trpo") else "stable_baselines3"
-    return ReferenceReturn(setup.describe(), seeds, tuple(returns), library)
+    return ReferenceReturn(setup.describe(), seeds, tuple(returns), algorithm(loaded.algo).library)
 
 
 def find_published_returns(checkpoint: Path) -> Path | None:

@@ -32,20 +32,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+from gymnasium.envs.registration import parse_env_id
 
 from host.errors import DrlcError
-
-#: Algorithms drlc trains, with the library that provides each.
-ALGO_LIBRARIES = {
-    "ppo": "stable_baselines3",
-    "a2c": "stable_baselines3",
-    "sac": "stable_baselines3",
-    "td3": "stable_baselines3",
-    "ddpg": "stable_baselines3",
-    "trpo": "sb3_contrib",
-    "tqc": "sb3_contrib",
-}
+from host.policies.algorithms import UnknownAlgorithmError, algorithm
 
 #: Keys of a zoo entry that are not algorithm constructor arguments but that drlc understands.
 EXTRA_KEYS = ("n_timesteps", "n_envs", "normalize", "policy", "noise_type", "noise_std")
@@ -111,8 +103,6 @@ def load_zoo_file(algo: str) -> dict[str, dict[str, Any]] | None:
 
 def split_env_id(env_id: str) -> tuple[str, int | None]:
     """``"Hopper-v5"`` -> ``("Hopper", 5)``; namespaced ids keep their namespace in the name."""
-    from gymnasium.envs.registration import parse_env_id
-
     namespace, name, version = parse_env_id(env_id)
     return (f"{namespace}/{name}" if namespace else name), version
 
@@ -166,8 +156,10 @@ class HyperparamSource:
 
 def lookup(algo: str, env_id: str, use_zoo: bool = True) -> tuple[HyperparamSource, dict[str, Any]]:
     """The zoo entry for ``(algo, env_id)`` by the order in the module docstring, as written in the YAML."""
-    if algo not in ALGO_LIBRARIES:
-        raise HyperparamError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGO_LIBRARIES)}")
+    try:
+        algorithm(algo)
+    except UnknownAlgorithmError as exc:
+        raise HyperparamError(str(exc)) from None
     table = load_zoo_file(algo) if use_zoo else None
     if table is None:
         return HyperparamSource("sb3-defaults"), {}
@@ -189,7 +181,7 @@ def lookup(algo: str, env_id: str, use_zoo: bool = True) -> tuple[HyperparamSour
 
 def _torch_attr(chain: list[str]) -> Any:
     """``nn.ReLU``, ``th.nn.ReLU``, ``torch.optim.Adam`` -> the torch object; anything else is refused."""
-    import torch
+    import torch  # heavy: loaded only when a zoo entry names a torch class
 
     if chain and chain[0] in ("th", "torch"):
         chain = chain[1:]
@@ -272,7 +264,7 @@ class ActionNoiseSpec:
     """Standard deviation, the same on every action dimension."""
 
     def build(self, n_actions: int) -> Any:
-        import numpy as np
+        # SB3 (torch) loads on use: resolving hyperparameters for a dry run needs neither
         from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
         cls = NormalActionNoise if self.kind == "normal" else OrnsteinUhlenbeckActionNoise
@@ -324,14 +316,12 @@ def _json_safe(value: Any) -> Any:
 
 def constructor_args(algo: str) -> list[str]:
     """The keyword arguments the SB3 class of ``algo`` takes that a hyperparameter entry may set."""
-    from host.training.run import algo_class
-
-    params = inspect.signature(algo_class(algo).__init__).parameters
+    params = inspect.signature(algorithm(algo).load_class().__init__).parameters
     return [name for name in params if name not in RESERVED_ARGS]
 
 
 def _schedule(key: str, value: Any) -> Any:
-    from stable_baselines3.common.utils import LinearSchedule
+    from stable_baselines3.common.utils import LinearSchedule  # SB3 (torch) loads on use, not on import
 
     if isinstance(value, str):
         kind, _, initial = value.partition("_")

@@ -96,7 +96,7 @@ def main() -> int:
     total_s = time.perf_counter() - started
 
     from host.store.results_db import ResultsDB
-    from host.training.run import training_runs
+    from host.training.records import training_runs
 
     with ResultsDB(home / "results.sqlite") as db:
         runs = [

@@ -1,4 +1,5 @@
-"""The host's results database (SQLite): models, targets, jobs and their episodes.
+"""The host's results database (SQLite): models, targets, jobs and their episodes, training runs and
+their curves. All of drlc's SQL lives here.
 
 Rows are keyed by model sha256, target fingerprint and job id. Each write is one
 transaction, so a crash mid-deploy leaves a consistent database, and episodes use
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -91,6 +92,65 @@ CREATE TABLE IF NOT EXISTS episodes (
     PRIMARY KEY (job_id, idx)
 );
 """
+
+TRAINING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS training_runs (
+    run_id            TEXT PRIMARY KEY,
+    algo              TEXT NOT NULL,
+    env_id            TEXT NOT NULL,
+    seed              INTEGER NOT NULL,
+    config_key        TEXT NOT NULL,
+    total_steps       INTEGER NOT NULL,
+    steps_done        INTEGER NOT NULL,
+    hp_source         TEXT NOT NULL,
+    plan              TEXT NOT NULL,
+    model_sha256      TEXT,
+    checkpoint        TEXT NOT NULL,
+    vecnormalize      TEXT,
+    final_return_mean REAL,
+    final_return_std  REAL,
+    final_returns     TEXT,
+    wall_s            REAL,
+    train_steps_per_s REAL,
+    resumed_from_step INTEGER,
+    finished_at       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS training_runs_by_key ON training_runs(config_key);
+CREATE TABLE IF NOT EXISTS training_curve (
+    run_id      TEXT NOT NULL REFERENCES training_runs(run_id),
+    step        INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    return_mean REAL NOT NULL,
+    return_std  REAL NOT NULL,
+    episodes    INTEGER NOT NULL,
+    wall_s      REAL NOT NULL,
+    PRIMARY KEY (run_id, kind, step)
+);
+"""
+"""Training runs (``drlc-host train``, a study's trained baselines) and their curves: one row per finished run,
+keyed by the run folder's name; ``plan`` is the run's whole plan as JSON (run.json)."""
+
+TRAINING_RUN_COLUMNS = (
+    "run_id",
+    "algo",
+    "env_id",
+    "seed",
+    "config_key",
+    "total_steps",
+    "steps_done",
+    "hp_source",
+    "plan",
+    "model_sha256",
+    "checkpoint",
+    "vecnormalize",
+    "final_return_mean",
+    "final_return_std",
+    "final_returns",
+    "wall_s",
+    "train_steps_per_s",
+    "resumed_from_step",
+    "finished_at",
+)
 
 JOB_COLUMNS_ADDED = (
     ("session_id", "TEXT"),
@@ -182,7 +242,7 @@ class ResultsDB:
         self.conn.execute("PRAGMA foreign_keys=ON")
         with self.conn:
             self._migrate()
-            self.conn.executescript(SCHEMA)
+            self.conn.executescript(SCHEMA + TRAINING_SCHEMA)
 
     def _migrate(self) -> None:
         """Columns added after a database was first made (SQLite cannot add them in CREATE IF NOT EXISTS)."""
@@ -545,3 +605,55 @@ class ResultsDB:
                    ORDER BY target, algo, env_id, model_name"""
             )
         )
+
+    # ------------------------------------------------------------------ training runs
+    def add_training_run(self, run: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
+        """Store a finished run (``run``: the training_runs columns by name) and replace its curve
+        (``curve``: training_curve rows by column name, without run_id)."""
+        columns = ", ".join(TRAINING_RUN_COLUMNS)
+        marks = ", ".join("?" * len(TRAINING_RUN_COLUMNS))
+        with self.transaction() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO training_runs ({columns}) VALUES ({marks})",
+                tuple(run[c] for c in TRAINING_RUN_COLUMNS),
+            )
+            conn.execute("DELETE FROM training_curve WHERE run_id = ?", (run["run_id"],))
+            conn.executemany(
+                "INSERT OR REPLACE INTO training_curve VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        run["run_id"],
+                        p["step"],
+                        p["kind"],
+                        p["return_mean"],
+                        p["return_std"],
+                        p["episodes"],
+                        p["wall_s"],
+                    )
+                    for p in curve
+                ],
+            )
+
+    def finished_training_run(self, config_key: str) -> dict[str, Any] | None:
+        """The latest recorded run of a plan (by config key) whose artifact is still registered, or None."""
+        row = self.conn.execute(
+            """SELECT r.* FROM training_runs r JOIN models m ON m.sha256 = r.model_sha256
+               WHERE r.config_key = ? ORDER BY r.finished_at DESC LIMIT 1""",
+            (config_key,),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def training_runs(self) -> list[dict[str, Any]]:
+        """Every recorded run, oldest first."""
+        return [
+            dict(r) for r in self.conn.execute("SELECT * FROM training_runs ORDER BY finished_at, run_id")
+        ]
+
+    def training_curve(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's curve points (step, kind, return_mean, return_std, episodes, wall_s), by step."""
+        rows = self.conn.execute(
+            "SELECT step, kind, return_mean, return_std, episodes, wall_s FROM training_curve WHERE run_id = ?"
+            " ORDER BY step, kind",
+            (run_id,),
+        )
+        return [dict(r) for r in rows]

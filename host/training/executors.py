@@ -222,7 +222,7 @@ class RayExecutor(Executor):
 
     def _init(self) -> tuple[Any, bool]:
         try:
-            import ray
+            import ray  # optional extra (drlc[ray]): only the ray executor needs it
         except ImportError:
             raise ExecutorError(
                 'the ray executor needs Ray: pip install "drlc[ray]" (or run without --executor ray)'
@@ -247,7 +247,7 @@ class RayExecutor(Executor):
         if not tasks:
             return
         ray, started_here = self._init()
-        from ray.util.queue import Empty, Queue
+        from ray.util.queue import Empty, Queue  # optional extra (drlc[ray]), imported by _init above
 
         progress_queue = Queue()
         pending: dict[Any, int] = {}

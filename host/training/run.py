@@ -3,8 +3,8 @@
 Reads top to bottom in execution order: the config, the plan (hyperparameters from the RL Zoo,
 budget, intervals), the run folder (new, or an interrupted one to resume), the envs, the
 algorithm, the monitor callback (progress, training curve, periodic evaluation, checkpoints),
-``learn()``, then the final save, evaluation and export. The last section records a finished run
-in the results database.
+``learn()``, then the final save, evaluation and export; last, a run as an executor's task. A finished
+run is stored by :func:`host.training.records.record_run`.
 
 A run is named ``{env_id}__{algo}__{seed}__{unix time}`` and lives in ``$DRLC_HOME/runs``::
 
@@ -29,20 +29,22 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
 
 from device_agent.envs import check_env_options
+from device_agent.manifest import sha256_bytes
 from device_agent.errors import AgentError
 from host.errors import DrlcError
-from host.training.hyperparams import ALGO_LIBRARIES, Hyperparams, resolve
-from host.policies.importer import ExportedPolicy
+from host.policies.algorithms import UnknownAlgorithmError, algorithm
+from host.training.hyperparams import Hyperparams, resolve
+from host.policies.importer import ExportedPolicy, export_model
+from host.policies.onnx_reader import spec_from_onnx
+from host.policies.sb3.actor import spec_from_model
 
-if TYPE_CHECKING:
-    from host.store.results_db import ModelRow, ResultsDB
-    from host.store.workspace import Workspace
-
-ALGOS = tuple(ALGO_LIBRARIES)
-#: The paper study's grid.
+#: The paper study's grid (algorithms from :data:`host.policies.algorithms.ALGORITHMS`).
 STUDY_ALGOS = ("trpo", "ppo", "ddpg", "td3", "sac")
 STUDY_ENVS = ("HalfCheetah-v5", "HumanoidStandup-v5", "Ant-v5", "Humanoid-v5", "Hopper-v5")
 #: Budget when neither the command line nor the hyperparameters give one (the RL Zoo's default).
@@ -143,8 +145,10 @@ def make_plan(cfg: TrainConfig) -> TrainPlan:
 
     :raises TrainingError: unknown algorithm, or hyperparameters drlc cannot train with
     """
-    if cfg.algo not in ALGOS:
-        raise TrainingError(f"unknown algorithm {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
+    try:
+        algorithm(cfg.algo)
+    except UnknownAlgorithmError as exc:
+        raise TrainingError(str(exc)) from None
     hp = resolve(cfg.algo, cfg.env_id, cfg.hyperparams, use_zoo=cfg.use_zoo, normalize=cfg.normalize)
     total = cfg.total_steps if cfg.total_steps is not None else hp.n_timesteps or DEFAULT_TOTAL_STEPS
     if total < 1:
@@ -248,31 +252,10 @@ class TrainResult:
 
 
 def _rebuild_result(state: dict[str, Any]) -> TrainResult:
-    from device_agent.manifest import sha256_bytes
-    from host.policies.onnx_reader import spec_from_onnx
-
     data, notes, error = state["exported"]
     spec, manifest = spec_from_onnx(data)
     state["exported"] = ExportedPolicy(data, sha256_bytes(data), manifest, spec, notes, error)
     return TrainResult(**state)
-
-
-def algo_class(algo: str) -> type:
-    import sb3_contrib
-    import stable_baselines3 as sb3
-
-    classes = {
-        "ppo": sb3.PPO,
-        "a2c": sb3.A2C,
-        "sac": sb3.SAC,
-        "td3": sb3.TD3,
-        "ddpg": sb3.DDPG,
-        "trpo": sb3_contrib.TRPO,
-        "tqc": sb3_contrib.TQC,
-    }
-    if algo not in classes:
-        raise TrainingError(f"unknown algorithm {algo!r}; choose one of {', '.join(ALGOS)}")
-    return classes[algo]
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,7 +306,7 @@ def train(
     cfg: TrainConfig, runs_dir: Path, progress: ProgressFn | None = None, *, resume: bool = False
 ) -> TrainResult:
     """Train ``cfg`` and export the final policy as a baseline artifact (not yet stored: see
-    :func:`record_run`).
+    :func:`host.training.records.record_run`).
 
     :param runs_dir: where the run folder goes
     :param progress: called a few times a second with a :class:`TrainProgress`
@@ -331,13 +314,14 @@ def train(
         (otherwise start a new run)
     :raises TrainingError: the env, the hyperparameters or the policy do not work for drlc
     """
+    # torch and SB3 load when a run starts, not when the CLI (or a dry run) imports this module
     import torch
     from stable_baselines3.common.vec_env import VecNormalize
 
     plan = make_plan(cfg)
     if cfg.tensorboard:
         try:
-            import tensorboard  # noqa: F401
+            import tensorboard  # noqa: F401  (optional extra: only checked when asked for)
         except ImportError:
             raise TrainingError(
                 "--tensorboard needs the tensorboard package: pip install tensorboard (or drlc[tensorboard])"
@@ -417,8 +401,7 @@ def train(
 
 def _setup(plan: TrainPlan, run_dir: Path, state: dict[str, Any]) -> tuple[Any, Any, Any]:
     """The training envs, the evaluation env and the algorithm: new, or restored from the checkpoint."""
-    import gymnasium as gym
-    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.env_util import make_vec_env  # SB3 (torch): loaded when a run starts
     from stable_baselines3.common.vec_env import VecNormalize
 
     cfg, hp = plan.config, plan.hyperparams
@@ -444,7 +427,7 @@ def _setup(plan: TrainPlan, run_dir: Path, state: dict[str, Any]) -> tuple[Any, 
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False, **obs_kwargs)
 
     # ---- algorithm: new, or loaded from the checkpoint
-    cls = algo_class(cfg.algo)
+    cls = algorithm(cfg.algo).load_class()
     tb_dir = str(run_dir / "tb") if cfg.tensorboard else None
     if state:
         model = cls.load(run_dir / "checkpoint" / "model.zip", env=venv, device="cpu", tensorboard_log=tb_dir)
@@ -467,8 +450,6 @@ def _setup(plan: TrainPlan, run_dir: Path, state: dict[str, Any]) -> tuple[Any, 
 
 def _check_exportable(model: Any, cfg: TrainConfig) -> None:
     """Fail before training, not after it: the policy these hyperparameters build must be exportable."""
-    from host.policies.sb3.loader import spec_from_model
-
     try:
         spec_from_model(model, None)
     except DrlcError as exc:
@@ -476,8 +457,6 @@ def _check_exportable(model: Any, cfg: TrainConfig) -> None:
 
 
 def _export(model: Any, venv: Any, plan: TrainPlan, steps_done: int) -> ExportedPolicy:
-    from host.policies.importer import export_model
-
     # No run name or time here: the manifest must not make identical policies hash differently.
     source = {
         "origin": "train",
@@ -499,7 +478,7 @@ def _export(model: Any, venv: Any, plan: TrainPlan, steps_done: int) -> Exported
 
 def _sb3_callback(monitor: _Monitor) -> Any:
     """An SB3 callback that hands every step to ``monitor`` (SB3 is imported only when training)."""
-    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.callbacks import BaseCallback  # SB3 (torch): loaded when a run starts
 
     class MonitorCallback(BaseCallback):
         def _on_training_start(self) -> None:
@@ -616,8 +595,6 @@ class _Monitor:
         )
 
     def add_point(self, kind: str, returns: list[float]) -> None:
-        import numpy as np
-
         point = CurvePoint(
             step=int(self.model.num_timesteps),
             kind=kind,
@@ -633,6 +610,7 @@ class _Monitor:
 
     def evaluate(self, model: Any, episodes: int) -> list[float]:
         """Returns of ``episodes`` deterministic episodes, from the same seeded starts every time."""
+        # SB3 (torch): loaded when a run starts
         from stable_baselines3.common.evaluation import evaluate_policy
         from stable_baselines3.common.vec_env import sync_envs_normalization
 
@@ -750,130 +728,3 @@ def unpack_result(result: TrainResult, runs_dir: Path) -> TrainResult:
         vecnormalize=run_dir / "vecnormalize.pkl" if result.vecnormalize is not None else None,
         files=None,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Results database: training runs and their curves
-# --------------------------------------------------------------------------------------------
-
-TRAINING_SCHEMA = """
-CREATE TABLE IF NOT EXISTS training_runs (
-    run_id            TEXT PRIMARY KEY,
-    algo              TEXT NOT NULL,
-    env_id            TEXT NOT NULL,
-    seed              INTEGER NOT NULL,
-    config_key        TEXT NOT NULL,
-    total_steps       INTEGER NOT NULL,
-    steps_done        INTEGER NOT NULL,
-    hp_source         TEXT NOT NULL,
-    plan              TEXT NOT NULL,
-    model_sha256      TEXT,
-    checkpoint        TEXT NOT NULL,
-    vecnormalize      TEXT,
-    final_return_mean REAL,
-    final_return_std  REAL,
-    final_returns     TEXT,
-    wall_s            REAL,
-    train_steps_per_s REAL,
-    resumed_from_step INTEGER,
-    finished_at       TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS training_runs_by_key ON training_runs(config_key);
-CREATE TABLE IF NOT EXISTS training_curve (
-    run_id      TEXT NOT NULL REFERENCES training_runs(run_id),
-    step        INTEGER NOT NULL,
-    kind        TEXT NOT NULL,
-    return_mean REAL NOT NULL,
-    return_std  REAL NOT NULL,
-    episodes    INTEGER NOT NULL,
-    wall_s      REAL NOT NULL,
-    PRIMARY KEY (run_id, kind, step)
-);
-"""
-
-
-def ensure_training_tables(db: ResultsDB) -> None:
-    with db.transaction() as conn:
-        conn.executescript(TRAINING_SCHEMA)
-
-
-def record_run(
-    workspace: Workspace, db: ResultsDB, result: TrainResult, recipe_key: str | None = None
-) -> ModelRow:
-    """Store the artifact (with its checkpoint and ``recipe_key``, see :func:`store_artifact`), the run
-    and its curve; returns the model row."""
-    from host.store.artifacts import store_artifact
-    from host.store.results_db import now
-
-    result = unpack_result(result, workspace.runs_dir)
-    row = store_artifact(
-        workspace,
-        db,
-        result.exported.onnx_bytes,
-        result.exported.manifest,
-        checkpoint=result.checkpoint,
-        recipe_key=recipe_key,
-    )
-    ensure_training_tables(db)
-    plan = result.plan
-    with db.transaction() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO training_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                result.run_id,
-                plan["algo"],
-                plan["env_id"],
-                plan["seed"],
-                plan["config_key"],
-                plan["total_steps"],
-                result.steps_done,
-                plan["hyperparams"]["source"]["kind"],
-                json.dumps(plan, sort_keys=True),
-                row.sha256,
-                str(result.checkpoint),
-                str(result.vecnormalize) if result.vecnormalize else None,
-                result.final_return_mean,
-                result.final_return_std,
-                json.dumps(result.final_returns),
-                result.wall_s,
-                result.train_steps_per_s,
-                result.resumed_from_step,
-                now(),
-            ),
-        )
-        conn.execute("DELETE FROM training_curve WHERE run_id = ?", (result.run_id,))
-        conn.executemany(
-            "INSERT OR REPLACE INTO training_curve VALUES (?,?,?,?,?,?,?)",
-            [
-                (result.run_id, p.step, p.kind, p.return_mean, p.return_std, p.episodes, p.wall_s)
-                for p in result.curve
-            ],
-        )
-    return row
-
-
-def finished_run(db: ResultsDB, config_key: str) -> dict[str, Any] | None:
-    """The latest recorded run of a plan (by config key) whose artifact is still registered, or None."""
-    ensure_training_tables(db)
-    row = db.conn.execute(
-        """SELECT r.* FROM training_runs r JOIN models m ON m.sha256 = r.model_sha256
-           WHERE r.config_key = ? ORDER BY r.finished_at DESC LIMIT 1""",
-        (config_key,),
-    ).fetchone()
-    return dict(row) if row else None
-
-
-def training_runs(db: ResultsDB) -> list[dict[str, Any]]:
-    """Every recorded run, oldest first (for reports)."""
-    ensure_training_tables(db)
-    return [dict(r) for r in db.conn.execute("SELECT * FROM training_runs ORDER BY finished_at, run_id")]
-
-
-def training_curve(db: ResultsDB, run_id: str) -> list[CurvePoint]:
-    ensure_training_tables(db)
-    rows = db.conn.execute(
-        "SELECT step, kind, return_mean, return_std, episodes, wall_s FROM training_curve WHERE run_id = ?"
-        " ORDER BY step, kind",
-        (run_id,),
-    )
-    return [CurvePoint(**dict(r)) for r in rows]

@@ -22,6 +22,7 @@ from device_agent.validation import check_model_bytes
 from host.cli.main import app
 from host.training.executors import InlineExecutor, RayExecutor
 from host.store.results_db import ResultsDB
+from host.training.records import record_run, training_curve, training_runs
 from host.training.run import (
     STUDY_ALGOS,
     STUDY_ENVS,
@@ -30,11 +31,8 @@ from host.training.run import (
     TrainTask,
     find_resumable,
     make_plan,
-    record_run,
     train,
     train_task,
-    training_curve,
-    training_runs,
 )
 from host.store.workspace import Workspace
 

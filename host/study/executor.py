@@ -16,21 +16,23 @@ the worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from host.errors import DrlcError
-
-if TYPE_CHECKING:
-    from host.compress.variant import Variant
-    from host.training.executors import Executor, Report
-    from host.store.results_db import ResultsDB
-    from host.study.run import PolicyPlan, Study, StudyOutcome, StudyPolicy
-    from host.store.workspace import Workspace
-
-StudyEvent = Callable[[str, dict[str, Any]], None]
+from host.compress import make_variant, method_config
+from host.compress.sweep import plan, recipe_key
+from host.compress.variant import Baseline, CompressionContext, Variant
+from host.store.artifacts import store_artifact
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.study.file import Study, StudyPolicy
+from host.study.outcome import StudyEvent, StudyOutcome
+from host.study.plan import PolicyPlan
+from host.study.recipes import baseline_recipe, train_config
+from host.training.batch import train_batch
+from host.training.executors import Executor, Report
+from host.training.run import TrainProgress
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,6 @@ class VariantTask:
 
 def variant_task(task: VariantTask, report: Report | None = None) -> Variant:
     """Make one variant (an executor's worker); the host stores it."""
-    from host.compress import make_variant, method_config
-    from host.compress.variant import Baseline, CompressionContext
-
     base = Baseline.from_bytes(task.baseline, Path(task.checkpoint) if task.checkpoint else None)
     config = method_config(task.method, **task.options)
     return make_variant(base, task.method, config, CompressionContext(base))
@@ -64,9 +63,6 @@ def variant_task(task: VariantTask, report: Report | None = None) -> Variant:
 
 def variant_tasks(pp: PolicyPlan, study: Study, db: ResultsDB) -> list[VariantTask]:
     """The variants of ``pp``'s baseline the database does not hold yet, as tasks."""
-    from host.compress import method_config
-    from host.compress.sweep import plan, recipe_key
-
     assert pp.baseline is not None
     data = pp.baseline.path.read_bytes()
     tasks = []
@@ -99,8 +95,6 @@ def compress_on(
     emit: StudyEvent,
 ) -> None:
     """Every missing variant of every baseline, one task each; each stored as it arrives."""
-    from host.store.artifacts import store_artifact
-
     tasks = [task for pp in plans if pp.baseline is not None for task in variant_tasks(pp, study, db)]
     for pp in plans:
         outcome.variants_skipped += len(pp.variants) - sum(
@@ -126,28 +120,23 @@ def train_on(
     outcome: StudyOutcome,
     emit: StudyEvent,
 ) -> list[str]:
-    """Train the study's missing baselines, one task per run; returns the failures (``policy: error``)."""
-    from host.study.run import baseline_recipe, train_config
-    from host.training.run import TrainTask, record_run, train_task, write_fs_token
-
-    token = write_fs_token(workspace.runs_dir) if executor.name == "ray" else None
-    tasks = [TrainTask(train_config(p), str(workspace.runs_dir), True, token) for p in policies]
+    """Train the study's missing baselines, one task per run (:func:`~host.training.batch.train_batch`,
+    each recorded as it finishes, under its recipe key); returns the failures (``policy: error``)."""
     failures = []
 
-    def progress(index: int, payload: Any) -> None:
+    def progress(index: int, payload: TrainProgress) -> None:
         emit("train", {"policy": policies[index].label, "progress": payload})
 
-    for done in executor.run(train_task, tasks, progress):
+    configs = [train_config(p) for p in policies]
+    keys = [baseline_recipe(p) for p in policies]
+    for done in train_batch(
+        configs, executor, workspace, db, resume=True, recipe_keys=keys, on_progress=progress
+    ):
         policy = policies[done.index]
-        if not done.ok or done.result is None:
+        if done.model is None:
             failures.append(f"{policy.label}: {done.error}")
             emit("baseline", {"policy": policy.label, "status": "failed"})
             continue
-        try:
-            row = record_run(workspace, db, done.result, recipe_key=baseline_recipe(policy))
-        except DrlcError as exc:
-            failures.append(f"{policy.label}: {exc}")
-            continue
-        outcome.baselines_made.append(row.sha256)
-        emit("baseline", {"policy": policy.label, "status": f"made {row.name} [{row.short}]"})
+        outcome.baselines_made.append(done.model.sha256)
+        emit("baseline", {"policy": policy.label, "status": f"made {done.model.name} [{done.model.short}]"})
     return failures

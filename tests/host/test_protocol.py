@@ -16,7 +16,7 @@ from host.deploy import DeployConfig, deploy, judge
 from host.profiles import TargetProfile
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 QUIET = ValidityRule.never()
 """Tests about the rounds themselves must not depend on how busy this machine is."""

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from host.cli.main import app
-from host.study.run import StudyError, load_study
+from host.study.file import StudyError, load_study
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 

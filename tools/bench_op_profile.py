@@ -30,7 +30,7 @@ ENV_ID = "HalfCheetah-v5"
 def model_bytes(path: Path | None) -> tuple[bytes, str]:
     if path is not None:
         return path.read_bytes(), path.name
-    from tests.policies import random_policy
+    from host.policies.random_policies import random_policy
 
     data, _, _ = random_policy(ENV_ID, hidden=(256, 256), name="random-256")
     return data, "a random 256x256 HalfCheetah MLP"

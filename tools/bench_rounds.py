@@ -39,7 +39,7 @@ def synthetic_models(home: Path, k: int) -> tuple[list, str]:
     from host.store.artifacts import store_artifact
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
-    from tests.policies import random_policy
+    from host.policies.random_policies import random_policy
 
     workspace = Workspace.resolve(home)
     models = []

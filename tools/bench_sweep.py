@@ -59,7 +59,7 @@ def prepare_sweep(home: Path, use_random: bool) -> tuple[list, str]:
         if ZOO_POLICY.is_dir() and not use_random:
             cli("import", str(ZOO_POLICY), "--env", ENV_ID, "--home", str(home))
         else:
-            from tests.policies import random_policy
+            from host.policies.random_policies import random_policy
 
             data, _, manifest = random_policy(ENV_ID, hidden=(256, 256), name="random-256-256")
             with ResultsDB(workspace.db_path) as db:

@@ -85,7 +85,7 @@ def main() -> None:
     from host.profiles import TargetProfile
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
-    from tests.policies import random_policy
+    from host.policies.random_policies import random_policy
 
     rows = []
     agent_s, sink_s = [], []

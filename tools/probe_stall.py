@@ -33,7 +33,7 @@ from device_agent.server import create_server  # noqa: E402
 from device_agent.settings import AgentLimits  # noqa: E402
 from host.agent_client import AgentClient  # noqa: E402
 from tests.device_agent.test_server import paced_request, upload_bytes  # noqa: E402
-from tests.policies import random_policy  # noqa: E402
+from host.policies.random_policies import random_policy  # noqa: E402
 
 
 def main() -> int:

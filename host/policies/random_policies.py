@@ -1,7 +1,12 @@
-"""Small real policies for tests: random-weight MLP actors exported through the real builder."""
+"""Random-weight MLP actors exported through the real ONNX builder: real drlc artifacts of any size.
+
+Tests, benchmarks (``tools/``) and probes use them where the weights do not matter but the artifact must
+be real (the agent checks, loads and runs it like any other). Their manifest says ``source.origin = "test"``.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +16,6 @@ from device_agent.envs import build_env
 from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.policies.onnx_builder import build_onnx
 from host.policies.spec import DenseLayer, PolicySpec
-import itertools
 
 
 def random_policy(

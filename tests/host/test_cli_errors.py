@@ -26,7 +26,7 @@ from host.cli.deploy_progress import DeployProgress
 from host.cli.main import app
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -10,7 +10,7 @@ from host.store.artifacts import store_artifact
 from host.cli.main import app
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 

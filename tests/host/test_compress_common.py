@@ -11,7 +11,7 @@ from host.compress.variant import Baseline, CompressionContext, MethodOutput, fi
 from host.errors import CompressionError
 from host.policies.onnx_builder import build_onnx
 from host.policies.onnx_reader import spec_from_onnx
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 
 def test_reading_a_baseline_back_rebuilds_the_same_bytes() -> None:

@@ -16,7 +16,7 @@ from host.deploy import DeployConfig, deploy, plan_session, profile_settings, ru
 from host.profiles import TargetProfile
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ from host.local_agent import local_agent
 from host.profiles import MeasurementOverrides, TargetProfile
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 KILLS = 3
 EPISODES = 3

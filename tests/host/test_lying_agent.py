@@ -23,7 +23,7 @@ from host.errors import DrlcError, ProfileError
 from host.profiles import TargetProfile
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 Lie = Callable[[pb.ProfileRequest], list[pb.EpisodeResult]]
 

@@ -15,7 +15,7 @@ from host.cli.main import app
 from host.op_breakdown import Breakdown, breakdown, floor_text, group_deltas, why_line
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 

@@ -22,7 +22,7 @@ from host.errors import CompressionError
 from host.policies.onnx_builder import build_onnx
 from host.policies.onnx_reader import spec_from_onnx
 from host.policies.spec import DenseLayer, ObsNorm
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 METHODS = ("l1", "l2")
 # ratio -> width kept of a 256-wide hidden layer: floor(256 * (1 - ratio))

@@ -26,7 +26,7 @@ from host.compress.torch_actor import forward_actions
 from host.compress.variant import Baseline, CompressionContext
 from host.errors import CompressionError
 from host.policies.spec import DenseLayer, ObsNorm, PolicySpec
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 FAST = {"steps": 50, "rollout_episodes": 2}
 

@@ -16,7 +16,7 @@ from host.compress.variant import Baseline, CompressionContext
 from host.errors import CompressionError
 from host.policies.onnx_builder import build_onnx
 from host.policies.spec import ObsNorm
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 #: Small and fast: Hopper episodes of a random policy end after a few dozen steps.
 FAST_PTSQ = {"calibration_episodes": 3, "histogram_bins": 512}

@@ -24,7 +24,7 @@ from host.report import collect_rows
 from host.report_stats import Comparison, compare_all
 from host.store.results_db import ModelRow, ResultsDB
 from host.store.workspace import Workspace
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 ENV_ID = "HalfCheetah-v5"

@@ -8,18 +8,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-
 from device_agent.envs import describe_env
-from host.store.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.policies.env_setup import parse_env_options
-from host.policies.sb3.files import resolve_checkpoint_path
 from host.errors import CheckpointError
 from host.policies.cleanrl import CLEANRL_SUFFIX
-from host.policies.foreign_onnx import ACTION_SQUASHES
+from host.policies.env_setup import parse_env_options
 from host.policies.foreign import import_cleanrl, import_onnx_actor
+from host.policies.foreign_onnx import ACTION_SQUASHES
 from host.policies.importer import ExportedPolicy, import_checkpoint
 from host.policies.reference import write_reference
+from host.policies.sb3.files import resolve_checkpoint_path
+from host.store.artifacts import store_artifact
 
 
 def import_command(

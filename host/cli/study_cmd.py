@@ -11,12 +11,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from host.training.executors import make_executor
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.study.file import load_study
 from host.study.plan import StudyPlan, format_duration, load_profiles, make_plan
 from host.study.report import write_study_report
 from host.study.run import run_study
+from host.training.executors import make_executor
 
 study_app = typer.Typer(
     no_args_is_help=True,

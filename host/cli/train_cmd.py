@@ -17,16 +17,16 @@ from rich.progress import (
 )
 
 from device_agent.envs import describe_env
-from host.policies.env_setup import parse_env_options
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.errors import DrlcError
 from host.policies.algorithms import NAMES
+from host.policies.env_setup import parse_env_options
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
 from host.training.batch import RunDone, split_recorded, train_batch
 from host.training.executors import Executor, make_executor
 from host.training.hyperparams import parse_overrides
-from host.store.results_db import ResultsDB
 from host.training.run import STUDY_ALGOS, STUDY_ENVS, TrainConfig, TrainPlan, TrainProgress, make_plan
-from host.store.workspace import Workspace
 
 
 def split_list(value: str, study: tuple[str, ...]) -> list[str]:

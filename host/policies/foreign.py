@@ -21,8 +21,8 @@ from host.policies.cleanrl import cleanrl_actions, read_cleanrl
 from host.policies.env_choice import EnvSpaces, env_spaces
 from host.policies.env_setup import EnvSetup, wrapper_by_name
 from host.policies.foreign_onnx import ActionSquash, foreign_spec, read_foreign_actor, run_original, squashed
-from host.policies.spec import PolicySpec
 from host.policies.importer import N_CHECK_OBS, ExportedPolicy, export_spec, sample_observations
+from host.policies.spec import PolicySpec
 
 #: Largest |drlc - original| action difference accepted, relative to the actions' magnitude (>= 1).
 PARITY_TOLERANCE = 1e-4

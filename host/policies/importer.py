@@ -21,10 +21,9 @@ import host
 from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.errors import ExportError
 from host.policies.algorithms import UnknownAlgorithmError, algorithm
-from host.policies.onnx_builder import build_onnx
-from host.policies.spec import ObsNorm, PolicySpec
 from host.policies.env_choice import check_spaces, env_spaces
 from host.policies.env_setup import EnvSetup
+from host.policies.onnx_builder import build_onnx
 from host.policies.reference import (
     PublishedReturn,
     ReferenceReturn,
@@ -35,6 +34,7 @@ from host.policies.reference import (
 from host.policies.sb3.actor import spec_from_model
 from host.policies.sb3.loader import load_checkpoint
 from host.policies.sb3.vecnormalize import load_vecnormalize_stats
+from host.policies.spec import ObsNorm, PolicySpec
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm

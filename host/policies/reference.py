@@ -21,7 +21,6 @@ import numpy as np
 
 from host.policies.algorithms import algorithm
 from host.policies.env_setup import EnvSetup
-
 from host.policies.sb3.loader import LoadedCheckpoint
 
 PUBLISHED_RETURNS_FILE = "reference_returns.csv"

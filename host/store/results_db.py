@@ -606,6 +606,27 @@ class ResultsDB:
             )
         )
 
+    # ------------------------------------------------------------------ what a study has done
+    def models_done_on(self, target: str, settings_key: str, rounds: int = 1) -> set[str]:
+        """sha256 of every model with a succeeded job in each of ``rounds`` rounds of one session on
+        ``target`` (by name) with these settings."""
+        rows = self.conn.execute(
+            """SELECT model_sha256 FROM jobs WHERE target = ? AND settings_key = ? AND state = 'succeeded'
+               GROUP BY session_id, model_sha256 HAVING COUNT(DISTINCT COALESCE(round, 0)) >= ?""",
+            (target, settings_key, rounds),
+        )
+        return {r[0] for r in rows}
+
+    def mean_episode_wall_s(self, target: str, env_id: str) -> float | None:
+        """Mean measured wall time of one episode of ``env_id`` on ``target`` (by name), None without any."""
+        row = self.conn.execute(
+            """SELECT AVG(e.wall_s) FROM episodes e JOIN jobs j ON j.job_id = e.job_id
+               JOIN models m ON m.sha256 = j.model_sha256
+               WHERE j.target = ? AND m.env_id = ? AND e.wall_s IS NOT NULL""",
+            (target, env_id),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     # ------------------------------------------------------------------ training runs
     def add_training_run(self, run: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
         """Store a finished run (``run``: the training_runs columns by name) and replace its curve

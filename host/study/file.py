@@ -14,11 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from host.compress.sweep import PAPER_RATIOS, SweepConfig
 from host.config_errors import describe
 from host.errors import DrlcError
+from host.policies.algorithms import ALGORITHMS, NAMES
 from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 
 if sys.version_info >= (3, 11):
@@ -62,6 +71,15 @@ class PolicyEntry(BaseModel):
     obs_wrappers: list[str] | None = Field(
         default=None, description="import: observation wrappers (as --obs-wrapper); default the zoo folder's"
     )
+
+    @field_validator("train", "algo")
+    @classmethod
+    def _known_algorithm(cls, name: str | None, info: ValidationInfo) -> str | None:
+        # an import's algo is matched in any case (as drlc-host import --algo); training takes the registry's name
+        known = name if info.field_name == "train" or name is None else name.lower()
+        if known is not None and known not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(NAMES)}")
+        return name
 
     @model_validator(mode="after")
     def _one_source(self) -> PolicyEntry:

@@ -153,23 +153,12 @@ def _plan_variants(db: ResultsDB, study: Study, baseline: ModelRow | None) -> tu
 def done_jobs(db: ResultsDB, target: str, settings_key: str, rounds: int = 1) -> set[str]:
     """sha256 of every model with a succeeded job in each of ``rounds`` rounds of one session on ``target``
     (by name) with these settings."""
-    rows = db.conn.execute(
-        """SELECT model_sha256 FROM jobs WHERE target = ? AND settings_key = ? AND state = 'succeeded'
-           GROUP BY session_id, model_sha256 HAVING COUNT(DISTINCT COALESCE(round, 0)) >= ?""",
-        (target, settings_key, rounds),
-    )
-    return {r[0] for r in rows}
+    return db.models_done_on(target, settings_key, rounds)
 
 
 def episode_seconds(db: ResultsDB, target: str, env_id: str) -> float | None:
     """Mean measured wall time of one episode of ``env_id`` on ``target``, from its finished jobs."""
-    row = db.conn.execute(
-        """SELECT AVG(e.wall_s) FROM episodes e JOIN jobs j ON j.job_id = e.job_id
-           JOIN models m ON m.sha256 = j.model_sha256
-           WHERE j.target = ? AND m.env_id = ? AND e.wall_s IS NOT NULL""",
-        (target, env_id),
-    ).fetchone()
-    return float(row[0]) if row and row[0] is not None else None
+    return db.mean_episode_wall_s(target, env_id)
 
 
 def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> StudyPlan:

@@ -35,14 +35,14 @@ import gymnasium as gym
 import numpy as np
 
 from device_agent.envs import check_env_options
-from device_agent.manifest import sha256_bytes
 from device_agent.errors import AgentError
+from device_agent.manifest import sha256_bytes
 from host.errors import DrlcError
 from host.policies.algorithms import UnknownAlgorithmError, algorithm
-from host.training.hyperparams import Hyperparams, resolve
 from host.policies.importer import ExportedPolicy, export_model
 from host.policies.onnx_reader import spec_from_onnx
 from host.policies.sb3.actor import spec_from_model
+from host.training.hyperparams import Hyperparams, resolve
 
 #: The paper study's grid (algorithms from :data:`host.policies.algorithms.ALGORITHMS`).
 STUDY_ALGOS = ("trpo", "ppo", "ddpg", "td3", "sac")

@@ -27,7 +27,7 @@ from host.report_stats import compare_all
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
 from tests.conftest import ROOT
-from tests.synthetic_results import Target, fill
+from host.store.synthetic import Target, fill
 
 runner = CliRunner()
 TARGETS = (Target("gpu0", 120.0, True), Target("pi", 400.0, False))

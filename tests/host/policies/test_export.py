@@ -28,13 +28,13 @@ from torch import nn
 from device_agent.manifest import ArtifactManifest, sha256_bytes
 from device_agent.validation import check_model_bytes
 from host.errors import CheckpointError, ExportError, SpaceMismatchError, UnsupportedPolicyError
+from host.policies.env_choice import choose_env
+from host.policies.importer import baseline_manifest, export_model, import_checkpoint, sample_observations
 from host.policies.onnx_builder import OPSET, build_onnx, read_manifest
 from host.policies.sb3.actor import spec_from_model
+from host.policies.sb3.detect import detect_algo, read_checkpoint_info
 from host.policies.sb3.vecnormalize import load_vecnormalize_stats, read_vecnormalize
 from host.policies.spec import DenseLayer, ObsNorm, PolicySpec
-from host.policies.env_choice import choose_env
-from host.policies.sb3.detect import detect_algo, read_checkpoint_info
-from host.policies.importer import baseline_manifest, export_model, import_checkpoint, sample_observations
 
 ENV_ID = "Pendulum-v1"
 

@@ -18,11 +18,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from device_agent.manifest import ArtifactManifest, sha256_bytes
 from device_agent.validation import check_model_bytes
+from host.policies.importer import import_checkpoint
 from host.policies.onnx_builder import read_manifest
 from host.policies.sb3.loader import load_checkpoint
 from host.policies.sb3.vecnormalize import read_vecnormalize
 from host.policies.spec import ObsNorm
-from host.policies.importer import import_checkpoint
 from tests.conftest import ZOO_AGENTS
 
 pytestmark = pytest.mark.zoo

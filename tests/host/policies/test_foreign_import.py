@@ -12,16 +12,18 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from stable_baselines3 import PPO, SAC
 from torch import nn
 from typer.testing import CliRunner
 
 from host.cli.main import app
-from host.errors import UnsupportedPolicyError
-from host.policies.foreign_onnx import read_foreign_actor
-from host.policies.foreign import import_cleanrl, import_onnx_actor
+from host.errors import ExportError, UnsupportedPolicyError
+from host.policies.foreign import _parity, import_cleanrl, import_onnx_actor
+from host.policies.foreign_onnx import foreign_spec, read_foreign_actor
 from host.policies.importer import sample_observations
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
@@ -111,7 +113,6 @@ def test_sb3_onnxable_ppo_export_imports_and_compresses(tmp_path: Path, drlc_hom
     # the same actions as SB3's own predict (which clips to the bounds, as --action-squash clip says)
     exported = import_onnx_actor(path, "Hopper-v5", "clip")
     obs = sample_observations("Hopper-v5", 64, seed=1)
-    import onnxruntime as ort
 
     session = ort.InferenceSession(exported.onnx_bytes, providers=["CPUExecutionProvider"])
     ours = session.run(None, {"obs": obs})[0]
@@ -145,7 +146,6 @@ def test_sb3_onnxable_sac_export_keeps_its_tanh_and_matches_predict(tmp_path: Pa
     assert exported.manifest.action_postprocess == "tanh_rescale"
     assert any("read as the action squash" in n for n in exported.notes)
     obs = sample_observations("Pendulum-v1", 64, seed=1)
-    import onnxruntime as ort
 
     session = ort.InferenceSession(exported.onnx_bytes, providers=["CPUExecutionProvider"])
     theirs, _ = model.predict(obs, deterministic=True)  # rescaled to Pendulum's [-2, 2]
@@ -275,8 +275,6 @@ def _hand_built(
 ) -> Path:
     """A graph as tf2onnx-style tools write it: MatMul + Add layers, a clipped (x - mean) / std in front,
     and a Tanh (optionally times scale plus offset, CleanRL's Actor) at the end; Pendulum-v1 sizes."""
-    from onnx import TensorProto, helper, numpy_helper
-
     rng = np.random.default_rng(0)
     consts = {
         "mean": rng.normal(size=3),
@@ -326,7 +324,6 @@ def test_matmul_graphs_with_normaliser_rescale_and_fixed_batch_import(tmp_path: 
     same = import_onnx_actor(
         _hand_built(tmp_path / "b.onnx", (np.array([2.0]), np.array([0.0]))), "Pendulum-v1", "tanh"
     )
-    import onnxruntime as ort
 
     obs = sample_observations("Pendulum-v1", 32, seed=2)
     acts = [
@@ -342,10 +339,6 @@ def test_matmul_graphs_with_normaliser_rescale_and_fixed_batch_import(tmp_path: 
 
 
 def test_the_parity_check_catches_a_wrong_squash(tmp_path: Path) -> None:
-    from host.errors import ExportError
-    from host.policies.foreign_onnx import foreign_spec
-    from host.policies.foreign import _parity
-
     actor = read_foreign_actor(_hand_built(tmp_path / "a.onnx", None).read_bytes())
     spec = foreign_spec(actor, "tanh", np.array([-2.0]), np.array([2.0]))
     exported = import_onnx_actor(tmp_path / "a.onnx", "Pendulum-v1", "tanh")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from host.study.file import load_study
+from host.study.plan import train_budget
+from host.study.recipes import baseline_recipe, train_config
 from tests.conftest import ROOT, ZOO_DIR
 
 ALGOS = ("trpo", "ppo", "ddpg", "td3", "sac")
@@ -39,8 +41,6 @@ def test_paper_grid_parses_and_covers_every_cell(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.zoo
 def test_study_entries_take_env_options_and_key_them(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from host.study.recipes import baseline_recipe
-
     if ZOO_DIR is None:
         pytest.skip("needs the shared RL Zoo agents: ../shared/zoo or DRLC_ZOO_DIR")
     monkeypatch.setenv("DRLC_ZOO_DIR", str(ZOO_DIR))
@@ -54,7 +54,6 @@ def test_study_entries_take_env_options_and_key_them(tmp_path, monkeypatch: pyte
     plain, varied, trained = load_study(study_file).policies
     assert varied.env_options == {"reset_noise_scale": 0.01} and plain.env_options == {}
     assert baseline_recipe(plain) != baseline_recipe(varied)
-    from host.study.recipes import train_config
 
     assert train_config(trained).env_kwargs == {"use_contact_forces": True}
 
@@ -62,8 +61,6 @@ def test_study_entries_take_env_options_and_key_them(tmp_path, monkeypatch: pyte
 @pytest.mark.zoo
 def test_the_dry_run_counts_each_training_cells_own_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """The zoo's n_timesteps for the env (PPO Humanoid 1e7, TD3 Humanoid 2e6), not 1e6 for every cell."""
-    from host.study.plan import train_budget
-
     if ZOO_DIR is None:
         pytest.skip("needs the shared RL Zoo agents: ../shared/zoo or DRLC_ZOO_DIR")
     monkeypatch.setenv("DRLC_ZOO_DIR", str(ZOO_DIR))

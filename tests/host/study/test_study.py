@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from host.cli.main import app
-from host.study.file import StudyError, load_study
-from host.store.workspace import Workspace
 from host.policies.random_policies import random_policy
+from host.store.workspace import Workspace
+from host.study.file import StudyError, load_study
 
 runner = CliRunner()
 
@@ -30,6 +30,7 @@ def test_study_file_errors_are_actionable(tmp_path: Path) -> None:
         'name = "x"\ncolour = 1\n[[policy]]\nmodel = "b"\n': "colour",
         'name = "x"\n[compress]\nmethods = ["int4"]\n[[policy]]\nmodel = "b"\n': "unknown method 'int4'",
         'name = "x"\n[[policy]]\ntrain = "ppo"\n': "needs env",
+        'name = "x"\n[[policy]]\ntrain = "dqn"\nenv = "Hopper-v5"\n': "unknown algorithm 'dqn'; choose one of a2c",
         'name = "x"\n[[policy]]\nonnx = "missing.onnx"\n': "is not a file",
         'name = "x"\n[[policy]]\nimport = "zoo:sac/Nowhere-v3"\nenv = "Hopper-v5"\n': "DRLC_ZOO_DIR",
         'name = "x"\n': "policy",

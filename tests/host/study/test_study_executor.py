@@ -11,8 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from host.cli.main import app
-from host.store.workspace import Workspace
 from host.policies.random_policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.study.file import load_study
+from host.study.plan import load_profiles
+from host.study.run import run_study
+from host.training.executors import InlineExecutor
 
 runner = CliRunner()
 
@@ -61,12 +66,6 @@ def test_study_on_a_local_ray_instance(drlc_home: Path, tmp_path: Path) -> None:
 
 
 def test_every_training_run_and_variant_is_a_task_on_the_executor(drlc_home: Path, tmp_path: Path) -> None:
-    from host.training.executors import InlineExecutor
-    from host.store.results_db import ResultsDB
-    from host.study.file import load_study
-    from host.study.plan import load_profiles
-    from host.study.run import run_study
-
     class Counting(InlineExecutor):
         def __init__(self) -> None:
             self.calls: list[tuple[str, int]] = []

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from device_agent.validation import check_model_bytes
 from host.cli.main import app
-from host.training.executors import InlineExecutor, RayExecutor
 from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.training.executors import InlineExecutor, RayExecutor
 from host.training.records import record_run, training_curve, training_runs
 from host.training.run import (
     STUDY_ALGOS,
@@ -34,7 +35,6 @@ from host.training.run import (
     train,
     train_task,
 )
-from host.store.workspace import Workspace
 
 runner = CliRunner()
 # Small actors and critics keep the off-policy runs quick; the grid test uses the zoo's own sizes.

@@ -1,4 +1,5 @@
-"""A results database filled with made-up but plausible measurements, for report tests and tools/bench_report.py.
+"""A results database filled with made-up but plausible measurements, for report tests and tools/bench_report.py
+(a real module so that tools/ need not import tests/).
 
 Rows are written straight into the host's SQLite schema (no agent, no ONNX files), shaped like what a real
 deploy stores: a job summary with latency percentiles, memory and (on targets with a meter) energy, and

@@ -58,7 +58,7 @@ class PolicyEntry(BaseModel):
     )
     onnx: str | None = Field(default=None, description="a baseline drlc .onnx file")
     model: str | None = Field(default=None, description="a registered baseline: sha256 prefix or name")
-    train: str | None = Field(default=None, description="algorithm to train (ppo, sac, ...) on env")
+    train: str | None = Field(default=None, description=f"algorithm to train on env: {', '.join(NAMES)}")
     env: str | None = Field(default=None, description="Gymnasium env id (import: default the checkpoint's)")
     algo: str | None = Field(default=None, description="import: override the detected algorithm")
     steps: int | None = Field(default=None, ge=1, description="train: env steps (default the RL Zoo's)")

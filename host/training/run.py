@@ -61,7 +61,7 @@ class TrainingError(DrlcError):
 class TrainConfig:
     # What to train
     algo: str
-    """One of ppo, a2c, trpo (sb3-contrib), sac, td3, ddpg, tqc (sb3-contrib)."""
+    """A name of :data:`host.policies.algorithms.ALGORITHMS` (ppo, sac, ...)."""
     env_id: str
     """Any Gymnasium env id with a Box observation and a Box action space, e.g. Hopper-v5."""
     seed: int = 0

@@ -36,9 +36,9 @@ from host.errors import DeviceError
 from host.local_agent import local_agent
 from host.profiles import TargetProfile
 from host.protocol import EXTRA_ROUND_BASE, MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
-from host.results_db import JobRow, ModelRow, ResultsDB, SessionRow
+from host.store.results_db import JobRow, ModelRow, ResultsDB, SessionRow
 from host.until_decided import plan_extension
-from host.workspace import Workspace
+from host.store.workspace import Workspace
 
 
 @dataclass(frozen=True)

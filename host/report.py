@@ -25,7 +25,7 @@ from device_agent.manifest import ObsWrapper
 from device_agent.stats import ReturnStats, t_quantile_975
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.protocol import EXTRA_ROUND_BASE
-from host.results_db import ResultsDB
+from host.store.results_db import ResultsDB
 
 PRUNING_METHODS = ("l1", "l2")
 

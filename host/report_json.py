@@ -14,7 +14,7 @@ from host.decision import ALPHA, KEEP_FRACTION, NOISE_THRESHOLD
 from host.recommend import Recommendation, headline, recommendations
 from host.report import ReportRow
 from host.report_stats import Comparison, MetricComparison, Optimise, compare_all
-from host.results_db import ResultsDB
+from host.store.results_db import ResultsDB
 
 SCHEMA = "drlc.report/1"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from host.results_db import ResultsDB
+from host.store.results_db import ResultsDB
 
 
 def noise_lines(db: ResultsDB, targets: set[str] | None = None) -> list[str]:

@@ -43,7 +43,7 @@ def main() -> None:
 
     from device_agent.runner import bind_session, open_session
     from device_agent.settings import MeasurementSettings
-    from tests.policies import random_policy
+    from host.policies.random_policies import random_policy
 
     data, _, _ = random_policy("HalfCheetah-v5", hidden=(256, 256))
     session = open_session(data, MeasurementSettings(execution_providers=("CPUExecutionProvider",)))

@@ -46,7 +46,7 @@ def candidates(data: bytes, buffer) -> dict[str, Callable[[], object]]:
     import torch
 
     from host.compress.torch_actor import mlp_from_spec
-    from host.export.onnx_reader import spec_from_onnx
+    from host.policies.onnx_reader import spec_from_onnx
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -170,7 +170,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:
-            from tests.policies import random_policy
+            from host.policies.random_policies import random_policy
 
             data, _, _ = random_policy(args.env, hidden=(256, 256))
         else:

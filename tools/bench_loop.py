@@ -106,7 +106,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:
-            from tests.policies import random_policy
+            from host.policies.random_policies import random_policy
 
             data, _, _ = random_policy(args.env, hidden=(256, 256))
             args.model = Path(tmp) / "policy.onnx"

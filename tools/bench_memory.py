@@ -67,7 +67,7 @@ def main() -> None:
     from device_agent._proto import agent_pb2 as pb
     from host.agent_client import AgentClient
     from host.local_agent import local_agent
-    from tests.policies import random_policy
+    from host.policies.random_policies import random_policy
 
     rows = []
     ratios: list[float] = []

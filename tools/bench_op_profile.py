@@ -30,7 +30,7 @@ ENV_ID = "HalfCheetah-v5"
 def model_bytes(path: Path | None) -> tuple[bytes, str]:
     if path is not None:
         return path.read_bytes(), path.name
-    from tests.policies import random_policy
+    from host.policies.random_policies import random_policy
 
     data, _, _ = random_policy(ENV_ID, hidden=(256, 256), name="random-256")
     return data, "a random 256x256 HalfCheetah MLP"
@@ -50,7 +50,6 @@ def main() -> int:
     from device_agent.manifest import sha256_bytes
     from device_agent.server import create_server
     from host.agent_client import AgentClient
-    from tests.device_agent.test_server import upload_bytes
 
     data, what = model_bytes(args.model)
     sha = sha256_bytes(data)
@@ -61,7 +60,9 @@ def main() -> int:
         try:
             with AgentClient(f"127.0.0.1:{agent.port}") as client:
                 client.wait_ready()
-                upload_bytes(client, data, sha)
+                model = Path(tmp) / "upload.onnx"
+                model.write_bytes(data)
+                client.upload(model, sha)
                 for i in range(args.pairs):
                     order = ("plain", "profiled") if i % 2 == 0 else ("profiled", "plain")
                     for kind in order:

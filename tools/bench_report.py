@@ -1,6 +1,6 @@
 """How long a report takes for a results database of 10 000 results.
 
-Builds a synthetic database (tests/synthetic_results.py: the study's 34 variants plus the baseline of
+Builds a synthetic database (host/store/synthetic.py: the study's 34 variants plus the baseline of
 many policies, measured on three targets, 10 episodes each, one target with an energy meter), then
 times, in one process, what `drlc-host report` does for each format: collecting the rows (with every
 per-episode sample), the statistics, and rendering Markdown, CSV and the HTML report with its plots.
@@ -40,8 +40,8 @@ def main() -> None:
     from host.report_html import render_html
     from host.recommend import recommendations
     from host.report_stats import compare_all
-    from tests.synthetic_results import DEFAULT_TARGETS, fill, variants
-    from host.results_db import ResultsDB
+    from host.store.synthetic import DEFAULT_TARGETS, fill, variants
+    from host.store.results_db import ResultsDB
 
     targets = DEFAULT_TARGETS[: max(1, min(args.targets, len(DEFAULT_TARGETS)))]
     per_policy = len(variants()) * len(targets)

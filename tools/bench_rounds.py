@@ -36,10 +36,10 @@ ENV_ID = "HalfCheetah-v5"
 
 def synthetic_models(home: Path, k: int) -> tuple[list, str]:
     """``k`` random tanh MLPs for HalfCheetah, widths 64..256: a sweep's spread of sizes without torch."""
-    from host.artifacts import store_artifact
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
-    from tests.policies import random_policy
+    from host.store.artifacts import store_artifact
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
+    from host.policies.random_policies import random_policy
 
     workspace = Workspace.resolve(home)
     models = []
@@ -62,8 +62,8 @@ def timed_deploy(
     from device_agent.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.profiles import find_profile, load_profile
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
 
     workspace = Workspace.resolve(home)
     profile = load_profile(find_profile("local", None))

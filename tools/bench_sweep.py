@@ -48,9 +48,9 @@ def cli(*args: str) -> str:
 
 def prepare_sweep(home: Path, use_random: bool) -> tuple[list, str]:
     """The baseline and its 31 variants, made once; returns (models, where the baseline came from)."""
-    from host.artifacts import select_models, store_artifact
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
+    from host.store.artifacts import select_models, store_artifact
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
 
     workspace = Workspace.resolve(home)
     with ResultsDB(workspace.db_path) as db:
@@ -59,7 +59,7 @@ def prepare_sweep(home: Path, use_random: bool) -> tuple[list, str]:
         if ZOO_POLICY.is_dir() and not use_random:
             cli("import", str(ZOO_POLICY), "--env", ENV_ID, "--home", str(home))
         else:
-            from tests.policies import random_policy
+            from host.policies.random_policies import random_policy
 
             data, _, manifest = random_policy(ENV_ID, hidden=(256, 256), name="random-256-256")
             with ResultsDB(workspace.db_path) as db:
@@ -131,8 +131,8 @@ def deployed_sweep(models: list, home: Path, workers: int, n_episodes: int) -> t
     from device_agent.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.profiles import find_profile, load_profile
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
 
     workspace = Workspace.resolve(home)
     profile = load_profile(find_profile("local", None))

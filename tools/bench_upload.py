@@ -78,14 +78,14 @@ def main() -> None:
 
     from host import agent_client
     from host.agent_client import AgentClient
-    from host.artifacts import store_artifact
+    from host.store.artifacts import store_artifact
     from device_agent.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.local_agent import local_agent
     from host.profiles import TargetProfile
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
-    from tests.policies import random_policy
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
+    from host.policies.random_policies import random_policy
 
     rows = []
     agent_s, sink_s = [], []

@@ -91,12 +91,12 @@ def main() -> None:
 
     from device_agent.floor import floor_model_bytes
     from device_agent.platform_facts import cpu_model_and_flags
-    from host.artifacts import select_models
+    from host.store.artifacts import select_models
     from host.compress.observations import collect_observations
     from host.report import params_text
-    from host.export.onnx_reader import spec_from_onnx
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
+    from host.policies.onnx_reader import spec_from_onnx
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
 
     workspace = Workspace.resolve(args.home)
     with ResultsDB(workspace.db_path) as db:

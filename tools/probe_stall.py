@@ -32,8 +32,17 @@ from device_agent._proto import agent_pb2 as pb  # noqa: E402
 from device_agent.server import create_server  # noqa: E402
 from device_agent.settings import AgentLimits  # noqa: E402
 from host.agent_client import AgentClient  # noqa: E402
-from tests.device_agent.test_server import paced_request, upload_bytes  # noqa: E402
-from tests.policies import random_policy  # noqa: E402
+from host.policies.random_policies import random_policy  # noqa: E402
+
+
+def paced_request(job_id: str, sha: str) -> pb.ProfileRequest:
+    """A job that is slow by construction, whatever the CPU: HalfCheetah never terminates early, and in
+    control-rate mode each of its 1000 steps waits for the env's control period (0.05 s), so its episode
+    lasts at least 50 s of wall time (as tests/device_agent/test_server.py's paced_request)."""
+    settings = pb.ProfileSettings(
+        n_episodes=1, seed=7, warmup_calls=10, keep_latencies=True, control_rate=True, quality_workers=1
+    )
+    return pb.ProfileRequest(job_id=job_id, model_sha256=sha, env_id="HalfCheetah-v5", settings=settings)
 
 
 def main() -> int:
@@ -49,7 +58,9 @@ def main() -> int:
             with AgentClient(f"127.0.0.1:{agent.port}") as c:
                 c.wait_ready()
                 data, sha, _ = random_policy("HalfCheetah-v5", hidden=(8,))
-                upload_bytes(c, data, sha)
+                model = Path(tmp) / "upload.onnx"
+                model.write_bytes(data)
+                c.upload(model, sha)
                 job = c.run_profile(paced_request("held", sha))
                 next(job)
 

@@ -26,8 +26,8 @@ def main() -> None:
     from host.decision import Keep
     from host.report import collect_rows
     from host.report_stats import compare_all
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from host.train import STUDY_ALGOS, TrainConfig, TrainProgress, make_plan, train
+from host.training.run import STUDY_ALGOS, TrainConfig, TrainProgress, make_plan, train
 
 OFF_POLICY = ("ddpg", "td3", "sac", "tqc")
 

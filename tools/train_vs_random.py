@@ -95,8 +95,8 @@ def main() -> int:
             return code
     total_s = time.perf_counter() - started
 
-    from host.results_db import ResultsDB
-    from host.train import training_runs
+    from host.store.results_db import ResultsDB
+    from host.training.records import training_runs
 
     with ResultsDB(home / "results.sqlite") as db:
         runs = [

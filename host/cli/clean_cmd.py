@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from host.artifacts import select_models
+from host.store.artifacts import select_models
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.deploy import connect
 from host.errors import StoreError

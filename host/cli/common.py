@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from host.errors import DrlcError
-from host.results_db import ResultsDB
-from host.workspace import Workspace
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
 
 HomeOption = Annotated[
     Path | None,

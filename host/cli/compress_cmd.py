@@ -12,14 +12,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from host.artifacts import select_models, store_artifact
+from host.store.artifacts import select_models, store_artifact
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
 from host.compress import make_variant, method_config
 from host.compress.sweep import PlannedVariant, SweepConfig, plan, recipe_key, run_sweep
 from host.compress.variant import Baseline, Variant
 from host.errors import CompressionError, DrlcError
-from host.results_db import ModelRow, ResultsDB
-from host.workspace import Workspace
+from host.store.results_db import ModelRow, ResultsDB
+from host.store.workspace import Workspace
 
 
 class Method(str, Enum):

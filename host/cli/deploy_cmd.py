@@ -11,7 +11,7 @@ from rich.markup import escape
 from device_agent.settings import OP_PROFILE_CALLS_ON
 from device_agent.validity import ValidityRule
 from host.agent_client import AgentClient, AgentUnreachableError
-from host.artifacts import select_models
+from host.store.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
 from host.cli.deploy_progress import DeployProgress
 from host.deploy import DeployConfig, deploy

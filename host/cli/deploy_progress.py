@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from host.results_db import ModelRow, ResultsDB
+from host.store.results_db import ModelRow, ResultsDB
 
 SHOWN_RETURNS = 6
 """How many of the latest episode returns the live view lists (they fit in 80 columns)."""

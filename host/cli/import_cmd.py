@@ -8,18 +8,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-
 from device_agent.envs import describe_env
-from host.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.export.env_setup import parse_env_options
-from host.export.sb3_loader import resolve_checkpoint_path
 from host.errors import CheckpointError
-from host.export.cleanrl_loader import CLEANRL_SUFFIX
-from host.export.foreign_onnx import ACTION_SQUASHES
-from host.foreign_import import import_cleanrl, import_onnx_actor
-from host.importer import ExportedPolicy, import_checkpoint
-from host.reference import write_reference
+from host.policies.algorithms import NAMES
+from host.policies.cleanrl import CLEANRL_SUFFIX
+from host.policies.env_setup import parse_env_options
+from host.policies.foreign import import_cleanrl, import_onnx_actor
+from host.policies.foreign_onnx import ACTION_SQUASHES
+from host.policies.importer import ExportedPolicy, import_checkpoint
+from host.policies.reference import write_reference
+from host.policies.sb3.files import resolve_checkpoint_path
+from host.store.artifacts import store_artifact
 
 
 def import_command(
@@ -40,7 +40,7 @@ def import_command(
     ] = None,
     algo: Annotated[
         str | None,
-        typer.Option("--algo", help="override the detected algorithm (ppo, trpo, a2c, sac, td3, ddpg, tqc)"),
+        typer.Option("--algo", help=f"override the detected algorithm ({', '.join(NAMES)})"),
     ] = None,
     env_option: Annotated[
         list[str] | None,

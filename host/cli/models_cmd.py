@@ -7,7 +7,7 @@ from rich.table import Table
 
 from device_agent.envs import describe_env
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.results_db import ModelRow
+from host.store.results_db import ModelRow
 
 
 def _size(row: ModelRow) -> str:

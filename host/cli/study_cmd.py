@@ -11,9 +11,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from host.executors import make_executor
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
-from host.study import StudyPlan, format_duration, load_profiles, load_study, make_plan, run_study
+from host.study.file import load_study
+from host.study.plan import StudyPlan, format_duration, load_profiles, make_plan
+from host.study.report import write_study_report
+from host.study.run import run_study
+from host.training.executors import make_executor
 
 study_app = typer.Typer(
     no_args_is_help=True,
@@ -190,8 +193,6 @@ def report_command(
     home: HomeOption = None,
 ) -> None:
     """Write the study's report (HTML with plots, Markdown, CSV) from what the database holds now."""
-    from host.study import write_study_report
-
     with user_errors(), open_workspace(home) as (_, db):
         study = load_study(study_file)
         if report_dir is not None:

@@ -20,7 +20,7 @@ from host.cli.common import HomeOption, console, user_errors
 from host.errors import DrlcError
 from host.local_agent import local_agent
 from host.profiles import TargetProfile, list_profiles, load_profile
-from host.workspace import Workspace
+from host.store.workspace import Workspace
 
 
 @dataclass

@@ -17,28 +17,16 @@ from rich.progress import (
 )
 
 from device_agent.envs import describe_env
-from host.export.env_setup import parse_env_options
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.errors import DrlcError
-from host.executors import Executor, Outcome, make_executor
-from host.hyperparams import parse_overrides
-from host.results_db import ResultsDB
-from host.train import (
-    ALGOS,
-    STUDY_ALGOS,
-    STUDY_ENVS,
-    TrainConfig,
-    TrainPlan,
-    TrainProgress,
-    TrainResult,
-    TrainTask,
-    finished_run,
-    make_plan,
-    record_run,
-    train_task,
-    write_fs_token,
-)
-from host.workspace import Workspace
+from host.policies.algorithms import NAMES
+from host.policies.env_setup import parse_env_options
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.training.batch import RunDone, split_recorded, train_batch
+from host.training.executors import Executor, make_executor
+from host.training.hyperparams import parse_overrides
+from host.training.run import STUDY_ALGOS, STUDY_ENVS, TrainConfig, TrainPlan, TrainProgress, make_plan
 
 
 def split_list(value: str, study: tuple[str, ...]) -> list[str]:
@@ -93,7 +81,7 @@ def _progress_text(p: TrainProgress) -> dict[str, str]:
 
 def train_command(
     algo: Annotated[
-        str, typer.Option(help=f"{', '.join(ALGOS)}; a comma list, or 'study' for {','.join(STUDY_ALGOS)}")
+        str, typer.Option(help=f"{', '.join(NAMES)}; a comma list, or 'study' for {','.join(STUDY_ALGOS)}")
     ],
     env: Annotated[
         str,
@@ -208,7 +196,14 @@ def train_command(
         if dry_run:
             console.print(f"{len(plans)} run(s); --dry-run: nothing trained")
             return
-        todo = [plan for plan in plans if not (resume and _recorded(db, plan))]
+        todo = plans
+        if resume:
+            todo, recorded = split_recorded(db, plans)
+            for r in recorded:
+                console.print(
+                    f"already trained: {escape(r.plan.config.label)} (run {escape(r.run_id)}, "
+                    f"model {r.model_sha256[:12]}); skipped"
+                )
         if not todo:
             return
         runner = make_executor(
@@ -219,23 +214,11 @@ def train_command(
             raise typer.Exit(code=1)
 
 
-def _recorded(db: ResultsDB, plan: TrainPlan) -> bool:
-    done = finished_run(db, plan.config_key)
-    if done is not None:
-        console.print(
-            f"already trained: {escape(plan.config.label)} (run {escape(done['run_id'])}, "
-            f"model {done['model_sha256'][:12]}); skipped"
-        )
-    return done is not None
-
-
 def _run(todo: list[TrainPlan], runner: Executor, workspace: Workspace, db: ResultsDB, resume: bool) -> int:
-    """Train every plan on ``runner`` under one progress display; record each run as it finishes.
-    Returns how many failed."""
-    token = write_fs_token(workspace.runs_dir) if runner.name == "ray" else None
-    tasks = [TrainTask(p.config, str(workspace.runs_dir), resume, token) for p in todo]
-    if len(tasks) > 1:
-        console.print(f"{len(tasks)} runs on executor {runner.name}")
+    """Train every plan on ``runner`` (:func:`train_batch`) under one progress display, printing each run
+    as it is recorded. Returns how many failed."""
+    if len(todo) > 1:
+        console.print(f"{len(todo)} runs on executor {runner.name}")
     failures = 0
     try:
         with Progress(
@@ -258,38 +241,33 @@ def _run(todo: list[TrainPlan], runner: Executor, workspace: Workspace, db: Resu
                 return rows[index]
 
             if runner.name != "inline":  # the whole grid, waiting rows included
-                for index in range(len(tasks)):
+                for index in range(len(todo)):
                     row(index)
 
             def on_progress(index: int, p: TrainProgress) -> None:
                 bar.update(row(index), completed=p.steps, total=p.total, **_progress_text(p))
 
-            for outcome in runner.run(train_task, tasks, on_progress):
-                failures += not _finish(outcome, workspace, db, bar, row(outcome.index))
+            configs = [plan.config for plan in todo]
+            for done in train_batch(configs, runner, workspace, db, resume=resume, on_progress=on_progress):
+                failures += not _show(done, bar, row(done.index))
     except KeyboardInterrupt:
         err_console.print(
             "[yellow]interrupted[/]: checkpoints stay in the run folders under "
             f"{escape(str(workspace.runs_dir))}; run the same command with --resume to continue"
         )
         raise typer.Exit(code=130) from None
-    finally:
-        if token is not None:
-            (workspace.runs_dir / token[0]).unlink(missing_ok=True)
     return failures
 
 
-def _finish(
-    outcome: Outcome[TrainTask, TrainResult], workspace: Workspace, db: ResultsDB, bar: Progress, row: TaskID
-) -> bool:
-    """Record a finished run (artifact, checkpoint, curve) and print its line; False when it failed."""
-    label = outcome.task.config.label
-    if not outcome.ok or outcome.result is None:
+def _show(done: RunDone, bar: Progress, row: TaskID) -> bool:
+    """Print a finished run's line (return, speed, artifact); False when it failed."""
+    label = done.config.label
+    result, model = done.result, done.model
+    if result is None or model is None:
         bar.update(row, ret="[red]failed[/]", sps="")
-        bar.console.print(f"[bold red]error:[/] {escape(label)}: {escape(outcome.error or 'no result')}")
+        bar.console.print(f"[bold red]error:[/] {escape(label)}: {escape(done.error or 'no result')}")
         return False
-    result = outcome.result
     bar.update(row, completed=result.steps_done, total=max(result.steps_done, bar.tasks[row].total or 0))
-    model = record_run(workspace, db, result)
     resumed = (
         f", resumed at step {result.resumed_from_step:,}" if result.resumed_from_step is not None else ""
     )

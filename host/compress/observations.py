@@ -16,7 +16,7 @@ import numpy as np
 
 from device_agent.manifest import sha256_bytes
 from host.errors import CompressionError, DrlcError
-from host.export.env_setup import EnvSetup
+from host.policies.env_setup import EnvSetup
 
 HELD_OUT_SEED = 1_000_000
 """Seeds from here on are for action-error evaluation only; calibration and training use smaller ones."""

@@ -47,8 +47,8 @@ from torch import nn
 from host.compress.torch_actor import forward_actions, mlp_from_spec, spec_from_mlp
 from host.compress.variant import Baseline, CompressionContext, MethodOutput
 from host.errors import CompressionError
-from host.export.onnx_builder import build_onnx
-from host.export.policy_spec import PolicySpec
+from host.policies.onnx_builder import build_onnx
+from host.policies.spec import PolicySpec
 
 MAX_RATIO = 0.7
 """The study's grid ends at 70 %; beyond it, most policies lose their behaviour entirely."""

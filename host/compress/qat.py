@@ -55,7 +55,7 @@ from host.compress.qdq_builder import (
 from host.compress.torch_actor import forward_actions, mlp_from_spec, normalize_obs, spec_from_mlp
 from host.compress.variant import Baseline, CompressionContext, MethodOutput
 from host.errors import CompressionError, DrlcError
-from host.export.policy_spec import PolicySpec
+from host.policies.spec import PolicySpec
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -170,7 +170,7 @@ class FakeQuantLinear(nn.Linear):
 
     It shares the wrapped layer's ``weight`` and ``bias`` parameters, so optimizers that already
     hold them (an SB3 algorithm's) keep training them, and it stays an ``nn.Linear`` for code
-    that reads dense layers (:func:`host.export.sb3_loader.spec_from_model`).
+    that reads dense layers (:func:`host.policies.sb3.actor.spec_from_model`).
 
     :param linear: the layer to wrap
     :param input_scale: scale of the input quantizer (> 0)
@@ -478,7 +478,8 @@ def _rl(
             "baseline does not name: pass --checkpoint PATH (the .zip, or RL Zoo folder, it was exported from), "
             "or use --mode distill, which needs only the ONNX file"
         )
-    from host.export.sb3_loader import load_checkpoint, spec_from_model
+    from host.policies.sb3.actor import spec_from_model
+    from host.policies.sb3.loader import load_checkpoint
 
     try:
         loaded = load_checkpoint(
@@ -596,7 +597,7 @@ def _training_env(loaded: Any, seed: int) -> tuple[VecEnv, dict[str, Any]]:
 
 def _vecnormalize_state(path: Path) -> dict[str, Any]:
     """Reward-normalisation settings and statistics from a vecnormalize.pkl (read inertly, old gym too)."""
-    from host.export.sb3_loader import _permissive_loads
+    from host.policies.sb3.unpickler import permissive_loads as _permissive_loads
 
     try:
         stub = _permissive_loads(path.read_bytes())

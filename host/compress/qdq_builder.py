@@ -1,6 +1,6 @@
 """Express a quantized actor as an int8 QDQ ONNX graph that ONNX Runtime runs with integer kernels.
 
-The graph is the fp32 graph of :func:`host.export.onnx_builder.build_graph` (same observation
+The graph is the fp32 graph of :func:`host.policies.onnx_builder.build_graph` (same observation
 normalisation, activations, action post-processing, node names and opset), rewritten around
 each quantized dense layer ``i``:
 
@@ -35,8 +35,8 @@ from onnx import helper, numpy_helper
 
 import host
 from host.errors import CompressionError
-from host.export.onnx_builder import IR_VERSION, OPSET, build_graph
-from host.export.policy_spec import PolicySpec
+from host.policies.onnx_builder import IR_VERSION, OPSET, build_graph
+from host.policies.spec import PolicySpec
 
 #: uint8 activations: ORT's CPU kernels multiply uint8 activations by int8 weights (U8S8).
 ACTIVATION_QMIN, ACTIVATION_QMAX = 0, 255

@@ -48,8 +48,8 @@ from device_agent.platform_facts import cpu_model_and_flags
 from host.compress.int8_check import integer_kernels
 from host.compress.variant import Baseline, CompressionContext, MethodOutput
 from host.errors import CompressionError
-from host.export.onnx_builder import build_onnx
-from host.export.policy_spec import PolicySpec
+from host.policies.onnx_builder import build_onnx
+from host.policies.spec import PolicySpec
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_FORMATS = ("qdq", "qoperator")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from host.errors import CompressionError
-from host.export.policy_spec import DenseLayer, PolicySpec
+from host.policies.spec import DenseLayer, PolicySpec
 
 _ACTIVATIONS = {
     "relu": lambda p: nn.ReLU(),

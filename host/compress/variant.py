@@ -19,12 +19,12 @@ import numpy as np
 import onnx
 
 from device_agent.manifest import MANIFEST_KEY, ArtifactManifest, sha256_bytes
-from host.export.env_setup import EnvSetup
+from host.policies.env_setup import EnvSetup
 from host.compress.observations import HELD_OUT_SEED, ObservationSet, actions, collect_observations
 from host.errors import CompressionError
-from host.export.onnx_reader import spec_from_onnx
-from host.export.policy_spec import PolicySpec
-from host.importer import package_versions
+from host.policies.onnx_reader import spec_from_onnx
+from host.policies.spec import PolicySpec
+from host.policies.importer import package_versions
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,7 @@ from device_agent.settings import AgentLimits, MeasurementSettings, effective_se
 from host.agent_client import AgentClient
 from host.report import energy_per_item, energy_text
 from tests.device_agent.test_server import profile_request, upload_bytes
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 
 def summary_json(summary: pb.JobSummary) -> dict:

@@ -18,7 +18,7 @@ from device_agent.errors import InvalidModelError
 from device_agent.manifest import MANIFEST_KEY, ArtifactManifest, ObsWrapper, sha256_bytes
 from host.agent_client import AgentClient
 from tests.device_agent.test_server import profile_request, upload_bytes
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 
 def _rollout(env, n_steps: int, seed: int) -> list[np.ndarray]:

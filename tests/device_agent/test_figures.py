@@ -16,7 +16,7 @@ from device_agent.settings import PAIRED_BLOCK_CALLS, MeasurementSettings
 from host.agent_client import AgentClient
 from host.deploy import DeployConfig, profile_settings
 from host.profiles import MeasurementOverrides, TargetProfile
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 
 def run(

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device_agent._proto import agent_pb2 as pb
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 COUNTS: collections.Counter[str] = collections.Counter()
 FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))

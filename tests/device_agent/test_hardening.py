@@ -27,7 +27,7 @@ from tests.device_agent.test_server import (
     upload_bytes,
     wait_until,
 )
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 SHORT_CALL_TIMEOUT_S = 10.0
 """A short call must answer at all (not queue behind stalled streams); the bound only turns a hang into a

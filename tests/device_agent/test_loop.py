@@ -11,7 +11,7 @@ from device_agent.manifest import ArtifactManifest
 from device_agent.results import EpisodeOutcome, JobEnd, JobStart
 from device_agent.runner import bind_session, open_session, run_profile
 from device_agent.settings import MeasurementSettings
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 CPU = MeasurementSettings(execution_providers=("CPUExecutionProvider",))
 

@@ -17,7 +17,7 @@ from device_agent.model_check import check_file
 from device_agent.validation import check_model_bytes
 from host.agent_client import AgentClient
 from tests.device_agent.test_server import upload_bytes
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 
 def external(name: str, location: str = "weights.bin") -> onnx.TensorProto:

@@ -18,7 +18,7 @@ from host.agent_client import AgentClient
 from host.compress import make_variant, method_config
 from host.compress.variant import Baseline, CompressionContext
 from tests.device_agent.test_server import profile_request, upload_bytes
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 CALLS = 200
 

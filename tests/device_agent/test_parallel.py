@@ -17,7 +17,7 @@ from host.agent_client import AgentClient
 from host.deploy import DeployConfig, profile_settings, settings_key
 from host.profiles import TargetProfile
 from tests.device_agent.test_server import profile_request, upload_bytes
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 CPU = ["CPUExecutionProvider"]
 

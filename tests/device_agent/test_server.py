@@ -12,7 +12,7 @@ from device_agent.runner import FLOOR_CALLS
 from device_agent.server import create_server
 from host.agent_client import AgentClient
 from host.errors import DeviceError
-from tests.policies import random_policy
+from host.policies.random_policies import random_policy
 
 
 UPLOAD_BOUND_S = 300.0

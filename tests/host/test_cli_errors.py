@@ -19,14 +19,14 @@ from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from device_agent._proto import agent_pb2 as pb
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.cli import common
 from host.cli.common import warnings_to_log
 from host.cli.deploy_progress import DeployProgress
 from host.cli.main import app
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -6,11 +6,11 @@ import sqlite3
 
 from typer.testing import CliRunner
 
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.cli.main import app
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 

@@ -9,9 +9,9 @@ import pytest
 from host.compress import make_variant, method_config
 from host.compress.variant import Baseline, CompressionContext, MethodOutput, finalize
 from host.errors import CompressionError
-from host.export.onnx_builder import build_onnx
-from host.export.onnx_reader import spec_from_onnx
-from tests.policies import random_policy
+from host.policies.onnx_builder import build_onnx
+from host.policies.onnx_reader import spec_from_onnx
+from host.policies.random_policies import random_policy
 
 
 def test_reading_a_baseline_back_rebuilds_the_same_bytes() -> None:

@@ -12,8 +12,8 @@ from device_agent.validation import check_model_bytes
 from host.compress import METHODS, make_variant, method_config
 from host.compress.observations import actions
 from host.compress.variant import Baseline, CompressionContext
-from host.importer import import_checkpoint
-from host.train import TrainConfig, train
+from host.policies.importer import import_checkpoint
+from host.training.run import TrainConfig, train
 from tests.conftest import ZOO_AGENTS
 
 # Small budgets: the contract is about what each method produces, not how well it trains.

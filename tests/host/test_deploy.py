@@ -9,14 +9,14 @@ from typer.testing import CliRunner
 
 from device_agent._proto import agent_pb2 as pb
 from host.agent_client import AgentClient
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.cli.main import app
 from device_agent.validity import ValidityRule
 from host.deploy import DeployConfig, deploy, plan_session, profile_settings, run_job, settings_key
 from host.profiles import TargetProfile
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 

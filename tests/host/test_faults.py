@@ -7,13 +7,13 @@ import threading
 import time
 
 from device_agent.validity import ValidityRule
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy
 from host.local_agent import local_agent
 from host.profiles import MeasurementOverrides, TargetProfile
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 KILLS = 3
 EPISODES = 3

@@ -17,13 +17,13 @@ from device_agent._proto import agent_pb2 as pb
 from device_agent._proto import agent_pb2_grpc
 from device_agent.server import SERVICE_NAME
 from host.agent_client import AgentClient, ClientSecurity
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy
 from host.errors import DrlcError, ProfileError
 from host.profiles import TargetProfile
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 Lie = Callable[[pb.ProfileRequest], list[pb.EpisodeResult]]
 

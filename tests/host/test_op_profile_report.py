@@ -10,12 +10,12 @@ import sqlite3
 
 from typer.testing import CliRunner
 
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.cli.main import app
 from host.op_breakdown import Breakdown, breakdown, floor_text, group_deltas, why_line
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 
@@ -169,7 +169,7 @@ def test_the_profilers_cost_per_kernel_is_taken_off_each_node() -> None:
 
 def test_a_database_from_before_gets_the_op_profile_column(tmp_path) -> None:
     """A results database made before op profiles existed opens, gains the column, and keeps its jobs."""
-    from host.results_db import SCHEMA
+    from host.store.results_db import SCHEMA
 
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path)

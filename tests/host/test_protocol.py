@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from device_agent.validity import ValidityRule
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy, judge
 from host.profiles import TargetProfile
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 QUIET = ValidityRule.never()
 """Tests about the rounds themselves must not depend on how busy this machine is."""
@@ -211,7 +211,7 @@ def test_old_databases_gain_the_protocol_columns(tmp_path) -> None:
 
 
 def test_targets_on_one_device_are_measured_one_after_another(tmp_path, agent) -> None:
-    from host.study import concurrency_groups, target_fingerprints
+    from host.study.run import concurrency_groups, target_fingerprints
 
     workspace = Workspace.resolve(tmp_path / "home")
     a = TargetProfile(name="a", address=f"127.0.0.1:{agent.port}")

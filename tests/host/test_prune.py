@@ -19,10 +19,10 @@ from host.compress import make_variant, method_config
 from host.compress.prune import PruneConfig, pruned_width
 from host.compress.variant import Baseline, CompressionContext
 from host.errors import CompressionError
-from host.export.onnx_builder import build_onnx
-from host.export.onnx_reader import spec_from_onnx
-from host.export.policy_spec import DenseLayer, ObsNorm
-from tests.policies import random_policy
+from host.policies.onnx_builder import build_onnx
+from host.policies.onnx_reader import spec_from_onnx
+from host.policies.spec import DenseLayer, ObsNorm
+from host.policies.random_policies import random_policy
 
 METHODS = ("l1", "l2")
 # ratio -> width kept of a 256-wide hidden layer: floor(256 * (1 - ratio))
@@ -252,7 +252,7 @@ def test_rl_finetuning_and_policies_without_hidden_layers_are_refused() -> None:
 @pytest.mark.zoo
 @pytest.mark.parametrize("folder", ["HalfCheetah-v3", "Hopper-v3"])
 def test_zoo_sac_pruned_at_30_percent(zoo_dir: Path, folder: str) -> None:
-    from host.importer import import_checkpoint
+    from host.policies.importer import import_checkpoint
 
     env_id = folder.replace("-v3", "-v5")
     exported = import_checkpoint(zoo_dir / "sac" / folder, env_id=env_id, verify=False)

@@ -25,8 +25,8 @@ from host.compress.qat import QATConfig, calibrate, export_quantized, fake_quant
 from host.compress.torch_actor import forward_actions
 from host.compress.variant import Baseline, CompressionContext
 from host.errors import CompressionError
-from host.export.policy_spec import DenseLayer, ObsNorm, PolicySpec
-from tests.policies import random_policy
+from host.policies.spec import DenseLayer, ObsNorm, PolicySpec
+from host.policies.random_policies import random_policy
 
 FAST = {"steps": 50, "rollout_episodes": 2}
 
@@ -168,7 +168,7 @@ def test_rl_mode_without_a_checkpoint_says_what_to_pass() -> None:
 
 @pytest.mark.zoo
 def test_zoo_sac_hopper_distill_beats_naive_fake_quant(zoo_dir: Path) -> None:
-    from host.importer import import_checkpoint
+    from host.policies.importer import import_checkpoint
 
     exported = import_checkpoint(zoo_dir / "sac" / "Hopper-v3", env_id="Hopper-v5")
     baseline = Baseline.from_bytes(exported.onnx_bytes)
@@ -202,7 +202,7 @@ def td3_pendulum(tmp_path_factory: pytest.TempPathFactory) -> tuple[Baseline, Pa
     """A TD3 policy trained for a few hundred steps, saved and exported as a drlc baseline."""
     from stable_baselines3 import TD3
 
-    from host.importer import export_model
+    from host.policies.importer import export_model
 
     torch.set_num_threads(1)
     model = TD3(

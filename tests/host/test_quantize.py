@@ -14,9 +14,9 @@ from host.compress.observations import session
 from host.compress.quantize import PTSQConfig, calibrate, range_values
 from host.compress.variant import Baseline, CompressionContext
 from host.errors import CompressionError
-from host.export.onnx_builder import build_onnx
-from host.export.policy_spec import ObsNorm
-from tests.policies import random_policy
+from host.policies.onnx_builder import build_onnx
+from host.policies.spec import ObsNorm
+from host.policies.random_policies import random_policy
 
 #: Small and fast: Hopper episodes of a random policy end after a few dozen steps.
 FAST_PTSQ = {"calibration_episodes": 3, "histogram_bins": 512}
@@ -346,7 +346,7 @@ def test_variant_passes_the_agents_validator_and_runs_at_batch_1(
 def test_zoo_sac_fp32_first_layer_reduces_the_int8_error(zoo_dir) -> None:
     """SAC HalfCheetah has no observation normalisation: raw observations span about ±25 with
     small features beside large ones, and int8 on the first layer rounds the small ones away."""
-    from host.importer import import_checkpoint
+    from host.policies.importer import import_checkpoint
 
     exported = import_checkpoint(zoo_dir / "sac" / "HalfCheetah-v3", env_id="HalfCheetah-v5")
     baseline = Baseline.from_bytes(exported.onnx_bytes)

@@ -24,10 +24,10 @@ from host.report import collect_rows
 from host.report_html import render_html
 from host.report_plots import cost_plot, cost_span, not_measured, pareto_plot
 from host.report_stats import compare_all
-from host.results_db import ResultsDB
-from host.workspace import Workspace
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
 from tests.conftest import ROOT
-from tests.synthetic_results import Target, fill
+from host.store.synthetic import Target, fill
 
 runner = CliRunner()
 TARGETS = (Target("gpu0", 120.0, True), Target("pi", 400.0, False))

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from host.cli.main import app
 from host.report_terminal import COLUMNS, DEFAULT_COLUMNS, layout, wrap
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.synthetic_results import Target, fill
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.store.synthetic import Target, fill
 
 TARGETS = (Target("gpu0", 120.0, True), Target("pi", 400.0, False))
 

@@ -73,8 +73,8 @@ def test_episodes_auto_on_a_real_agent_extends_an_undecided_variant(zoo_dir: Pat
     from host.cli.main import app
     from host.report import collect_rows
     from host.report_stats import compare_all
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
+    from host.store.results_db import ResultsDB
+    from host.store.workspace import Workspace
 
     runner = CliRunner()
     imported = runner.invoke(app, ["import", str(zoo_dir / "sac" / "HalfCheetah-v3"), "--reference", "0"])

@@ -33,9 +33,9 @@ from host.decision import (
 from host.recommend import recommend
 from host.report import ReportRow, energy_per_item, return_stats
 from host.report_stats import Optimise, compare, compare_all
-from host.results_db import ResultsDB
-from host.workspace import Workspace
-from tests.synthetic_results import Target, fill
+from host.store.results_db import ResultsDB
+from host.store.workspace import Workspace
+from host.store.synthetic import Target, fill
 
 N_SWEEPS = 1000
 N_VARIANTS = 34
@@ -150,7 +150,7 @@ def test_the_same_sweep_measured_twice_agrees_and_never_flips() -> None:
     sweep measured in two independent sessions of 5 rounds at 2 % per-round noise: >= 97 % of verdicts agree and
     none is "faster" in one and "slower" in the other. (Agreement falls with noise near the threshold: at 5 %
     per-round noise it is ~86 %; more rounds bring it back.)"""
-    from tests.synthetic_results import latency_fraction, variants
+    from host.store.synthetic import latency_fraction, variants
 
     effects = np.array([latency_fraction(m, r) for m, r, _ in variants()[1:]])
     rng = np.random.default_rng(30)

@@ -15,16 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 from device_agent.validity import ValidityRule
-from host.artifacts import store_artifact
+from host.store.artifacts import store_artifact
 from host.cli.main import app
 from host.decision import Change, Keep
 from host.deploy import DeployConfig, deploy
 from host.profiles import find_profile, load_profile
 from host.report import collect_rows
 from host.report_stats import Comparison, compare_all
-from host.results_db import ModelRow, ResultsDB
-from host.workspace import Workspace
-from tests.policies import random_policy
+from host.store.results_db import ModelRow, ResultsDB
+from host.store.workspace import Workspace
+from host.policies.random_policies import random_policy
 
 runner = CliRunner()
 ENV_ID = "HalfCheetah-v5"

@@ -1,0 +1,1 @@
+"""SB3 / RL Zoo checkpoints -> PolicySpec."""

@@ -1,0 +1,1 @@
+"""Training baselines: hyperparameters, the run itself, its records in the store, and where runs execute."""

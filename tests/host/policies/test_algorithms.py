@@ -1,0 +1,45 @@
+"""The one algorithm registry: its entries are what SB3 says they are, and it names what the manifest names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from device_agent.manifest import ArtifactManifest
+from host.policies.algorithms import ALGORITHMS, NAMES, UnknownAlgorithmError, algorithm
+from host.training.run import STUDY_ALGOS
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_entry_loads_its_class_and_knows_how_it_learns(name: str) -> None:
+    entry = algorithm(name)
+    cls = entry.load_class()
+    assert cls.__name__.lower() == name and cls.__module__.startswith(entry.library)
+    assert entry.on_policy == issubclass(cls, OnPolicyAlgorithm)
+
+
+def test_families_share_a_policy_class() -> None:
+    # checkpoints of one family load as one another: their policy classes are the same
+    by_family: dict[str, set[type]] = {}
+    for entry in ALGORITHMS.values():
+        by_family.setdefault(entry.family, set()).add(entry.load_class().policy_aliases["MlpPolicy"])
+    assert all(len(classes) == 1 for classes in by_family.values()), by_family
+    assert len({frozenset(c) for c in by_family.values()}) == len(by_family)
+
+
+def test_the_registry_names_what_an_artifact_manifest_names() -> None:
+    # The agent's manifest describes its algo field in words; the registry must not drift from it.
+    description = ArtifactManifest.model_fields["algo"].description or ""
+    named = set(re.findall(r"\b[a-z0-9]+\b", description.split(":", 1)[1]))
+    assert named == set(NAMES)
+
+
+def test_the_study_grid_uses_registered_algorithms() -> None:
+    assert set(STUDY_ALGOS) <= set(NAMES)
+
+
+def test_an_unknown_name_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(UnknownAlgorithmError, match=r"unknown algorithm 'dqn'; choose one of a2c, ddpg, ppo"):
+        algorithm("dqn")

@@ -405,7 +405,7 @@ def find_baseline(db: ResultsDB, policy: StudyPolicy) -> ModelRow | None:
             )
         return rows[0]
     if policy.kind == "onnx":
-        from device_agent.manifest import sha256_bytes
+        from device_agent.contract.manifest import sha256_bytes
 
         assert policy.path is not None
         return db.model(sha256_bytes(policy.path.read_bytes()))

@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device_agent.envs import check_env_options
-from device_agent.errors import AgentError
+from device_agent.contract.envs import check_env_options
+from device_agent.contract.errors import AgentError
 from host.errors import DrlcError
 from host.hyperparams import ALGO_LIBRARIES, Hyperparams, resolve
 from host.importer import ExportedPolicy
@@ -248,7 +248,7 @@ class TrainResult:
 
 
 def _rebuild_result(state: dict[str, Any]) -> TrainResult:
-    from device_agent.manifest import sha256_bytes
+    from device_agent.contract.manifest import sha256_bytes
     from host.export.onnx_reader import spec_from_onnx
 
     data, notes, error = state["exported"]

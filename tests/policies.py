@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.envs import build_env
-from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
+from device_agent.contract.envs import build_env
+from device_agent.contract.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.export.onnx_builder import build_onnx
 from host.export.policy_spec import DenseLayer, PolicySpec
 import itertools

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from device_agent.energy import probe_all
-from device_agent.energy.base import (
+from device_agent.energy.probe import probe_all
+from device_agent.energy.meters.base import (
     MIN_RESOLUTION_STEPS,
     MIN_UPDATE_PERIODS,
     EnergyMeter,
@@ -29,7 +29,7 @@ from device_agent.energy.base import (
     MeterStatus,
     Sample,
 )
-from device_agent.results import EnergyFigure
+from device_agent.measure.results import EnergyFigure
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.energy.base import EnergyMeter, MeterError
+from device_agent.energy.meters.base import EnergyMeter, MeterError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 
-from device_agent.envs import describe_env
+from device_agent.contract.envs import describe_env
 from host.artifacts import store_artifact
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.export.env_setup import parse_env_options

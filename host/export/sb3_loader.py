@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from gymnasium import spaces
 
-from device_agent.manifest import ObsWrapper, sha256_file
+from device_agent.contract.manifest import ObsWrapper, sha256_file
 from host.errors import CheckpointError, SpaceMismatchError, UnsupportedPolicyError
 from host.export.env_choice import (
     EnvSpaces,

@@ -16,8 +16,8 @@ import onnxruntime as ort
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from device_agent.manifest import ArtifactManifest, sha256_bytes
-from device_agent.validation import check_model_bytes
+from device_agent.contract.manifest import ArtifactManifest, sha256_bytes
+from device_agent.store.validation import check_model_bytes
 from host.export import load_checkpoint, read_manifest, read_vecnormalize
 from host.export.policy_spec import ObsNorm
 from host.importer import import_checkpoint

@@ -14,15 +14,17 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import gymnasium
+from gymnasium.envs.registration import load_env_creator
+
 from device_agent.contract.errors import EnvNotAllowedError, EnvUnavailableError, InvalidModelError
 from device_agent.contract.manifest import ObsWrapper
+from device_agent.contract.obs_wrappers import OBS_WRAPPERS, apply_wrapper
 
 MUJOCO_ENTRY_POINT = "gymnasium.envs.mujoco"
 
 
 def is_mujoco_env(env_id: str) -> bool:
-    import gymnasium
-
     spec = gymnasium.registry.get(env_id)
     return (
         spec is not None
@@ -66,9 +68,6 @@ def env_option_names(env_id: str) -> dict[str, inspect.Parameter]:
 
     :raises EnvUnavailableError: the env is not registered here or its class cannot be imported
     """
-    import gymnasium
-    from gymnasium.envs.registration import load_env_creator
-
     spec = gymnasium.registry.get(env_id)
     if spec is None:
         raise EnvUnavailableError(f"env {env_id!r} is not registered with Gymnasium here")
@@ -122,8 +121,6 @@ def check_env_options(env_id: str, env_kwargs: Mapping[str, Any]) -> None:
 
 def check_obs_wrappers(wrappers: Sequence[ObsWrapper]) -> None:
     """Refuse wrappers the agent does not implement, before a job is queued."""
-    from device_agent.contract.obs_wrappers import OBS_WRAPPERS
-
     for wrapper in wrappers:
         if wrapper.name not in OBS_WRAPPERS:
             raise InvalidModelError(
@@ -153,10 +150,6 @@ def build_env(
     :raises InvalidModelError: for options or wrappers that are refused
     :raises EnvUnavailableError: when Gymnasium or MuJoCo cannot build the env here
     """
-    import gymnasium as gym
-
-    from device_agent.contract.obs_wrappers import apply_wrapper
-
     kwargs = dict(env_kwargs or {})
     check_env_setup(env_id, kwargs, obs_wrappers)
     if max_episode_steps is not None and max_episode_steps > 0:
@@ -164,8 +157,8 @@ def build_env(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            env = gym.make(env_id, **kwargs)
-    except gym.error.Error as exc:
+            env = gymnasium.make(env_id, **kwargs)
+    except gymnasium.error.Error as exc:
         raise EnvUnavailableError(f"cannot build env {env_id!r} here: {exc}") from exc
     except Exception as exc:  # MuJoCo or a missing extra fails in its own ways
         raise EnvUnavailableError(f"cannot build env {env_id!r} here: {type(exc).__name__}: {exc}") from exc

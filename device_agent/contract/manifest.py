@@ -2,7 +2,7 @@
 
 Both sides read it: the host writes it when it exports or compresses a policy, the agent
 reads it to know which env to step and to check that the graph fits that env. It lives in
-the agent package because the agent never imports the host.
+the agent's contract because the agent never imports the host.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from device_agent.contract.errors import InvalidModelError
+from device_agent.contract.vocabulary import ALGORITHMS, BASELINE, METHODS
 
 MANIFEST_KEY = "drlc.manifest"
 SCHEMA_VERSION = 1
@@ -63,7 +64,7 @@ class ArtifactManifest(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     name: str = Field(description="human label, e.g. 'sac-HalfCheetah-v5'")
-    algo: str = Field(description="sb3 algorithm name in lower case: ppo, trpo, sac, td3, ddpg, tqc, a2c")
+    algo: str = Field(description=f"sb3 algorithm name in lower case: {', '.join(ALGORITHMS)}")
     env_id: str
     env_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="options passed to gymnasium.make, e.g. use_contact_forces"
@@ -81,7 +82,7 @@ class ArtifactManifest(BaseModel):
     activation: str
     action_postprocess: Literal["tanh_rescale", "clip", "none"]
     obs_normalization: ObsNormalization | None = None
-    method: str = Field(default="baseline", description="baseline, ptdq, ptsq, qat, l1, l2")
+    method: str = Field(default=BASELINE, description=", ".join(METHODS))
     method_params: dict[str, Any] = Field(default_factory=dict)
     parent_sha256: str | None = None
     source: dict[str, Any] = Field(default_factory=dict, description="where the weights came from")

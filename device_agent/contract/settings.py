@@ -20,13 +20,10 @@ before any helper starts stepping. Every phase that times or meters anything run
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
+from typing import Any
 
-import psutil
-
-from device_agent.contract.errors import InvalidRequestError
+from device_agent.contract.proto import agent_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -89,12 +86,12 @@ class MeasurementSettings:
     each followed by an env step) in a fresh worker, and nothing else: no episodes for returns (seeded MuJoCo gives
     the same returns every round), no energy windows, no inference-only phase, no floor. ``n_episodes`` is then
     not run; ``quality_workers`` is 1 (no helpers)."""
-    paired_with_sha256: str = ""
+    paired_with_sha256: str | None = None
     """Latency-only jobs: a stored model (the variant's baseline, same shapes) whose calls alternate with the job's
     own in the latency phase, in blocks of ``PAIRED_BLOCK_CALLS`` ordered ABBA, in the same worker process. Two
     models timed in one process meet the same memory layout and the same moment's machine; timed in two processes
     they do not, and on a shared or virtual machine a process's speed alone varies by up to 2x (README, "Measurement
-    protocol"). Empty: the job's model alone."""
+    protocol"). None: the job's model alone."""
 
     # Operator profile (where the time goes; off by default so it never touches a timed phase)
     op_profile_calls: int = 0
@@ -119,9 +116,6 @@ OP_PROFILE_CALLS_ON = 1000
 """Profiled calls when a user turns the operator profile on without a number (``drlc-host deploy --op-profile``):
 enough for every kernel's mean to settle at the profiler's 1 µs resolution."""
 
-OP_PROFILE_MAX_CALLS = 100_000
-"""Most calls an operator profile may record: each call writes a few hundred bytes of profiler JSON."""
-
 PAIRED_BLOCK_CALLS = 25
 """In-loop calls per block of a paired latency phase: long enough that switching models costs a negligible share
 of a block's calls (the first call after a switch meets the other model's cache state), short enough that a
@@ -131,177 +125,67 @@ INFERENCE_PHASE_DEFAULT_S = 2.0
 """Inference-only phase length when a meter works and the request leaves it unset."""
 
 
-@dataclass(frozen=True)
-class AgentLimits:
-    """What one client may ask of this device; requests beyond these are refused, not clamped."""
+# ---------------------------------------------------------------------------------------------- settings <-> wire
+# One declared mapping, driven by the fields of MeasurementSettings and of the ProfileSettings message: every
+# setting has a field of the same name on the wire (checked when this module is imported), so a setting cannot be
+# added on one side and forgotten on the other. What a field means when it is absent is declared once, here:
 
-    max_model_bytes: int = 64 * 1024 * 1024
-    max_episodes: int = 1000
-    max_steps_per_episode: int = 100_000
-    max_job_duration_s: float = 3600.0
-    max_stored_models: int = 10_000
-    max_store_bytes: int = 4 * 1024**3
-    """Total size of stored models; uploads beyond it are refused, so clients cannot fill the disk."""
-    max_queued_jobs: int = 256
-    """Jobs waiting or running at once; more are refused, so clients cannot exhaust memory."""
-    max_worker_rss_bytes: int = 0
-    """A job whose worker processes together hold more resident memory than this is stopped and fails.
-    0: half of this device's memory (see ``job_memory_limit``)."""
-    allowed_providers: tuple[str, ...] = field(default=())
-    """Empty: whatever the onnxruntime build offers."""
-    allowed_envs: tuple[str, ...] = field(default=())
-    """Empty: every Gymnasium MuJoCo env."""
-    max_quality_workers: int = 0
-    """Most worker processes one job may run at once; 0: this device's CPU count."""
-    max_intra_op_threads: int = 0
-    """Most ONNX Runtime threads one job may ask for; 0: this device's CPU count (more only oversubscribes)."""
-    max_concurrent_uploads: int = 4
-    """Uploads in progress at once; more are refused (RESOURCE_EXHAUSTED) so uploads cannot take every thread."""
-    upload_idle_s: float = 30.0
-    """An upload that sends nothing for this long is ended by the agent."""
-    max_streams: int = 32
-    """RunProfile and WatchJob streams open at once; more are refused (RESOURCE_EXHAUSTED). Short calls (health,
-    device info, HasModels, GetJob) have threads of their own and always answer."""
+ZERO_MEANS_DEFAULT = frozenset({"n_episodes", "warmup_calls"})
+"""Plain proto3 fields whose 0 is no valid request: 0 (unset) on the wire means the agent's default. Every
+other plain field carries its value as sent (seed 0, max_steps_per_episode 0, control_rate false)."""
+NOT_ON_THE_WIRE = frozenset({"replay_observations"})
+"""Settings no request can carry (the message has no field for them): always the agent's default."""
+# ``optional`` fields (explicit presence): unset means the agent's default, a value sent is the value used,
+# and a setting of None is sent as unset. ``repeated`` fields: empty means the agent's default.
 
-
-def job_memory_limit(limits: AgentLimits) -> int:
-    """The memory one job's workers may hold together: the configured figure, or half of this device's memory."""
-    if limits.max_worker_rss_bytes > 0:
-        return limits.max_worker_rss_bytes
-    return int(psutil.virtual_memory().total // 2)
-
-
-SEED_MAX = 2**31 - 1
-"""Largest seed a job may ask for: Gymnasium seeds with non-negative integers, and the offsets the agent adds
-for its warm-up and replay episodes keep every seed it uses below 2**32."""
-
-
-def usable_cpus() -> set[int]:
-    """The CPUs this device has. Not the agent's own affinity: a CPU kept out of it with isolcpus is
-    exactly where a measurement should run. A CPU the worker still may not use (a container's cpuset)
-    fails the job with the OS's reason."""
-    return set(range(os.cpu_count() or 1))
-
-
-def check_affinity(cpu_affinity: tuple[int, ...], cpus: set[int]) -> None:
-    if not cpu_affinity:
-        return
-    if not hasattr(os, "sched_setaffinity"):
-        raise InvalidRequestError("cpu_affinity is not supported on this operating system; leave it empty")
-    missing = sorted(set(cpu_affinity) - cpus)
-    if missing:
-        raise InvalidRequestError(
-            f"cpu_affinity asks for CPUs {missing} that this device does not have; its CPUs: {sorted(cpus)}"
-        )
-
-
-def check_energy_settings(requested: MeasurementSettings) -> None:
-    if not 0.0 <= requested.idle_s <= 600.0:
-        raise InvalidRequestError(f"idle_s={requested.idle_s} is outside 0..600 seconds")
-    if requested.inference_phase_s is not None and not 0.0 <= requested.inference_phase_s <= 3600.0:
-        raise InvalidRequestError(
-            f"inference_phase_s={requested.inference_phase_s} is outside 0..3600 seconds (unset: automatic)"
-        )
-    if not 1 <= requested.replay_observations <= 100_000:
-        raise InvalidRequestError(f"replay_observations={requested.replay_observations} is outside 1..100000")
-
-
-def quality_workers(
-    requested: MeasurementSettings, limits: AgentLimits, cpus: set[int], has_energy_meter: bool
-) -> int:
-    """Resolve ``quality_workers`` (0: automatic) and check it against the limit; never above n_episodes."""
-    most = limits.max_quality_workers or len(cpus)
-    if not 0 <= requested.quality_workers <= most:
-        raise InvalidRequestError(
-            f"quality_workers={requested.quality_workers} is outside 0..{most} allowed by this agent "
-            "(0: one per CPU)"
-        )
-    if requested.quality_workers == 0:
-        wanted = 1 if has_energy_meter else len(requested.cpu_affinity) or len(cpus)
-    else:
-        wanted = requested.quality_workers
-    return max(1, min(wanted, most, requested.n_episodes))
-
-
-def check_paired(requested: MeasurementSettings) -> None:
-    """A paired latency phase exists only in a latency-only job, and names a model by its full sha256."""
-    ref = requested.paired_with_sha256
-    if not ref:
-        return
-    if not requested.latency_only:
-        raise InvalidRequestError(
-            "paired_with_sha256 is only for latency_only jobs (a deploy's later rounds); leave it unset here"
-        )
-    if len(ref) != 64 or any(c not in "0123456789abcdef" for c in ref):
-        raise InvalidRequestError(f"paired_with_sha256={ref!r} is not a lowercase hex sha256 (64 characters)")
-
-
-def effective_settings(
-    requested: MeasurementSettings,
-    limits: AgentLimits,
-    available_providers: list[str],
-    cpus: set[int] | None = None,
-    has_energy_meter: bool = False,
-) -> MeasurementSettings:
-    """Fill defaults, check limits and pick providers this device has.
-
-    Providers the device lacks are dropped (the report records the one actually used);
-    CPU is always the last resort, as ONNX Runtime itself does. ``quality_workers`` = 0 is resolved
-    to a number here, so the effective settings say how many processes ran the episodes.
-    """
-    if requested.n_episodes < 1 or requested.n_episodes > limits.max_episodes:
-        raise InvalidRequestError(
-            f"n_episodes={requested.n_episodes} is outside 1..{limits.max_episodes} allowed by this agent"
-        )
-    if requested.max_steps_per_episode < 0 or requested.max_steps_per_episode > limits.max_steps_per_episode:
-        raise InvalidRequestError(
-            f"max_steps_per_episode={requested.max_steps_per_episode} is outside "
-            f"0..{limits.max_steps_per_episode} (0 = the env's own limit)"
-        )
-    if requested.warmup_calls < 0 or requested.warmup_calls > 100_000:
-        raise InvalidRequestError(f"warmup_calls={requested.warmup_calls} is outside 0..100000")
-    cpus = usable_cpus() if cpus is None else cpus
-    most_threads = limits.max_intra_op_threads or len(cpus)
-    if requested.intra_op_threads < 0 or requested.intra_op_threads > most_threads:
-        raise InvalidRequestError(
-            f"intra_op_threads={requested.intra_op_threads} is outside 0..{most_threads} allowed by this agent "
-            "(its CPU count unless started with --max-threads; 0: ONNX Runtime's default)"
-        )
-    if not 0 <= requested.seed <= SEED_MAX:
-        raise InvalidRequestError(f"seed={requested.seed} is outside 0..{SEED_MAX}")
-    check_energy_settings(requested)
-    check_affinity(requested.cpu_affinity, cpus)
-    if not 1 <= requested.latency_calls <= 1_000_000:
-        raise InvalidRequestError(f"latency_calls={requested.latency_calls} is outside 1..1000000")
-    if not 0 <= requested.op_profile_calls <= OP_PROFILE_MAX_CALLS:
-        raise InvalidRequestError(
-            f"op_profile_calls={requested.op_profile_calls} is outside 0..{OP_PROFILE_MAX_CALLS} (0: no operator profile)"
-        )
-    check_paired(requested)
-    workers = 1 if requested.latency_only else quality_workers(requested, limits, cpus, has_energy_meter)
-    usable = [p for p in available_providers if not limits.allowed_providers or p in limits.allowed_providers]
-    wanted = [p for p in requested.execution_providers if p in usable]
-    if requested.execution_providers and not wanted:
-        raise InvalidRequestError(
-            f"none of the requested execution providers {list(requested.execution_providers)} is available "
-            f"here; this device offers {usable}"
-        )
-    providers = wanted or [p for p in PROVIDER_PREFERENCE if p in usable] or ["CPUExecutionProvider"]
-    if "CPUExecutionProvider" not in providers:
-        providers.append("CPUExecutionProvider")
-    return dataclasses.replace(
-        requested,
-        execution_providers=tuple(providers),
-        cpu_affinity=tuple(sorted(set(requested.cpu_affinity))),
-        quality_workers=workers,
-        op_profile_calls=0 if requested.latency_only else requested.op_profile_calls,
+_WIRE = pb.ProfileSettings.DESCRIPTOR.fields_by_name
+_FIELDS = tuple(f.name for f in fields(MeasurementSettings) if f.name not in NOT_ON_THE_WIRE)
+if set(_FIELDS) != set(_WIRE):
+    raise ImportError(
+        "MeasurementSettings and the ProfileSettings message disagree: "
+        f"only in the settings {sorted(set(_FIELDS) - set(_WIRE))}, only on the wire {sorted(set(_WIRE) - set(_FIELDS))}"
     )
+_REPEATED = frozenset(n for n in _FIELDS if _WIRE[n].is_repeated)
+_PRESENCE = frozenset(n for n in _FIELDS if n not in _REPEATED and _WIRE[n].has_presence)
 
 
-PROVIDER_PREFERENCE: tuple[str, ...] = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "CoreMLExecutionProvider",
-    "CPUExecutionProvider",
-)
-"""When the request names no provider: the fastest kind first, CPU last."""
+def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) -> MeasurementSettings:
+    """The settings a request asks for: each field as sent, or ``defaults``' value where the wire says "unset"."""
+    values: dict[str, Any] = {name: getattr(defaults, name) for name in NOT_ON_THE_WIRE}
+    for name in _FIELDS:
+        value = getattr(msg, name)
+        if name in _REPEATED:
+            values[name] = tuple(value) or getattr(defaults, name)
+        elif name in _PRESENCE:
+            values[name] = value if msg.HasField(name) else getattr(defaults, name)
+        elif name in ZERO_MEANS_DEFAULT:
+            values[name] = value or getattr(defaults, name)
+        else:
+            values[name] = value
+    return MeasurementSettings(**values)
+
+
+def settings_request(**given: Any) -> pb.ProfileSettings:
+    """The wire form of a request that names only some settings (by their MeasurementSettings names); the
+    others, and any given as None, stay unset, so the agent's defaults apply. This is how a client builds a
+    request: it never spells the message's fields itself.
+
+    :raises TypeError: a name that is no setting, or one the wire does not carry
+    """
+    unknown = sorted(set(given) - set(_FIELDS))
+    if unknown:
+        raise TypeError(
+            f"not a setting a request can carry: {', '.join(unknown)}; settings: {', '.join(_FIELDS)}"
+        )
+    msg = pb.ProfileSettings()
+    for name, value in given.items():
+        if name in _REPEATED:
+            getattr(msg, name).extend(value or ())
+        elif value is not None:
+            setattr(msg, name, value)
+    return msg
+
+
+def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
+    """Every setting on the wire, so the agent uses exactly these (None is left unset)."""
+    return settings_request(**{name: getattr(settings, name) for name in _FIELDS})

@@ -19,70 +19,7 @@ from device_agent.measure.results import (
     MemoryFacts,
     RuntimeFacts,
 )
-from device_agent.contract.settings import MeasurementSettings
 from device_agent.contract.stats import LatencySummary, return_stats
-
-
-def settings_from_proto(msg: pb.ProfileSettings, defaults: MeasurementSettings) -> MeasurementSettings:
-    """Zero / empty fields mean "the agent's default" (proto3 cannot tell unset from 0), except the
-    ``optional`` ones, where unset is the default and a value sent is the value used: idle_s and
-    inference_phase_s (0: none), quality_workers (0: automatic), latency_calls (0: refused),
-    intra_op_threads (0: ONNX Runtime chooses), keep_latencies (False: not sent back), latency_only."""
-    return MeasurementSettings(
-        n_episodes=msg.n_episodes or defaults.n_episodes,
-        seed=msg.seed,
-        warmup_calls=msg.warmup_calls or defaults.warmup_calls,
-        max_steps_per_episode=msg.max_steps_per_episode,
-        execution_providers=tuple(msg.execution_providers),
-        intra_op_threads=msg.intra_op_threads
-        if msg.HasField("intra_op_threads")
-        else defaults.intra_op_threads,
-        keep_latencies=msg.keep_latencies if msg.HasField("keep_latencies") else defaults.keep_latencies,
-        cpu_affinity=tuple(msg.cpu_affinity) or defaults.cpu_affinity,
-        control_rate=msg.control_rate,
-        idle_s=msg.idle_s if msg.HasField("idle_s") else defaults.idle_s,
-        inference_phase_s=msg.inference_phase_s
-        if msg.HasField("inference_phase_s")
-        else defaults.inference_phase_s,
-        quality_workers=msg.quality_workers if msg.HasField("quality_workers") else defaults.quality_workers,
-        latency_calls=msg.latency_calls if msg.HasField("latency_calls") else defaults.latency_calls,
-        latency_only=msg.latency_only if msg.HasField("latency_only") else defaults.latency_only,
-        op_profile_calls=msg.op_profile_calls
-        if msg.HasField("op_profile_calls")
-        else defaults.op_profile_calls,
-        trt_engine_cache=msg.trt_engine_cache
-        if msg.HasField("trt_engine_cache")
-        else defaults.trt_engine_cache,
-        trt_fp16=msg.trt_fp16 if msg.HasField("trt_fp16") else defaults.trt_fp16,
-        trt_int8=msg.trt_int8 if msg.HasField("trt_int8") else defaults.trt_int8,
-        paired_with_sha256=msg.paired_with_sha256
-        if msg.HasField("paired_with_sha256")
-        else defaults.paired_with_sha256,
-    )
-
-
-def settings_to_proto(settings: MeasurementSettings) -> pb.ProfileSettings:
-    return pb.ProfileSettings(
-        n_episodes=settings.n_episodes,
-        seed=settings.seed,
-        warmup_calls=settings.warmup_calls,
-        max_steps_per_episode=settings.max_steps_per_episode,
-        execution_providers=list(settings.execution_providers),
-        intra_op_threads=settings.intra_op_threads,
-        keep_latencies=settings.keep_latencies,
-        cpu_affinity=list(settings.cpu_affinity),
-        control_rate=settings.control_rate,
-        idle_s=settings.idle_s,
-        inference_phase_s=settings.inference_phase_s,
-        quality_workers=settings.quality_workers,
-        latency_calls=settings.latency_calls,
-        latency_only=settings.latency_only,
-        op_profile_calls=settings.op_profile_calls,
-        trt_engine_cache=settings.trt_engine_cache,
-        trt_fp16=settings.trt_fp16,
-        trt_int8=settings.trt_int8,
-        paired_with_sha256=settings.paired_with_sha256 or None,
-    )
 
 
 def latency_to_proto(s: LatencySummary) -> pb.LatencyStats:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from device_agent.contract.settings import MeasurementSettings
-
-TENSORRT = "TensorrtExecutionProvider"
+from device_agent.contract.vocabulary import TENSORRT
 
 TRT_CACHE_DIRNAME = "trt_engines"
 """The engine cache's folder under the agent's data dir, unless ``--trt-cache-dir`` names another."""

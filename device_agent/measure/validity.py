@@ -12,8 +12,8 @@ latency phase), what the OS exposes about that:
 - the other processes that used the CPU over the window (``/proc/<pid>/stat``, or psutil), busiest first.
 
 Whatever the OS does not expose is named in ``not_exposed`` and left unset, never invented. The reads
-happen outside anything timed. The rule (``ValidityRule``) is plain data over the stored facts, so the host
-applies it (with thresholds it may change) to what the agent sent; this module is torch-free.
+happen outside anything timed. The rule that calls a job spoiled (``ValidityRule``) is part of the contract
+(``device_agent.contract.validity``): the host applies it, with thresholds it may change, to what was sent.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 BUSY_PROCESSES_KEPT = 5
 """How many other busy processes a job reports (the busiest)."""
@@ -145,10 +147,6 @@ def read_processes(proc: Path = Path("/proc")) -> ProcessTable:
 
 
 def _psutil_processes() -> ProcessTable:
-    try:
-        import psutil
-    except ImportError:
-        return {}
     table: ProcessTable = {}
     for p in psutil.process_iter(["pid", "name", "ppid", "cpu_times"]):
         info = p.info
@@ -282,82 +280,3 @@ def validity_window(window: str, cpus: list[int], probe: Probe | None = None) ->
     result: dict[str, Any] = {}
     yield result
     result.update(facts(before, probe.snapshot(watched), window, n_cpus))
-
-
-@dataclass(frozen=True)
-class ValidityRule:
-    """When a job's timing is spoiled: any one of these, over its timed window. The defaults are a starting
-    point for a dedicated device (a shared or virtual machine trips them, and should: its timings drift).
-
-    A threshold of None switches that check off; ``ValidityRule.never()`` switches them all off.
-    """
-
-    max_cpu_steal_fraction: float | None = 0.02
-    """A hypervisor took more than 2 % of the CPU time from this VM while the job was timed."""
-    max_involuntary_switches_per_s: float | None = 50.0
-    """The worker was preempted more than 50 times a second (an idle device preempts it a few times a second)."""
-    max_load_per_cpu: float | None = 1.0
-    """The 1-minute load average before the window exceeded one runnable task per CPU: the device was busy."""
-    max_other_process_cpu_percent: float | None = 50.0
-    """Another process used more than half a CPU, on average, during the window."""
-    max_throttle_events: int | None = 0
-    """The CPUs the worker runs on were thermally throttled at all during the window."""
-    min_clock_ratio: float | None = 0.75
-    """A CPU's clock after the window fell below 75 % of what it was before (frequency scaling or throttling
-    moved under the measurement). Checked only where both reads are exposed."""
-
-    @classmethod
-    def never(cls) -> ValidityRule:
-        return cls(None, None, None, None, None, None)
-
-    def reasons(self, facts: dict[str, Any]) -> list[str]:
-        """Why a job with these facts is spoiled (empty: it is not). Facts not exposed are not held against it."""
-        out: list[str] = []
-        steal = facts.get("cpu_steal_fraction")
-        if (
-            self.max_cpu_steal_fraction is not None
-            and steal is not None
-            and steal > self.max_cpu_steal_fraction
-        ):
-            out.append(f"cpu steal {100 * steal:.1f} % > {100 * self.max_cpu_steal_fraction:.1f} %")
-        switches, window_s = facts.get("involuntary_switches"), float(facts.get("window_s") or 0.0)
-        if self.max_involuntary_switches_per_s is not None and switches is not None and window_s > 0:
-            rate = int(switches) / window_s
-            if rate > self.max_involuntary_switches_per_s:
-                out.append(
-                    f"worker preempted {rate:.0f}/s > {self.max_involuntary_switches_per_s:.0f}/s "
-                    "(involuntary context switches)"
-                )
-        load, n_cpus = facts.get("load_avg_before"), int(facts.get("n_cpus") or 1)
-        if self.max_load_per_cpu is not None and load:
-            per_cpu = float(load[0]) / max(n_cpus, 1)
-            if per_cpu > self.max_load_per_cpu:
-                out.append(
-                    f"load average {float(load[0]):.2f} on {n_cpus} CPUs > {self.max_load_per_cpu:.2f} per CPU"
-                )
-        if self.max_other_process_cpu_percent is not None:
-            hogs = [
-                b
-                for b in facts.get("busy_processes", [])
-                if float(b["cpu_percent"]) > self.max_other_process_cpu_percent
-            ]
-            if hogs:
-                names = ", ".join(
-                    f"{b['name']} ({int(b['pid'])}) {float(b['cpu_percent']):.0f} %" for b in hogs
-                )
-                out.append(f"other busy processes: {names}")
-        throttled = facts.get("throttle_events")
-        if (
-            self.max_throttle_events is not None
-            and throttled is not None
-            and int(throttled) > self.max_throttle_events
-        ):
-            out.append(f"thermal throttling: {int(throttled)} throttle events")
-        if self.min_clock_ratio is not None:
-            for c in facts.get("cpu_clocks", []):
-                before, after = c.get("khz_before"), c.get("khz_after")
-                if before and after is not None and float(after) / float(before) < self.min_clock_ratio:
-                    out.append(
-                        f"cpu{int(c['cpu'])} clock fell from {float(before) / 1e3:.0f} to {float(after) / 1e3:.0f} MHz"
-                    )
-        return out

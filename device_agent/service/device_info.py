@@ -7,11 +7,13 @@ import socket
 import uuid
 from pathlib import Path
 
+import psutil
+
 from device_agent.energy import probe
 from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.jobs.convert import meter_to_proto
 from device_agent.contract.platform_facts import cpu_model_and_flags, library_versions
-from device_agent.contract.settings import AgentLimits
+from device_agent.limits import AgentLimits
 
 
 def agent_fingerprint(data_dir: Path) -> str:
@@ -23,7 +25,7 @@ def agent_fingerprint(data_dir: Path) -> str:
 
 
 def available_providers() -> list[str]:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy (~0.6 s): drlc-agent --help and the host's imports do not pay for it
 
     return list(ort.get_available_providers())
 
@@ -31,7 +33,7 @@ def available_providers() -> list[str]:
 def nvidia_gpus() -> list[str]:
     """Names of NVIDIA GPUs through NVML; an empty list where there is no driver."""
     try:
-        import pynvml
+        import pynvml  # optional: only where NVIDIA's driver and nvidia-ml-py are installed
     except ImportError:
         return []
     try:
@@ -49,8 +51,6 @@ def nvidia_gpus() -> list[str]:
 
 
 def device_info(data_dir: Path, limits: AgentLimits, providers: list[str]) -> pb.DeviceInfo:
-    import psutil
-
     cpu_model, flags = cpu_model_and_flags()
     return pb.DeviceInfo(
         hostname=socket.gethostname(),

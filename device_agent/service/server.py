@@ -10,21 +10,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from device_agent.contract.proto import agent_pb2, agent_pb2_grpc
+from device_agent.contract.proto import agent_pb2_grpc
 from device_agent.contract.addresses import is_loopback
 from device_agent.service.device_info import agent_fingerprint, available_providers
 from device_agent.contract.errors import AgentError
 from device_agent.jobs.manager import JobManager
 from device_agent.service.security import TOKEN_ENV, SecurityConfig, TokenInterceptor
 from device_agent.service.servicer import AgentServicer
-from device_agent.contract.settings import AgentLimits
+from device_agent.limits import AgentLimits
+from device_agent.contract.wire import CHUNK_BYTES, SERVICE_NAME
 from device_agent.store.storage import ModelStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
-CHUNK_BYTES = 1 << 20
-"""Upload chunk size the host uses; the message limit below leaves room for framing."""
 SHORT_CALL_THREADS = 8
 """Server threads no upload or job stream can take: health, device info, HasModels, GetJob always answer."""
 MAX_RPCS_PER_THREAD = 4

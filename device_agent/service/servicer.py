@@ -29,7 +29,7 @@ from device_agent.contract.errors import (
     UploadError,
 )
 from device_agent.jobs.manager import JobManager
-from device_agent.contract.settings import AgentLimits
+from device_agent.limits import AgentLimits
 from device_agent.store.storage import ModelStore
 
 log = logging.getLogger(__name__)

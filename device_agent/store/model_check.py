@@ -18,22 +18,19 @@ from pathlib import Path
 import device_agent
 from device_agent.contract.errors import InvalidModelError
 from device_agent.contract.manifest import ArtifactManifest
+from device_agent.contract.wire import CHECK_CPU_S, CHECK_WALL_S
 
 CHECK_BASE_BYTES = 512 * 1024**2
 """Address space of the checking process before the model: Python, onnx and protobuf."""
 CHECK_BYTES_PER_MODEL_BYTE = 8
 """A real policy parses to about twice its file size; a bomb of empty nodes to twenty times and more."""
-CHECK_CPU_S = 60
-"""CPU seconds the checking process may use; a real policy needs well under one."""
-CHECK_WALL_S = 4 * CHECK_CPU_S
-"""Wall time after which a check is abandoned (a busy device gives the process a share of a core)."""
 
 
 def _limit(memory_bytes: int, cpu_s: int) -> None:
     """Applied by the checking process to itself before it imports onnx or reads the model."""
     if sys.platform == "win32":  # pragma: no cover - no rlimits there; the timeout still applies
         return
-    import resource
+    import resource  # POSIX only: absent on Windows, checked just above
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
@@ -85,16 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     """MEMORY_BYTES CPU_S FILE: limit this process, check FILE, print one JSON line."""
     memory, cpu_s, path = argv if argv is not None else sys.argv[1:]
     _limit(int(memory), int(cpu_s))
-    from device_agent.store.validation import check_model_bytes  # after the limits: onnx is imported here
+    # imported after the limits are set: importing onnx is part of what they bound
+    from device_agent.store.validation import ParseMemoryError, check_model_bytes
 
     try:
         manifest = check_model_bytes(Path(path).read_bytes())
-    except MemoryError:
+    except (MemoryError, ParseMemoryError):
         print(json.dumps({"ok": False, "error": too_large(int(memory))}))
         return 3
-    except InvalidModelError as exc:  # protobuf reports an allocation the limit refused as a parse error
-        error = too_large(int(memory)) if "alloc failed" in str(exc) else str(exc)
-        print(json.dumps({"ok": False, "error": error}))
+    except InvalidModelError as exc:
+        print(json.dumps({"ok": False, "error": str(exc)}))
         return 3
     print(json.dumps({"ok": True, "manifest": manifest.to_json()}))
     return 0

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from device_agent.contract.settings import OP_PROFILE_CALLS_ON
-from device_agent.measure.validity import ValidityRule
+from device_agent.contract.validity import ValidityRule
 from host.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors

@@ -11,7 +11,7 @@ from device_agent.contract.proto import agent_pb2 as pb
 from host.agent_client import AgentClient
 from host.artifacts import store_artifact
 from host.cli.main import app
-from device_agent.measure.validity import ValidityRule
+from device_agent.contract.validity import ValidityRule
 from host.deploy import DeployConfig, deploy, plan_session, profile_settings, run_job, settings_key
 from host.profiles import TargetProfile
 from host.results_db import ResultsDB

@@ -12,7 +12,8 @@ import pytest
 
 from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.contract.errors import InvalidRequestError
-from device_agent.contract.settings import AgentLimits, MeasurementSettings, effective_settings
+from device_agent.contract.settings import MeasurementSettings
+from device_agent.limits import AgentLimits, effective_settings
 from host.agent_client import AgentClient
 from host.deploy import DeployConfig, profile_settings, settings_key
 from host.profiles import TargetProfile

@@ -11,8 +11,9 @@ import pytest
 from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.measure.op_profile import reduce_events
 from device_agent.measure.providers import TENSORRT, cached_engines, engine_cache_outcome, provider_options
-from device_agent.measure.runner import setup
-from device_agent.contract.settings import MeasurementSettings, effective_settings, AgentLimits
+from device_agent.measure.setup import setup
+from device_agent.contract.settings import MeasurementSettings
+from device_agent.limits import AgentLimits, effective_settings
 from device_agent.contract.errors import InvalidRequestError
 from host.agent_client import AgentClient
 from host.compress import make_variant, method_config

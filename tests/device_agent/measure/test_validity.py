@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from device_agent.contract.validity import ValidityRule
 from device_agent.measure.validity import (
     Probe,
-    ValidityRule,
     apparatus,
     facts,
     read_processes,

@@ -18,7 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.contract.errors import InvalidRequestError
 from device_agent.service.server import create_server
-from device_agent.contract.settings import AgentLimits, MeasurementSettings, effective_settings
+from device_agent.contract.settings import MeasurementSettings
+from device_agent.limits import AgentLimits, effective_settings
 from host.agent_client import AgentClient
 from tests.device_agent.service.test_server import (
     paced_request,

@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from device_agent.contract.proto import agent_pb2 as pb
-from device_agent.measure.runner import FLOOR_CALLS
+from device_agent.measure.floor import FLOOR_CALLS
 from device_agent.service.server import create_server
 from host.agent_client import AgentClient
 from host.errors import DeviceError
@@ -297,7 +297,7 @@ def test_a_hanging_job_is_stopped_at_the_agent_limit_and_the_next_job_runs(tmp_p
     import os
     import signal
 
-    from device_agent.contract.settings import AgentLimits
+    from device_agent.limits import AgentLimits
 
     agent = create_server("127.0.0.1:0", tmp_path / "agent", limits=AgentLimits(max_job_duration_s=2.0))
     try:

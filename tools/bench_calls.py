@@ -41,7 +41,7 @@ def main() -> None:
     import onnxruntime as ort
     from bench_common import BenchResult, finish
 
-    from device_agent.measure.runner import bind_session, open_session
+    from device_agent.measure.session import bind_session, open_session
     from device_agent.contract.settings import MeasurementSettings
     from tests.policies import random_policy
 

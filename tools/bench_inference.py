@@ -163,7 +163,7 @@ def main() -> None:
     from bench_common import BenchResult, finish, paired_ratio, spread
 
     from device_agent.contract.manifest import sha256_bytes
-    from device_agent.measure.runner import bind_session, open_session
+    from device_agent.measure.session import bind_session, open_session
     from device_agent.service.server import create_server
     from device_agent.contract.settings import MeasurementSettings
     from host.agent_client import AgentClient

@@ -43,7 +43,7 @@ def bare_loop(model_path: Path, env_id: str, seeds: list[int], bound: bool) -> t
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     env = gym.make(env_id)
     if bound:
-        from device_agent.measure.runner import bind_session
+        from device_agent.measure.session import bind_session
 
         buffer = np.zeros((1, *env.observation_space.shape), dtype=np.float32)
         infer, _ = bind_session(session, buffer, env.action_space.shape)

@@ -23,10 +23,10 @@ import onnxruntime  # noqa: F401
 import psutil  # noqa: F401
 
 import device_agent.energy.recorder
-import device_agent.measure.floor
-import device_agent.measure.op_profile
-import device_agent.measure.runner
 import device_agent.jobs.worker
+import device_agent.measure.job
+import device_agent.measure.op_profile
+import device_agent.measure.process
 
 
 def _import_mujoco_envs() -> None:
@@ -37,5 +37,5 @@ def _import_mujoco_envs() -> None:
 
 
 _import_mujoco_envs()
-device_agent.measure.runner.cached_library_versions()  # reads package metadata: ~20 ms a job otherwise
+device_agent.measure.process.cached_library_versions()  # reads package metadata: ~20 ms a job otherwise
 gc.freeze()

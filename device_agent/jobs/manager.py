@@ -27,28 +27,35 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
+from device_agent.energy import probe
 from device_agent.jobs import convert
 from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.contract.envs import check_env_allowed, check_env_setup
 from device_agent.jobs.records import DamagedRecord, RecordFiles
-from device_agent.contract.errors import InvalidRequestError, JobConflictError, JobNotFoundError
+from device_agent.contract.errors import (
+    AgentError,
+    InvalidRequestError,
+    JobConflictError,
+    JobFailure,
+    JobNotFoundError,
+    WorkerError,
+)
 from device_agent.contract.manifest import ArtifactManifest
 from device_agent.measure.results import (
     AwaitHelpers,
     ClaimEpisode,
     EpisodeOutcome,
     HelperReady,
+    HelperStage,
     JobEnd,
     JobError,
     JobStart,
     OpProfileOutcome,
 )
-from device_agent.contract.settings import (
-    AgentLimits,
-    MeasurementSettings,
-    effective_settings,
-    job_memory_limit,
-)
+from device_agent.contract.settings import MeasurementSettings, settings_from_proto, settings_to_proto
+from device_agent.limits import AgentLimits, effective_settings, job_memory_limit
 from device_agent.store.storage import ModelStore
 from device_agent.measure.providers import TRT_CACHE_DIRNAME
 from device_agent.jobs.worker import helper_main, op_profile_main, worker_main
@@ -97,8 +104,6 @@ def worker_context() -> mp.context.BaseContext:
 def has_energy_meter() -> bool:
     """Whether any energy meter works here: then automatic quality_workers keeps episodes alone."""
     try:
-        from device_agent.energy import probe
-
         return any(s.available for s in probe.statuses())
     except Exception:  # a meter that cannot even be probed is no meter
         return False
@@ -120,8 +125,6 @@ class _Worker:
 
 
 def worker_rss(pid: int | None) -> int:
-    import psutil
-
     try:
         return int(psutil.Process(pid).memory_info().rss) if pid else 0
     except psutil.Error:
@@ -195,7 +198,7 @@ class JobManager:
                 record.state = pb.JOB_STATE_FAILED
                 record.failure.CopyFrom(
                     pb.JobFailed(
-                        error_type="AgentRestarted",
+                        error_type=JobFailure.AGENT_RESTARTED,
                         message="the agent stopped before this job finished; run it again",
                     )
                 )
@@ -223,7 +226,7 @@ class JobManager:
                     )
                 return request.job_id, True
             manifest = self.store.manifest(request.model_sha256)
-            requested = convert.settings_from_proto(request.settings, self.defaults)
+            requested = settings_from_proto(request.settings, self.defaults)
             if requested.quality_workers == 0 and self._has_meter is None:
                 self._has_meter = has_energy_meter()
             settings = effective_settings(
@@ -352,7 +355,9 @@ class JobManager:
             with job.changed:
                 if not job.done:
                     self._fail(
-                        job, "AgentStopped", "the agent was shut down before this job ran; run it again"
+                        job,
+                        JobFailure.AGENT_STOPPED,
+                        "the agent was shut down before this job ran; run it again",
                     )
         self._queue.put(None)
         self._thread.join(timeout=10)
@@ -397,7 +402,7 @@ class JobManager:
                 log.exception("job %s failed inside the agent", job.record.job_id)
                 self._append(
                     job,
-                    pb.ProfileEvent(failed=pb.JobFailed(error_type="AgentError", message=str(exc))),
+                    pb.ProfileEvent(failed=pb.JobFailed(error_type=AgentError.__name__, message=str(exc))),
                     pb.JOB_STATE_FAILED,
                 )
             finally:
@@ -422,7 +427,7 @@ class JobManager:
         if self._mp.get_start_method() != "forkserver":
             return
         try:
-            from multiprocessing import forkserver
+            from multiprocessing import forkserver  # POSIX only: absent where there is no forkserver
 
             forkserver.ensure_running()
         except Exception:  # the first job starts it then, or fails with the reason
@@ -465,7 +470,7 @@ class JobManager:
                     run.held.op_profile.CopyFrom(convert.op_profile_to_proto(profile))
                     self._append(job, pb.ProfileEvent(summary=run.held), pb.JOB_STATE_SUCCEEDED)
             if not job.done:  # never leave a job running with no worker behind it
-                self._fail(job, "WorkerError", "the job's workers stopped without a result")
+                self._fail(job, WorkerError.__name__, "the job's workers stopped without a result")
         finally:
             self._end_workers(workers)
 
@@ -512,13 +517,15 @@ class JobManager:
                     return None
                 if self.stopping.is_set():
                     self._fail(
-                        job, "AgentStopped", "the agent was shut down while this job ran; run it again"
+                        job,
+                        JobFailure.AGENT_STOPPED,
+                        "the agent was shut down while this job ran; run it again",
                     )
                     return None
                 if time.monotonic() > deadline:
                     self._fail(
                         job,
-                        "JobTimeout",
+                        JobFailure.JOB_TIMEOUT,
                         f"the job ran longer than this agent's limit of {self.limits.max_job_duration_s:.0f} s "
                         "(in its operator profile phase)",
                     )
@@ -586,8 +593,8 @@ class _JobRun:
         self.pending = list(range(job.settings.n_episodes))[::-1]  # pop() hands out 0, 1, 2, ...
         self.released = False
         """The measuring worker has claimed its first episode: its quiet phases are over, helpers may step."""
-        self.main_waits: str | None = None
-        """The stage ("ready", "done") the measuring worker is blocked on, if any."""
+        self.main_waits: HelperStage | None = None
+        """The stage the measuring worker is blocked on, if any."""
         self.runtime = pb.RuntimeInfo()
         self.held: pb.JobSummary | None = None
         """The summary, held back while the operator profile phase (op_profile_calls > 0) is still to run."""
@@ -603,8 +610,8 @@ class _JobRun:
         _send(helper, index)
 
     def answer_main(self) -> None:
-        if (self.main_waits == "ready" and all(h.ready for h in self.helpers)) or (
-            self.main_waits == "done" and all(h.exited for h in self.helpers)
+        if (self.main_waits is HelperStage.READY and all(h.ready for h in self.helpers)) or (
+            self.main_waits is HelperStage.DONE and all(h.exited for h in self.helpers)
         ):
             self.main_waits = None
             _send(self.main, True)
@@ -626,7 +633,9 @@ class _JobRun:
                 return
             if self.manager.stopping.is_set():
                 self.manager._fail(
-                    self.job, "AgentStopped", "the agent was shut down while this job ran; run it again"
+                    self.job,
+                    JobFailure.AGENT_STOPPED,
+                    "the agent was shut down while this job ran; run it again",
                 )
                 return
             now = time.monotonic()
@@ -661,7 +670,7 @@ class _JobRun:
         if now > self.deadline:
             self.manager._fail(
                 self.job,
-                "JobTimeout",
+                JobFailure.JOB_TIMEOUT,
                 f"the job ran longer than this agent's limit of {limits.max_job_duration_s:.0f} s",
             )
             return True
@@ -669,7 +678,7 @@ class _JobRun:
         if held > self.manager.memory_limit:
             self.manager._fail(
                 self.job,
-                "WorkerMemoryLimit",
+                JobFailure.WORKER_MEMORY_LIMIT,
                 f"the job's workers together held {held >> 20} MiB, past this agent's limit of "
                 f"{self.manager.memory_limit >> 20} MiB per job",
             )
@@ -687,7 +696,9 @@ class _JobRun:
     def fail_crashed(self, w: _Worker) -> None:
         who = "the worker process" if w.index == 0 else f"quality worker {w.index}"
         self.manager._fail(
-            self.job, "WorkerCrashed", f"{who} died (exit code {w.process.exitcode}) before the job finished"
+            self.job,
+            JobFailure.WORKER_CRASHED,
+            f"{who} died (exit code {w.process.exitcode}) before the job finished",
         )
 
     def handle(self, w: _Worker, item: object) -> bool:
@@ -718,7 +729,7 @@ class _JobRun:
             started = pb.JobStarted(runtime=self.runtime, memory=convert.memory_to_proto(item.memory))
             manager._append(job, pb.ProfileEvent(started=started))
         elif isinstance(item, JobEnd) and w is self.main:
-            effective = convert.settings_to_proto(job.settings)
+            effective = settings_to_proto(job.settings)
             summary = convert.summary_to_proto(
                 item, list(job.record.episodes), self.runtime, job.record.request.settings, effective
             )
@@ -731,6 +742,8 @@ class _JobRun:
             manager._fail(job, item.error_type, item.message)
             return True
         else:
-            manager._fail(job, "WorkerError", f"worker {w.index} sent an unexpected {type(item).__name__}")
+            manager._fail(
+                job, WorkerError.__name__, f"worker {w.index} sent an unexpected {type(item).__name__}"
+            )
             return True
         return False

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from device_agent.contract.errors import AgentError, WorkerError
 from device_agent.contract.manifest import ArtifactManifest
-from device_agent.measure.results import AwaitHelpers, ClaimEpisode, HelperReady, JobError
+from device_agent.measure.results import AwaitHelpers, ClaimEpisode, HelperReady, HelperStage, JobError
 from device_agent.contract.settings import MeasurementSettings
 
 
@@ -36,10 +37,10 @@ class PipeScheduler:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def wait_helpers(self, stage: str) -> None:
+    def wait_helpers(self, stage: HelperStage) -> None:
         self.conn.send(AwaitHelpers(stage))
         if self.conn.recv() is not True:
-            raise WorkerError(f"the agent did not confirm that the helper workers are {stage}")
+            raise WorkerError(f"the agent did not confirm that the helper workers are {stage.value}")
 
     def claim(self) -> int | None:
         self.conn.send(ClaimEpisode())
@@ -68,7 +69,7 @@ def _report(conn: Connection, exc: BaseException) -> None:
     if isinstance(exc, AgentError):
         conn.send(JobError(type(exc).__name__, str(exc)))
     else:  # report anything else too: the agent turns it into a failed job
-        conn.send(JobError("WorkerError", f"{type(exc).__name__}: {exc}"))
+        conn.send(JobError(WorkerError.__name__, f"{type(exc).__name__}: {exc}"))
 
 
 @contextmanager
@@ -98,7 +99,8 @@ def worker_main(
     trt_cache_dir: str = "",
     reference_path: str = "",
 ) -> None:
-    from device_agent.measure.runner import run_profile
+    # in the worker only: the agent's own process never loads ONNX Runtime, onnx or MuJoCo
+    from device_agent.measure.job import run_profile
 
     with _serving(conn, lifetime_s):
         run_profile(
@@ -123,9 +125,7 @@ def helper_main(
     worker: int,
     trt_cache_dir: str = "",
 ) -> None:
-    import os
-
-    from device_agent.measure.runner import run_helper
+    from device_agent.measure.job import run_helper  # in the worker only, as above
 
     def next_index() -> int | None:
         index = conn.recv()
@@ -158,7 +158,7 @@ def op_profile_main(
     timed_call_us: float | None = None,
 ) -> None:
     """The operator profile's worker: started after the measuring worker has exited; sends one OpProfileOutcome."""
-    from device_agent.measure.op_profile import run_op_profile
+    from device_agent.measure.op_profile import run_op_profile  # worker only, as above
 
     with _serving(conn, lifetime_s):
         conn.send(

@@ -37,6 +37,11 @@ import numpy as np
 
 from device_agent.contract.errors import WorkerError
 from device_agent.measure.floor import floor_model_bytes
+from device_agent.measure.loop import gc_paused
+from device_agent.measure.phases import latency_phase, warm_up
+from device_agent.measure.process import apply_affinity
+from device_agent.measure.session import bind_session, open_session, session_options
+from device_agent.measure.setup import make_env
 from device_agent.contract.manifest import ArtifactManifest
 from device_agent.measure.results import OpProfileOutcome, OpTime
 from device_agent.contract.settings import MeasurementSettings
@@ -145,17 +150,6 @@ def run_op_profile(
 
     :param timed_call_us: the job's own timed call (p50, profiler off), reported beside the profiled one
     """
-    from device_agent.measure.runner import (
-        apply_affinity,
-        bind_session,
-        gc_paused,
-        latency_phase,
-        make_env,
-        open_session,
-        session_options,
-        warm_up,
-    )
-
     calls = settings.op_profile_calls
     apply_affinity(settings.cpu_affinity)
     env = make_env(env_id, settings.max_steps_per_episode, manifest)

@@ -7,9 +7,11 @@ Kept free of protobuf so the measuring loop and its tests do not depend on the w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from device_agent.energy.meters.base import MeterStatus
+from device_agent.energy.recorder import EnergyFigure
 from device_agent.contract.stats import LatencySummary
 
 
@@ -50,20 +52,6 @@ class MemoryFacts:
     own start-up (arenas, kernels, threads), the same for every variant of a policy."""
     model_added_bytes: int | None = None
     """RSS the model's own session added on top of that: the part of memory a compression can change."""
-
-
-@dataclass(frozen=True)
-class EnergyFigure:
-    """Joules one meter counted over one window (see device_agent.energy.recorder.figure)."""
-
-    meter: str
-    gross_j: float
-    window_s: float
-    below_resolution: bool
-    net_j: float | None = None
-    idle_power_w: float | None = None
-    n_items: int = 0
-    net_j_per_item: float | None = None
 
 
 @dataclass(frozen=True)
@@ -206,12 +194,20 @@ class HelperReady:
     pid: int
 
 
+class HelperStage(Enum):
+    """What the measuring worker waits for its helpers to be: the device is quiet in both."""
+
+    READY = "ready"
+    """Set up (env built, session open) and idle, before the measuring worker's quiet phases."""
+    DONE = "done"
+    """Exited, after the episodes: the inference-only phase and the floor run alone again."""
+
+
 @dataclass(frozen=True)
 class AwaitHelpers:
-    """The measuring worker waits until every helper is ``stage``: "ready" (set up and idle, so the device is
-    quiet) or "done" (exited, so the device is quiet again); the agent answers True."""
+    """The measuring worker waits until every helper is at ``stage``; the agent answers True."""
 
-    stage: str
+    stage: HelperStage
 
 
 @dataclass(frozen=True)

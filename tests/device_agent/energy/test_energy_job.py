@@ -16,7 +16,8 @@ from device_agent.energy.meters.base import EnergyMeter, Found
 from device_agent.contract.errors import InvalidRequestError
 from device_agent.contract.manifest import ArtifactManifest
 from device_agent.measure.results import EpisodeOutcome, JobEnd, JobStart
-from device_agent.contract.settings import AgentLimits, MeasurementSettings, effective_settings
+from device_agent.contract.settings import MeasurementSettings, settings_from_proto, settings_to_proto
+from device_agent.limits import AgentLimits, effective_settings
 from host.agent_client import AgentClient
 from host.report import energy_per_item, energy_text
 from tests.device_agent.service.test_server import profile_request, upload_bytes
@@ -112,13 +113,13 @@ def test_bad_affinity_and_energy_settings_are_refused() -> None:
 
 def test_settings_round_trip_keeps_unset_apart_from_zero() -> None:
     defaults = MeasurementSettings()
-    unset = convert.settings_from_proto(pb.ProfileSettings(), defaults)
+    unset = settings_from_proto(pb.ProfileSettings(), defaults)
     assert unset.idle_s == defaults.idle_s and unset.inference_phase_s is None
-    zero = convert.settings_from_proto(pb.ProfileSettings(idle_s=0.0, inference_phase_s=0.0), defaults)
+    zero = settings_from_proto(pb.ProfileSettings(idle_s=0.0, inference_phase_s=0.0), defaults)
     assert zero.idle_s == 0.0 and zero.inference_phase_s == 0.0
-    back = convert.settings_to_proto(zero)
+    back = settings_to_proto(zero)
     assert back.HasField("idle_s") and back.HasField("inference_phase_s")
-    assert not convert.settings_to_proto(unset).HasField("inference_phase_s")
+    assert not settings_to_proto(unset).HasField("inference_phase_s")
 
 
 class ClockMeter(EnergyMeter):
@@ -142,7 +143,7 @@ class ClockMeter(EnergyMeter):
 def test_job_with_a_meter_reports_idle_gross_net_per_episode_and_per_inference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from device_agent.measure import runner
+    from device_agent.measure import job
     from device_agent.energy import recorder
 
     fake = ClockMeter()
@@ -154,7 +155,7 @@ def test_job_with_a_meter_reports_idle_gross_net_per_episode_and_per_inference(
         n_episodes=2, warmup_calls=5, max_steps_per_episode=50, idle_s=0.2, inference_phase_s=0.2
     )
     sent: list[object] = []
-    runner.run_profile(
+    job.run_profile(
         model, ArtifactManifest.from_json(manifest.to_json()), manifest.env_id, settings, sent.append
     )
     start, *episodes, end = sent

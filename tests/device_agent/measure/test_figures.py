@@ -9,10 +9,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from device_agent.jobs import convert
 from device_agent.contract.proto import agent_pb2 as pb
-from device_agent.measure.runner import FLOOR_CALLS, latency_phase, measure_floor, open_floor_session
-from device_agent.contract.settings import PAIRED_BLOCK_CALLS, MeasurementSettings
+from device_agent.measure.floor import FLOOR_CALLS, measure_floor, open_floor_session
+from device_agent.measure.phases import latency_phase
+from device_agent.contract.settings import (
+    PAIRED_BLOCK_CALLS,
+    MeasurementSettings,
+    settings_from_proto,
+    settings_to_proto,
+)
 from host.agent_client import AgentClient
 from host.deploy import DeployConfig, profile_settings
 from host.profiles import MeasurementOverrides, TargetProfile
@@ -44,11 +49,11 @@ def upload(client: AgentClient, **kw) -> str:
 
 def test_settings_sent_are_settings_used() -> None:
     defaults = MeasurementSettings()
-    unset = convert.settings_from_proto(pb.ProfileSettings(n_episodes=1), defaults)
+    unset = settings_from_proto(pb.ProfileSettings(n_episodes=1), defaults)
     assert unset.intra_op_threads == defaults.intra_op_threads == 1 and unset.keep_latencies is True
-    zero = convert.settings_from_proto(pb.ProfileSettings(intra_op_threads=0, keep_latencies=False), defaults)
+    zero = settings_from_proto(pb.ProfileSettings(intra_op_threads=0, keep_latencies=False), defaults)
     assert zero.intra_op_threads == 0 and zero.keep_latencies is False
-    back = convert.settings_to_proto(zero)
+    back = settings_to_proto(zero)
     assert (
         back.HasField("intra_op_threads") and back.intra_op_threads == 0 and back.HasField("keep_latencies")
     )

@@ -9,7 +9,8 @@ import pytest
 
 from device_agent.contract.manifest import ArtifactManifest
 from device_agent.measure.results import EpisodeOutcome, JobEnd, JobStart
-from device_agent.measure.runner import bind_session, open_session, run_profile
+from device_agent.measure.job import run_profile
+from device_agent.measure.session import bind_session, open_session
 from device_agent.contract.settings import MeasurementSettings
 from tests.policies import random_policy
 

@@ -1,7 +1,6 @@
-"""Energy meters behind one interface (``EnergyMeter``: joules over a window, resolution, update period).
-
-One module per meter, each with a ``discover()`` that says which of its meters work here and,
-for the others, why not:
+"""Which energy meters work on this device. Each meter (``device_agent.energy.meters``: joules over a window,
+resolution, update period behind one ``EnergyMeter`` interface) has a ``discover()`` that says which of its
+meters work here and, for the others, why not:
 
 - ``nvml``: NVIDIA GPUs, NVML's total-energy counter;
 - ``rapl``: x86 CPU package and DRAM through powercap sysfs (wrap-around handled);
@@ -15,9 +14,7 @@ available ones through ``device_agent.energy.recorder.open_recorder``.
 from __future__ import annotations
 
 from device_agent.energy.meters import battery, ina3221, nvml, pmic, rapl
-from device_agent.energy.meters.base import EnergyMeter, Found, MeterError, MeterStatus, Sample
-
-__all__ = ["EnergyMeter", "Found", "MeterError", "MeterStatus", "Sample", "probe_all", "statuses"]
+from device_agent.energy.meters.base import Found, MeterStatus
 
 
 def probe_all(avoid_cpus: set[int] | None = None) -> list[Found]:

@@ -80,11 +80,23 @@ def _check_no_external_data(model: onnx.ModelProto) -> None:
                 )
 
 
+class ParseMemoryError(InvalidModelError):
+    """Parsing ran out of the memory the checking process may use: protobuf reports a refused allocation as a
+    parse error, whose text is the only place that says so; it is read here, once, and turned into this type."""
+
+
+PROTOBUF_ALLOC_FAILED = "alloc failed"
+"""What protobuf's parse error says when an allocation was refused (it has no type of its own for it)."""
+
+
 def check_model_bytes(data: bytes) -> ArtifactManifest:
-    """Parse and check an uploaded model; return its manifest or raise InvalidModelError."""
+    """Parse and check an uploaded model; return its manifest or raise InvalidModelError (ParseMemoryError when
+    the parser ran out of memory)."""
     try:
         model = onnx.load_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
+        if PROTOBUF_ALLOC_FAILED in str(exc):
+            raise ParseMemoryError(f"not an ONNX model: {exc}") from exc
         raise InvalidModelError(f"not an ONNX model: {exc}") from exc
     if not model.graph.node:
         raise InvalidModelError("the ONNX graph has no nodes")

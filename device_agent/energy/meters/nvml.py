@@ -27,7 +27,7 @@ def _load(nvml: ModuleType | Any | None) -> Any | None:
     if nvml is not None:
         return nvml
     try:
-        import pynvml
+        import pynvml  # optional: only where NVIDIA's driver and nvidia-ml-py are installed
     except ImportError:
         return None
     return pynvml

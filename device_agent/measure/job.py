@@ -115,9 +115,8 @@ def run_profile(
                 )
             if not only_latency:
                 run_returns_episodes(env, infer, obs_buffer, settings, scheduler, emit)
-                scheduler.wait_helpers(
-                    HelperStage.DONE
-                )  # quiet again: the inference-only phase and the floor
+                # quiet again for the inference-only phase and the floor
+                scheduler.wait_helpers(HelperStage.DONE)
             episodes = EpisodesPhase(
                 latency.calls_ns, latency.steps_ns, [], latency.deadline_misses, latency.max_overrun_ns
             )
@@ -167,7 +166,7 @@ def run_profile(
             paired=None
             if partner is None or latency is None
             else PairedLatencyOutcome(
-                reference_sha256=settings.paired_with_sha256,
+                reference_sha256=settings.paired_with_sha256 or "",
                 block_calls=PAIRED_BLOCK_CALLS,
                 reference=latency_summary(latency.partner_calls_ns),
                 reference_inference_ns=latency.partner_calls_ns if settings.keep_latencies else [],
@@ -189,7 +188,7 @@ def run_helper(
 ) -> None:
     """A helper worker of the parallel quality phase: set up, say so, then run the episodes it is handed
     (returns only) until it is handed None. No warm-up: nothing it does is timed."""
-    env, _session, obs_buffer, infer, _binding, _cpus, _rss = setup(
+    env, _session, obs_buffer, infer, _binding, _cpus, _loaded = setup(
         model_path, manifest, env_id, settings, trt_cache_dir=trt_cache_dir
     )
     ready()

@@ -38,7 +38,7 @@ import numpy as np
 from device_agent.contract.errors import WorkerError
 from device_agent.measure.floor import floor_model_bytes
 from device_agent.measure.loop import gc_paused
-from device_agent.measure.phases import latency_phase, warm_up
+from device_agent.measure.phases import OP_PROFILE_SEED_OFFSET, latency_phase, warm_up
 from device_agent.measure.process import apply_affinity
 from device_agent.measure.session import bind_session, open_session, session_options
 from device_agent.measure.setup import make_env
@@ -47,9 +47,6 @@ from device_agent.measure.results import OpProfileOutcome, OpTime
 from device_agent.contract.settings import MeasurementSettings
 
 KERNEL_SUFFIX = "_kernel_time"
-
-PROFILE_SEED_OFFSET = 5_000_003
-"""The profiled calls' throw-away episodes start at seed + this (apart from every other phase's)."""
 
 
 TRIM = 0.1
@@ -154,7 +151,7 @@ def run_op_profile(
     apply_affinity(settings.cpu_affinity)
     env = make_env(env_id, settings.max_steps_per_episode, manifest)
     folder = Path(tempfile.mkdtemp(prefix="drlc-op-profile-"))
-    seed = settings.seed + PROFILE_SEED_OFFSET
+    seed = settings.seed + OP_PROFILE_SEED_OFFSET
 
     def profiled(model: Path | bytes, name: str) -> tuple[list[dict[str, Any]], float, str]:
         """Profile ``calls`` in-loop calls of ``model``: (trace events, mean wall µs per call, provider)."""

@@ -38,6 +38,8 @@ LATENCY_SEED_OFFSET = 3_000_003
 """Seeds of the latency phase's throw-away episodes."""
 FLOOR_SEED_OFFSET = 4_000_003
 """Seeds of the runtime floor's episodes."""
+OP_PROFILE_SEED_OFFSET = 5_000_003
+"""Seeds of the operator profile's episodes (its own worker, after the timed phases)."""
 
 
 def warm_up(env: Any, infer: Policy, obs_buffer: np.ndarray, n_calls: int, seed: int) -> None:

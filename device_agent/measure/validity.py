@@ -124,7 +124,7 @@ ProcessTable = dict[int, tuple[str, int, float]]
 def read_processes(proc: Path = Path("/proc")) -> ProcessTable:
     """Every process's name, parent and CPU time, straight from ``/proc/<pid>/stat``: one file per process
     (5 ms for 100 processes here, where psutil took 12 ms; a later round's job lasts about 0.1 s). Elsewhere,
-    through psutil; empty when neither is there."""
+    through psutil."""
     table: ProcessTable = {}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     try:

@@ -1,4 +1,5 @@
-"""Between the worker's plain records and the wire messages; nothing else knows both."""
+"""Between the worker's plain records (``device_agent.measure.results``) and the wire messages; nothing else
+knows both. The settings' mapping is the contract's (``device_agent.contract.settings``): the host needs it too."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from google.protobuf import json_format
 
 from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.energy.meters.base import MeterStatus
+from device_agent.energy.recorder import EnergyFigure
 from device_agent.measure.results import (
     ControlRateOutcome,
-    EnergyFigure,
     EpisodeOutcome,
     InferencePhaseOutcome,
     JobEnd,

@@ -11,10 +11,10 @@ import threading
 from pathlib import Path
 
 from device_agent import __version__
-from device_agent.errors import AgentError
-from device_agent.security import TOKEN_ENV, SecurityConfig
-from device_agent.server import create_server
-from device_agent.settings import AgentLimits
+from device_agent.contract.errors import AgentError
+from device_agent.service.security import TOKEN_ENV, SecurityConfig
+from device_agent.service.server import create_server
+from device_agent.limits import AgentLimits
 
 
 def default_data_dir() -> Path:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from device_agent._proto import agent_pb2 as pb
+from device_agent.contract.proto import agent_pb2 as pb
 from host.errors import DrlcError
 
 MAX_TEXT = 4096

@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from device_agent._proto import agent_pb2 as pb
-from device_agent.addresses import is_loopback
-from device_agent.model_check import CHECK_WALL_S
-from device_agent._proto import agent_pb2_grpc
-from device_agent.manifest import sha256_bytes
-from device_agent.server import CHUNK_BYTES, SERVICE_NAME
+from device_agent.contract.proto import agent_pb2 as pb
+from device_agent.contract.addresses import is_loopback
+from device_agent.contract.wire import CHECK_WALL_S
+from device_agent.contract.proto import agent_pb2_grpc
+from device_agent.contract.manifest import sha256_bytes
+from device_agent.contract.wire import CHUNK_BYTES, SERVICE_NAME
 from host.errors import DeviceError, ProfileError
 
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from device_agent._proto import agent_pb2 as pb
-from device_agent.validity import ValidityRule
+from device_agent.contract.proto import agent_pb2 as pb
+from device_agent.contract.validity import ValidityRule
 from host.agent_checks import AgentSentInvalidData, JobCheck, check_device_info
 from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
 from host.errors import DeviceError

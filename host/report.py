@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.envs import describe_env
-from device_agent.manifest import ObsWrapper
-from device_agent.stats import ReturnStats, t_quantile_975
+from device_agent.contract.envs import describe_env
+from device_agent.contract.manifest import ObsWrapper
+from device_agent.contract.stats import ReturnStats, t_quantile_975
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.protocol import EXTRA_ROUND_BASE
 from host.store.results_db import ResultsDB

@@ -50,7 +50,7 @@ def drlc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def agent(tmp_path: Path):
     """A real agent gRPC server on a free loopback port, with its own data dir."""
-    from device_agent.server import create_server
+    from device_agent.service.server import create_server
 
     running = create_server("127.0.0.1:0", tmp_path / "agent-data")
     yield running

@@ -41,8 +41,8 @@ def main() -> None:
     import onnxruntime as ort
     from bench_common import BenchResult, finish
 
-    from device_agent.runner import bind_session, open_session
-    from device_agent.settings import MeasurementSettings
+    from device_agent.measure.session import bind_session, open_session
+    from device_agent.contract.settings import MeasurementSettings
     from host.policies.random_policies import random_policy
 
     data, _, _ = random_policy("HalfCheetah-v5", hidden=(256, 256))

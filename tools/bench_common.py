@@ -34,7 +34,7 @@ def machine() -> dict[str, Any]:
     import psutil
 
     sys.path.insert(0, str(ROOT))
-    from device_agent.platform_facts import cpu_model_and_flags, library_versions
+    from device_agent.contract.platform_facts import cpu_model_and_flags, library_versions
 
     cpu, flags = cpu_model_and_flags()
     facts: dict[str, Any] = {

@@ -130,7 +130,7 @@ def back_to_back(buffer, call: Callable[[], object], observations) -> float:
 
 
 def agent_job(client, sha: str, seeds: list[int], job_id: str):
-    from device_agent._proto import agent_pb2 as pb
+    from device_agent.contract.proto import agent_pb2 as pb
 
     request = pb.ProfileRequest(
         job_id=job_id,
@@ -162,10 +162,10 @@ def main() -> None:
     import numpy as np
     from bench_common import BenchResult, finish, paired_ratio, spread
 
-    from device_agent.manifest import sha256_bytes
-    from device_agent.runner import bind_session, open_session
-    from device_agent.server import create_server
-    from device_agent.settings import MeasurementSettings
+    from device_agent.contract.manifest import sha256_bytes
+    from device_agent.measure.session import bind_session, open_session
+    from device_agent.service.server import create_server
+    from device_agent.contract.settings import MeasurementSettings
     from host.agent_client import AgentClient
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,7 +43,7 @@ def bare_loop(model_path: Path, env_id: str, seeds: list[int], bound: bool) -> t
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     env = gym.make(env_id)
     if bound:
-        from device_agent.runner import bind_session
+        from device_agent.measure.session import bind_session
 
         buffer = np.zeros((1, *env.observation_space.shape), dtype=np.float32)
         infer, _ = bind_session(session, buffer, env.action_space.shape)
@@ -67,7 +67,7 @@ def bare_loop(model_path: Path, env_id: str, seeds: list[int], bound: bool) -> t
 
 
 def agent_loop(client, sha: str, seeds: list[int], job_id: str) -> tuple[int, float]:
-    from device_agent._proto import agent_pb2 as pb
+    from device_agent.contract.proto import agent_pb2 as pb
 
     request = pb.ProfileRequest(
         job_id=job_id,
@@ -100,8 +100,8 @@ def main() -> None:
 
     from bench_common import BenchResult, finish, paired_ratio, spread
 
-    from device_agent.manifest import sha256_file
-    from device_agent.server import create_server
+    from device_agent.contract.manifest import sha256_file
+    from device_agent.service.server import create_server
     from host.agent_client import AgentClient
 
     with tempfile.TemporaryDirectory() as tmp:

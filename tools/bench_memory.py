@@ -64,7 +64,7 @@ def main() -> None:
     import psutil
     from bench_common import BenchResult, finish
 
-    from device_agent._proto import agent_pb2 as pb
+    from device_agent.contract.proto import agent_pb2 as pb
     from host.agent_client import AgentClient
     from host.local_agent import local_agent
     from host.policies.random_policies import random_policy

@@ -46,9 +46,9 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, default=1000, help="steps of each job's one timed episode")
     args = parser.parse_args()
 
-    from device_agent._proto import agent_pb2 as pb
-    from device_agent.manifest import sha256_bytes
-    from device_agent.server import create_server
+    from device_agent.contract.proto import agent_pb2 as pb
+    from device_agent.contract.manifest import sha256_bytes
+    from device_agent.service.server import create_server
     from host.agent_client import AgentClient
 
     data, what = model_bytes(args.model)

@@ -59,7 +59,7 @@ def timed_deploy(
     """One forced deploy; returns (wall seconds, wall seconds of its round 0, seconds the measuring workers
     spent per kind of job). Round 0 ends with the last progress report of a round-0 job (every model runs
     round 0 before any runs round 1)."""
-    from device_agent.validity import ValidityRule
+    from device_agent.contract.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.profiles import find_profile, load_profile
     from host.store.results_db import ResultsDB

@@ -128,7 +128,7 @@ def deployed_sweep(models: list, home: Path, workers: int, n_episodes: int) -> t
     result stored. Returns (seconds, steps, seconds the workers spent in their jobs)."""
     import json
 
-    from device_agent.validity import ValidityRule
+    from device_agent.contract.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.profiles import find_profile, load_profile
     from host.store.results_db import ResultsDB

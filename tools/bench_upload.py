@@ -79,7 +79,7 @@ def main() -> None:
     from host import agent_client
     from host.agent_client import AgentClient
     from host.store.artifacts import store_artifact
-    from device_agent.validity import ValidityRule
+    from device_agent.contract.validity import ValidityRule
     from host.deploy import DeployConfig, deploy
     from host.local_agent import local_agent
     from host.profiles import TargetProfile

@@ -89,8 +89,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="also write the Markdown table here")
     args = parser.parse_args()
 
-    from device_agent.floor import floor_model_bytes
-    from device_agent.platform_facts import cpu_model_and_flags
+    from device_agent.measure.floor import floor_model_bytes
+    from device_agent.contract.platform_facts import cpu_model_and_flags
     from host.store.artifacts import select_models
     from host.compress.observations import collect_observations
     from host.report import params_text

@@ -1,4 +1,4 @@
-"""Regenerate device_agent/_proto/ from protos/drlc/agent/v1/agent.proto.
+"""Regenerate device_agent/contract/proto/ from protos/drlc/agent/v1/agent.proto.
 
 Run after editing the .proto: ``python tools/gen_protos.py``. The generated modules are
 committed (the agent installs without grpcio-tools) and nobody edits them by hand.
@@ -16,7 +16,7 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "protos"
 PROTO = PROTO_ROOT / "drlc" / "agent" / "v1" / "agent.proto"
-OUT = ROOT / "device_agent" / "_proto"
+OUT = ROOT / "device_agent" / "contract" / "proto"
 
 
 def generate() -> list[Path]:

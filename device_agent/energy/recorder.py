@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from device_agent.energy import probe_all
-from device_agent.energy.base import (
+from device_agent.energy.probe import probe_all
+from device_agent.energy.meters.base import (
     MIN_RESOLUTION_STEPS,
     MIN_UPDATE_PERIODS,
     EnergyMeter,
@@ -29,11 +30,24 @@ from device_agent.energy.base import (
     MeterStatus,
     Sample,
 )
-from device_agent.results import EnergyFigure
 
 log = logging.getLogger(__name__)
 
 Marks = dict[str, Sample]
+
+
+@dataclass(frozen=True)
+class EnergyFigure:
+    """Joules one meter counted over one window (see ``figure``); a job's results carry them."""
+
+    meter: str
+    gross_j: float
+    window_s: float
+    below_resolution: bool
+    net_j: float | None = None
+    idle_power_w: float | None = None
+    n_items: int = 0
+    net_j_per_item: float | None = None
 
 
 def figure(

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.energy.base import EnergyMeter, MeterError
+import device_agent
+from device_agent.energy.meters.base import EnergyMeter, MeterError
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,6 @@ class SampledMeter(EnergyMeter):
 
 def start_sampler(formula: PowerFormula | list[str], period_s: float) -> subprocess.Popen:
     """The sampler process over sysfs files (a PowerFormula) or over a command that prints rails."""
-    import device_agent
-
     package_root = str(Path(device_agent.__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)

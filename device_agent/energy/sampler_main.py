@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from device_agent.energy.pmic_text import total_power_w
+from device_agent.energy.meters.pmic_text import total_power_w
 from device_agent.energy.sampler import PowerFormula, PowerIntegrator
 
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from device_agent.settings import OP_PROFILE_CALLS_ON
-from device_agent.validity import ValidityRule
+from device_agent.contract.settings import OP_PROFILE_CALLS_ON
+from device_agent.contract.validity import ValidityRule
 from host.agent_client import AgentClient, AgentUnreachableError
 from host.store.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors

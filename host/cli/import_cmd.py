@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from device_agent.envs import describe_env
+from device_agent.contract.envs import describe_env
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.errors import CheckpointError
 from host.policies.algorithms import NAMES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from device_agent.envs import describe_env
+from device_agent.contract.envs import describe_env
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.store.results_db import ModelRow
 

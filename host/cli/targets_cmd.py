@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from device_agent._proto import agent_pb2 as pb
+from device_agent.contract.proto import agent_pb2 as pb
 from host.agent_client import AgentClient, AgentUnreachableError
 from host.cli.common import HomeOption, console, user_errors
 from host.errors import DrlcError

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from device_agent.envs import describe_env
+from device_agent.contract.envs import describe_env
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.errors import DrlcError
 from host.policies.algorithms import NAMES

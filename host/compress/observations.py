@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.manifest import sha256_bytes
+from device_agent.contract.manifest import sha256_bytes
 from host.errors import CompressionError, DrlcError
 from host.policies.env_setup import EnvSetup
 

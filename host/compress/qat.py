@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from device_agent.manifest import ObsWrapper
-from device_agent.obs_wrappers import apply_wrapper
+from device_agent.contract.manifest import ObsWrapper
+from device_agent.contract.obs_wrappers import apply_wrapper
 from host.compress.int8_check import integer_kernels
 from host.compress.observations import actions
 from host.compress.qdq_builder import (

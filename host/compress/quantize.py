@@ -44,7 +44,7 @@ import numpy as np
 import onnx
 
 import host
-from device_agent.platform_facts import cpu_model_and_flags
+from device_agent.contract.platform_facts import cpu_model_and_flags
 from host.compress.int8_check import integer_kernels
 from host.compress.variant import Baseline, CompressionContext, MethodOutput
 from host.errors import CompressionError

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from device_agent.manifest import MANIFEST_KEY, ArtifactManifest, sha256_bytes
+from device_agent.contract.manifest import MANIFEST_KEY, ArtifactManifest, sha256_bytes
 from host.policies.env_setup import EnvSetup
 from host.compress.observations import HELD_OUT_SEED, ObservationSet, actions, collect_observations
 from host.errors import CompressionError

@@ -23,10 +23,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from device_agent.envs import env_option_names
-from device_agent.errors import AgentError
-from device_agent.manifest import ObsWrapper
-from device_agent.obs_wrappers import TIME_FEATURE
+from device_agent.contract.envs import env_option_names
+from device_agent.contract.errors import AgentError
+from device_agent.contract.manifest import ObsWrapper
+from device_agent.contract.obs_wrappers import TIME_FEATURE
 from host.errors import CheckpointError, SpaceMismatchError, UnsupportedPolicyError
 from host.policies.env_setup import EnvSetup
 

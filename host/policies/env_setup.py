@@ -20,10 +20,10 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from device_agent.envs import build_env, describe_env
-from device_agent.errors import AgentError
-from device_agent.manifest import ArtifactManifest, ObsWrapper
-from device_agent.obs_wrappers import OBS_WRAPPERS, TIME_FEATURE
+from device_agent.contract.envs import build_env, describe_env
+from device_agent.contract.errors import AgentError
+from device_agent.contract.manifest import ArtifactManifest, ObsWrapper
+from device_agent.contract.obs_wrappers import OBS_WRAPPERS, TIME_FEATURE
 from host.errors import CheckpointError, UnsupportedPolicyError
 from host.policies.zoo_files import zoo_yaml
 

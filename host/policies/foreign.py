@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.manifest import ObsWrapper, sha256_bytes, sha256_file
+from device_agent.contract.manifest import ObsWrapper, sha256_bytes, sha256_file
 from host.errors import ExportError, SpaceMismatchError
 from host.policies.cleanrl import cleanrl_actions, read_cleanrl
 from host.policies.env_choice import EnvSpaces, env_spaces

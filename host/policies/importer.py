@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import host
-from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
+from device_agent.contract.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.errors import ExportError
 from host.policies.algorithms import UnknownAlgorithmError, algorithm
 from host.policies.env_choice import check_spaces, env_spaces

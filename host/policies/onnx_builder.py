@@ -28,7 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import host
-from device_agent.manifest import INPUT_NAME, MANIFEST_KEY, OUTPUT_NAME, ArtifactManifest
+from device_agent.contract.manifest import INPUT_NAME, MANIFEST_KEY, OUTPUT_NAME, ArtifactManifest
 from host.errors import ExportError
 from host.policies.spec import PolicySpec
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import onnx
 from onnx import numpy_helper
 
-from device_agent.manifest import MANIFEST_KEY, ArtifactManifest
+from device_agent.contract.manifest import MANIFEST_KEY, ArtifactManifest
 from host.errors import ExportError
 from host.policies.spec import DenseLayer, ObsNorm, PolicySpec
 

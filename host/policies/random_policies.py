@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.envs import build_env
-from device_agent.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
+from device_agent.contract.envs import build_env
+from device_agent.contract.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
 from host.policies.onnx_builder import build_onnx
 from host.policies.spec import DenseLayer, PolicySpec
 

@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from device_agent.manifest import ObsNormalization
+from device_agent.contract.manifest import ObsNormalization
 from host.errors import ExportError
 
 ActionPostprocess = Literal["tanh_rescale", "clip", "none"]

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from device_agent.manifest import ArtifactManifest, sha256_bytes
+from device_agent.contract.manifest import ArtifactManifest, sha256_bytes
 from host.errors import StoreError
 from host.store.results_db import ModelRow, ResultsDB
 from host.store.workspace import Workspace

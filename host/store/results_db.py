@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from device_agent._proto import agent_pb2 as pb
-from device_agent.manifest import ArtifactManifest
+from device_agent.contract.proto import agent_pb2 as pb
+from device_agent.contract.manifest import ArtifactManifest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from device_agent.manifest import sha256_bytes
+from device_agent.contract.manifest import sha256_bytes
 from host.errors import DrlcError
 from host.policies.sb3.files import find_vecnormalize, resolve_checkpoint_path
 from host.store.artifacts import select_models

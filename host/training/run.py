@@ -34,9 +34,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from device_agent.envs import check_env_options
-from device_agent.errors import AgentError
-from device_agent.manifest import sha256_bytes
+from device_agent.contract.envs import check_env_options
+from device_agent.contract.errors import AgentError
+from device_agent.contract.manifest import sha256_bytes
 from host.errors import DrlcError
 from host.policies.algorithms import UnknownAlgorithmError, algorithm
 from host.policies.importer import ExportedPolicy, export_model

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from device_agent._proto import agent_pb2 as pb
+from device_agent.contract.proto import agent_pb2 as pb
 from host.store.artifacts import store_artifact
 from host.cli import common
 from host.cli.common import warnings_to_log

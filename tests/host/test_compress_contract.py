@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device_agent.validation import check_model_bytes
+from device_agent.store.validation import check_model_bytes
 from host.compress import METHODS, make_variant, method_config
 from host.compress.observations import actions
 from host.compress.variant import Baseline, CompressionContext

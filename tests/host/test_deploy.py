@@ -7,11 +7,11 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from device_agent._proto import agent_pb2 as pb
+from device_agent.contract.proto import agent_pb2 as pb
 from host.agent_client import AgentClient
 from host.store.artifacts import store_artifact
 from host.cli.main import app
-from device_agent.validity import ValidityRule
+from device_agent.contract.validity import ValidityRule
 from host.deploy import DeployConfig, deploy, plan_session, profile_settings, run_job, settings_key
 from host.profiles import TargetProfile
 from host.store.results_db import ResultsDB

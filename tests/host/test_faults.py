@@ -6,7 +6,7 @@ import sqlite3
 import threading
 import time
 
-from device_agent.validity import ValidityRule
+from device_agent.contract.validity import ValidityRule
 from host.store.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy
 from host.local_agent import local_agent

@@ -13,9 +13,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from device_agent._proto import agent_pb2 as pb
-from device_agent._proto import agent_pb2_grpc
-from device_agent.server import SERVICE_NAME
+from device_agent.contract.proto import agent_pb2 as pb
+from device_agent.contract.proto import agent_pb2_grpc
+from device_agent.contract.wire import SERVICE_NAME
 from host.agent_client import AgentClient, ClientSecurity
 from host.store.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy

@@ -118,9 +118,9 @@ def test_jetson_profiles_tensorrt_options_reach_the_provider(tmp_path) -> None:
     the boundary; what InferenceSession does with them needs a Jetson)."""
     from pathlib import Path
 
-    from device_agent.convert import settings_from_proto
-    from device_agent.providers import TENSORRT, provider_options
-    from device_agent.settings import MeasurementSettings
+    from device_agent.contract.settings import settings_from_proto
+    from device_agent.measure.providers import TENSORRT, provider_options
+    from device_agent.contract.settings import MeasurementSettings
     from host.deploy import DeployConfig, latency_round_settings, profile_settings
     from host.profiles import load_profile
 

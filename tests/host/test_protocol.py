@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.validity import ValidityRule
+from device_agent.contract.validity import ValidityRule
 from host.store.artifacts import store_artifact
 from host.deploy import DeployConfig, deploy, judge
 from host.profiles import TargetProfile

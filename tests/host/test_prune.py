@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from device_agent.validation import check_model_bytes
+from device_agent.store.validation import check_model_bytes
 from host.compress import make_variant, method_config
 from host.compress.prune import PruneConfig, pruned_width
 from host.compress.variant import Baseline, CompressionContext

@@ -16,8 +16,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from device_agent.manifest import sha256_file
-from device_agent.validation import check_model_bytes
+from device_agent.contract.manifest import sha256_file
+from device_agent.store.validation import check_model_bytes
 from host.compress import make_variant, method_config
 from host.compress.int8_check import integer_kernels, optimized_graph
 from host.compress.observations import actions

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from device_agent.validation import check_model_bytes
+from device_agent.store.validation import check_model_bytes
 from host.compress import make_variant, method_config
 from host.compress.int8_check import INTEGER_OP_TYPES, integer_kernels, op_type_counts, optimized_graph
 from host.compress.observations import session

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from device_agent.validity import ValidityRule
+from device_agent.contract.validity import ValidityRule
 from host.store.artifacts import store_artifact
 from host.cli.main import app
 from host.decision import Change, Keep

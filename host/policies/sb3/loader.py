@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device_agent.manifest import ObsWrapper, sha256_file
+from device_agent.contract.manifest import ObsWrapper, sha256_file
 from host.errors import CheckpointError, SpaceMismatchError
 from host.policies.algorithms import UnknownAlgorithmError, algorithm
 from host.policies.env_choice import EnvSpaces, choose_env

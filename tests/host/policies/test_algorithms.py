@@ -7,7 +7,7 @@ import re
 import pytest
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from device_agent.manifest import ArtifactManifest
+from device_agent.contract.manifest import ArtifactManifest
 from host.policies.algorithms import ALGORITHMS, NAMES, UnknownAlgorithmError, algorithm
 from host.training.run import STUDY_ALGOS
 

@@ -20,7 +20,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from typer.testing import CliRunner
 
-from device_agent.manifest import ObsWrapper
+from device_agent.contract.manifest import ObsWrapper
 from host.cli.main import app
 from host.errors import CheckpointError, SpaceMismatchError, UnsupportedPolicyError
 from host.policies.env_choice import SpaceInfo, choose_env

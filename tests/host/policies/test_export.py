@@ -25,8 +25,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from torch import nn
 
-from device_agent.manifest import ArtifactManifest, sha256_bytes
-from device_agent.validation import check_model_bytes
+from device_agent.contract.manifest import ArtifactManifest, sha256_bytes
+from device_agent.store.validation import check_model_bytes
 from host.errors import CheckpointError, ExportError, SpaceMismatchError, UnsupportedPolicyError
 from host.policies.env_choice import choose_env
 from host.policies.importer import baseline_manifest, export_model, import_checkpoint, sample_observations

@@ -16,8 +16,8 @@ import onnxruntime as ort
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from device_agent.manifest import ArtifactManifest, sha256_bytes
-from device_agent.validation import check_model_bytes
+from device_agent.contract.manifest import ArtifactManifest, sha256_bytes
+from device_agent.store.validation import check_model_bytes
 from host.policies.importer import import_checkpoint
 from host.policies.onnx_builder import read_manifest
 from host.policies.sb3.loader import load_checkpoint

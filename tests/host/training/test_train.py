@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from device_agent.validation import check_model_bytes
+from device_agent.store.validation import check_model_bytes
 from host.cli.main import app
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace

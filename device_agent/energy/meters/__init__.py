@@ -1,0 +1,1 @@
+"""One module per kind of energy meter; ``base`` is what they share."""

@@ -1,0 +1,1 @@
+"""The gRPC service: server, servicer (converts only), security, device info."""

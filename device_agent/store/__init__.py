@@ -1,0 +1,1 @@
+"""The device's model store: uploaded files, their checks, atomic writes."""

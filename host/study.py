@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from host.config_errors import describe
-from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
+from host.measure.config_errors import describe
+from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 from host.errors import DrlcError
 from host.results_db import ModelRow, ResultsDB
 
@@ -52,7 +52,7 @@ else:  # pragma: no cover
 if TYPE_CHECKING:
     from host.compress.variant import Variant
     from host.executors import Executor
-    from host.profiles import TargetProfile
+    from host.measure.profiles import TargetProfile
     from host.workspace import Workspace
 
 
@@ -500,7 +500,7 @@ def train_budget(policy: Any) -> int:
 
 
 def deploy_config(study: Study) -> Any:
-    from host.deploy import DeployConfig
+    from host.measure.deploy import DeployConfig
 
     return DeployConfig(
         n_episodes=study.episodes,
@@ -512,7 +512,7 @@ def deploy_config(study: Study) -> Any:
 
 
 def load_profiles(study: Study, profiles_dir: Path | None = None) -> list[TargetProfile]:
-    from host.profiles import find_profile, load_profile
+    from host.measure.profiles import find_profile, load_profile
 
     profiles = [load_profile(find_profile(name, profiles_dir)) for name in study.targets]
     local = [p.name for p in profiles if p.spawn_local]
@@ -562,7 +562,7 @@ def episode_seconds(db: ResultsDB, target: str, env_id: str) -> float | None:
 
 def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> StudyPlan:
     """What the study still has to do in this workspace, with an estimate of how long it takes."""
-    from host.deploy import deploy_key
+    from host.measure.deploy import deploy_key
 
     cfg = deploy_config(study)
     keys = {p.name: deploy_key(p, cfg) for p in profiles}
@@ -729,7 +729,7 @@ def _compress(
 
 def target_fingerprints(profiles: list[TargetProfile], workspace: Workspace) -> dict[str, str | Exception]:
     """Each target's device fingerprint, asked of its agent (a target that cannot be reached: the error)."""
-    from host.deploy import connect
+    from host.measure.deploy import connect
 
     out: dict[str, str | Exception] = {}
     for profile in profiles:
@@ -763,7 +763,7 @@ def _deploy_target(
 ) -> Any:
     """One target's deploy, on its group's thread: its own database connection (sqlite3 connections stay in
     their thread)."""
-    from host.deploy import deploy
+    from host.measure.deploy import deploy
 
     with ResultsDB(workspace.db_path) as db:
         return deploy(
@@ -922,7 +922,7 @@ def run_study(
 
 def study_rows(study: Study, db: ResultsDB) -> list[Any]:
     """The report rows of the study's baselines (and their variants) on the study's targets."""
-    from host.report import ReportFilter, collect_rows
+    from host.report.rows import ReportFilter, collect_rows
 
     baselines = tuple(row.sha256 for p in study.policies if (row := find_baseline(db, p)) is not None)
     if not baselines:
@@ -932,8 +932,8 @@ def study_rows(study: Study, db: ResultsDB) -> list[Any]:
 
 def write_study_report(study: Study, db: ResultsDB) -> list[Path]:
     """The study's report files: ``<name>.html`` (plots embedded), ``<name>.md`` and ``<name>.csv``."""
-    from host.report import device_infos, render_csv, render_markdown
-    from host.report_html import render_html
+    from host.report.rows import device_infos, render_csv, render_markdown
+    from host.report.html import render_html
 
     rows = study_rows(study, db)
     if not rows:

@@ -49,7 +49,7 @@ def main() -> int:
     from device_agent._proto import agent_pb2 as pb
     from device_agent.manifest import sha256_bytes
     from device_agent.server import create_server
-    from host.agent_client import AgentClient
+    from host.measure.agent_client import AgentClient
     from tests.device_agent.test_server import upload_bytes
 
     data, what = model_bytes(args.model)

@@ -36,10 +36,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from host.report import collect_rows, render_csv, render_markdown
-    from host.report_html import render_html
-    from host.recommend import recommendations
-    from host.report_stats import compare_all
+    from host.report.rows import collect_rows, render_csv, render_markdown
+    from host.report.html import render_html
+    from host.report.recommend import recommendations
+    from host.report.stats import compare_all
     from tests.synthetic_results import DEFAULT_TARGETS, fill, variants
     from host.results_db import ResultsDB
 
@@ -92,9 +92,9 @@ def main() -> None:
 
 def clear_caches() -> None:
     """Forget the comparisons, tables and sample moments kept from earlier, so each format pays for its own."""
-    import host.report
-    import host.report_stats
-    import host.report_tables
+    import host.report.rows
+    import host.report.stats
+    import host.report.tables
 
     host.report_stats._last = None
     host.report_tables._last = None

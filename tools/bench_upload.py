@@ -76,13 +76,13 @@ def main() -> None:
 
     from bench_common import BenchResult, finish, paired_ratio, spread
 
-    from host import agent_client
-    from host.agent_client import AgentClient
+    from host.measure import agent_client
+    from host.measure.agent_client import AgentClient
     from host.artifacts import store_artifact
     from device_agent.validity import ValidityRule
-    from host.deploy import DeployConfig, deploy
-    from host.local_agent import local_agent
-    from host.profiles import TargetProfile
+    from host.measure.deploy import DeployConfig, deploy
+    from host.measure.local_agent import local_agent
+    from host.measure.profiles import TargetProfile
     from host.results_db import ResultsDB
     from host.workspace import Workspace
     from tests.policies import random_policy

@@ -93,7 +93,7 @@ def main() -> None:
     from device_agent.platform_facts import cpu_model_and_flags
     from host.artifacts import select_models
     from host.compress.observations import collect_observations
-    from host.report import params_text
+    from host.report.rows import params_text
     from host.export.onnx_reader import spec_from_onnx
     from host.results_db import ResultsDB
     from host.workspace import Workspace

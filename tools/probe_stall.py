@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from device_agent._proto import agent_pb2 as pb  # noqa: E402
 from device_agent.server import create_server  # noqa: E402
 from device_agent.settings import AgentLimits  # noqa: E402
-from host.agent_client import AgentClient  # noqa: E402
+from host.measure.agent_client import AgentClient  # noqa: E402
 from tests.device_agent.test_server import paced_request, upload_bytes  # noqa: E402
 from tests.policies import random_policy  # noqa: E402
 

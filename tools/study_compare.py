@@ -36,7 +36,7 @@ def scores(comparisons: list, label: str) -> dict[str, dict[int, float]]:
 
 
 def compare_pair(comparisons: list, a: str, b: str) -> dict[str, object] | None:
-    from host.aggregates import improvement_interval, iqm_interval
+    from host.report.aggregates import improvement_interval, iqm_interval
 
     sa, sb = scores(comparisons, a), scores(comparisons, b)
     policies = sorted(set(sa) & set(sb))
@@ -60,8 +60,8 @@ def compare_pair(comparisons: list, a: str, b: str) -> dict[str, object] | None:
 
 
 def main() -> None:
-    from host.report import collect_rows
-    from host.report_stats import compare_all
+    from host.report.rows import collect_rows
+    from host.report.stats import compare_all
     from host.results_db import ResultsDB
     from host.workspace import Workspace
 

@@ -10,9 +10,9 @@ from rich.markup import escape
 
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.deploy import connect
+from host.measure.deploy import connect
 from host.errors import StoreError
-from host.profiles import find_profile, load_profile
+from host.measure.profiles import find_profile, load_profile
 
 
 def clean_command(

@@ -10,15 +10,15 @@ from rich.markup import escape
 
 from device_agent.settings import OP_PROFILE_CALLS_ON
 from device_agent.validity import ValidityRule
-from host.agent_client import AgentClient, AgentUnreachableError
+from host.measure.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
 from host.cli.deploy_progress import DeployProgress
-from host.deploy import DeployConfig, deploy
+from host.measure.deploy import DeployConfig, deploy
 from host.errors import DeviceError, StoreError
-from host.profiles import TargetProfile, find_profile, load_profile
-from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
-from host.until_decided import AUTO_EPISODES_CAP_DEFAULT, AUTO_EPISODES_START
+from host.measure.profiles import TargetProfile, find_profile, load_profile
+from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
+from host.measure.until_decided import AUTO_EPISODES_CAP_DEFAULT, AUTO_EPISODES_START
 
 
 def check_reachable(profile: TargetProfile, timeout_s: float) -> None:

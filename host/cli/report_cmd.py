@@ -18,7 +18,7 @@ from host.cli.common import (
 )
 from host.decision import NOISE_THRESHOLD
 from host.errors import DrlcError
-from host.report import (
+from host.report.rows import (
     ReportFilter,
     ReportFormat,
     ReportRow,
@@ -27,9 +27,9 @@ from host.report import (
     render_csv,
     render_markdown,
 )
-from host.report_noise import noise_lines
-from host.report_stats import Optimise
-from host.report_terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
+from host.report.noise import noise_lines
+from host.report.stats import Optimise
+from host.report.terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
 
 
 class ReportError(DrlcError):
@@ -158,7 +158,7 @@ def report_command(
         elif fmt is ReportFormat.html:
             if output is None:
                 raise ReportError("an HTML report is one file: give it a name with -o report.html")
-            from host.report_html import render_html
+            from host.report.html import render_html
 
             with console.status("drawing the plots..."):
                 text = render_html(
@@ -172,7 +172,7 @@ def report_command(
         elif fmt is ReportFormat.csv:
             text = render_csv(rows, noise_threshold)
         elif fmt is ReportFormat.json:
-            from host.report_json import job_records, render_json
+            from host.report.json_report import job_records, render_json
 
             text = render_json(rows, job_records(db, rows), optimise, noise_threshold, title)
         else:
@@ -200,7 +200,7 @@ def _gate(rows: list[ReportRow], names: list[str], threshold: float) -> None:
     """--require-keeps: every comparison of each named model must say "keeps"; else exit GATE_FAILED."""
     if not names:
         return
-    from host.report_stats import compare_all
+    from host.report.stats import compare_all
 
     comparisons = compare_all(rows, threshold)
     failed = []

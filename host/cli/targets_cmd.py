@@ -15,11 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from device_agent._proto import agent_pb2 as pb
-from host.agent_client import AgentClient, AgentUnreachableError
+from host.measure.agent_client import AgentClient, AgentUnreachableError
 from host.cli.common import HomeOption, console, user_errors
 from host.errors import DrlcError
-from host.local_agent import local_agent
-from host.profiles import TargetProfile, list_profiles, load_profile
+from host.measure.local_agent import local_agent
+from host.measure.profiles import TargetProfile, list_profiles, load_profile
 from host.workspace import Workspace
 
 

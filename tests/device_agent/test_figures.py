@@ -12,9 +12,9 @@ from device_agent import convert
 from device_agent._proto import agent_pb2 as pb
 from device_agent.runner import FLOOR_CALLS, measure_floor, open_floor_session
 from device_agent.settings import MeasurementSettings
-from host.agent_client import AgentClient
-from host.deploy import DeployConfig, profile_settings
-from host.profiles import MeasurementOverrides, TargetProfile
+from host.measure.agent_client import AgentClient
+from host.measure.deploy import DeployConfig, profile_settings
+from host.measure.profiles import MeasurementOverrides, TargetProfile
 from tests.policies import random_policy
 
 

@@ -19,7 +19,7 @@ from device_agent._proto import agent_pb2 as pb
 from device_agent.errors import InvalidRequestError
 from device_agent.server import create_server
 from device_agent.settings import AgentLimits, MeasurementSettings, effective_settings
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from tests.device_agent.test_server import (
     paced_request,
     process_gone,

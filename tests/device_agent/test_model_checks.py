@@ -15,7 +15,7 @@ from device_agent.errors import InvalidModelError
 from device_agent.manifest import sha256_bytes
 from device_agent.model_check import check_file
 from device_agent.validation import check_model_bytes
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from tests.device_agent.test_server import upload_bytes
 from tests.policies import random_policy
 

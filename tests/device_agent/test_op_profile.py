@@ -14,7 +14,7 @@ from device_agent.providers import TENSORRT, cached_engines, engine_cache_outcom
 from device_agent.runner import setup
 from device_agent.settings import MeasurementSettings, effective_settings, AgentLimits
 from device_agent.errors import InvalidRequestError
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from host.compress import make_variant, method_config
 from host.compress.variant import Baseline, CompressionContext
 from tests.device_agent.test_server import profile_request, upload_bytes

@@ -13,9 +13,9 @@ import pytest
 from device_agent._proto import agent_pb2 as pb
 from device_agent.errors import InvalidRequestError
 from device_agent.settings import AgentLimits, MeasurementSettings, effective_settings
-from host.agent_client import AgentClient
-from host.deploy import DeployConfig, profile_settings, settings_key
-from host.profiles import TargetProfile
+from host.measure.agent_client import AgentClient
+from host.measure.deploy import DeployConfig, profile_settings, settings_key
+from host.measure.profiles import TargetProfile
 from tests.device_agent.test_server import profile_request, upload_bytes
 from tests.policies import random_policy
 

@@ -10,7 +10,7 @@ import pytest
 from device_agent._proto import agent_pb2 as pb
 from device_agent.runner import FLOOR_CALLS
 from device_agent.server import create_server
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from host.errors import DeviceError
 from tests.policies import random_policy
 

@@ -8,9 +8,9 @@ import time
 
 from device_agent.validity import ValidityRule
 from host.artifacts import store_artifact
-from host.deploy import DeployConfig, deploy
-from host.local_agent import local_agent
-from host.profiles import MeasurementOverrides, TargetProfile
+from host.measure.deploy import DeployConfig, deploy
+from host.measure.local_agent import local_agent
+from host.measure.profiles import MeasurementOverrides, TargetProfile
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy

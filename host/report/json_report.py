@@ -11,9 +11,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from host.decision import ALPHA, KEEP_FRACTION, NOISE_THRESHOLD
-from host.recommend import Recommendation, headline, recommendations
-from host.report import ReportRow
-from host.report_stats import Comparison, MetricComparison, Optimise, compare_all
+from host.report.recommend import Recommendation, headline, recommendations
+from host.report.rows import ReportRow
+from host.report.stats import Comparison, MetricComparison, Optimise, compare_all
 from host.results_db import ResultsDB
 
 SCHEMA = "drlc.report/1"
@@ -140,7 +140,7 @@ def render_json(
     threshold: float = NOISE_THRESHOLD,
     title: str = "drlc report",
 ) -> str:
-    from host.aggregates import aggregate_record, aggregates
+    from host.report.aggregates import aggregate_record, aggregates
 
     comparisons = compare_all(rows, threshold)
     recs = recommendations(comparisons, optimise)

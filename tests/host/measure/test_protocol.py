@@ -12,8 +12,8 @@ import pytest
 
 from device_agent.validity import ValidityRule
 from host.artifacts import store_artifact
-from host.deploy import DeployConfig, deploy, judge
-from host.profiles import TargetProfile
+from host.measure.deploy import DeployConfig, deploy, judge
+from host.measure.profiles import TargetProfile
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy
@@ -143,7 +143,7 @@ def test_a_threshold_nothing_can_meet_spoils_every_job_with_bounded_retries(tmp_
             assert facts["reasons"][0].startswith("load average") and len(facts["load_avg_before"]) == 3
             assert facts["window"] in ("episodes", "latency phase")
             assert facts["window_s"] > 0 and "involuntary_switches" in facts
-        from host.report_noise import noise_lines
+        from host.report.noise import noise_lines
 
         (line,) = noise_lines(db)
         assert line.startswith("device loopback was noisy: 6 of 6 jobs") and "load average (6)" in line

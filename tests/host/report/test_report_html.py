@@ -20,10 +20,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from host.cli.main import app
-from host.report import collect_rows
-from host.report_html import render_html
-from host.report_plots import cost_plot, cost_span, not_measured, pareto_plot
-from host.report_stats import compare_all
+from host.report.rows import collect_rows
+from host.report.html import render_html
+from host.report.plots import cost_plot, cost_span, not_measured, pareto_plot
+from host.report.stats import compare_all
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.conftest import ROOT
@@ -94,8 +94,8 @@ def test_plots_leave_out_what_was_not_measured_and_say_it_once(results: Path) ->
 def test_plots_read_at_a_glance(results: Path) -> None:
     """Fixed cost scales, a front of variants that keep the return (labelled), one x range for pruning, a heat map
     centred on 1x with "not measured" cells distinct, and Table 1's mean inside its own rounded interval."""
-    from host.report_plots import latency_heatmap, pruning_plot
-    from host.report_tables import cross_quantization, quantization_table
+    from host.report.plots import latency_heatmap, pruning_plot
+    from host.report.tables import cross_quantization, quantization_table
 
     assert cost_span([1.004, 0.998]) == 1.25 and cost_span([0.7]) == 1.5 and cost_span([0.3, 1.1]) == 4.0
     with ResultsDB(Workspace.resolve().db_path) as db:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from host.agent_client import ClientSecurity
-from host.config_errors import describe
+from host.measure.agent_client import ClientSecurity
+from host.measure.config_errors import describe
 from host.errors import ProfileError
 
 if sys.version_info >= (3, 11):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from host.report_stats import Comparison, label_sort_key
+from host.report.stats import Comparison, label_sort_key
 
 BOOTSTRAP_REPS = 1000
 """Stratified bootstrap replications: enough for 95 % percentile CIs stable to a few % of their width, and a

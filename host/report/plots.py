@@ -30,8 +30,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from host.report import KEEP_FRACTION, PRUNING_METHODS
-from host.report_stats import Comparison, group, label_sort_key
+from host.report.rows import KEEP_FRACTION, PRUNING_METHODS
+from host.report.stats import Comparison, group, label_sort_key
 
 DPI = 96
 DPI_MANY = 80
@@ -605,7 +605,7 @@ def op_profile_plot(comparisons: Sequence[Comparison], target: str) -> Figure | 
     kernel taken off) stacked, then the rest of the call (the runtime around the kernels); the baseline's bar
     first so each variant's sits beside it. The runtime floor (p50) is a black tick on each bar: time left of it
     no compression removes. None when no model on this target has a profile."""
-    from host.op_breakdown import breakdown
+    from host.report.op_breakdown import breakdown
 
     panels = []
     for g in _groups(comparisons)[:MAX_PANELS]:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
 from host.errors import DrlcError
-from host.op_breakdown import baseline_line, breakdown, estimate_note, floor_text, why_line
-from host.recommend import Recommendation, headline, recommendations
-from host.report import ReportRow
-from host.report_stats import (
+from host.report.op_breakdown import baseline_line, breakdown, estimate_note, floor_text, why_line
+from host.report.recommend import Recommendation, headline, recommendations
+from host.report.rows import ReportRow
+from host.report.stats import (
     OBJECTIVE_TEXT,
     Comparison,
     Optimise,

@@ -37,7 +37,7 @@ from host.decision import (
     paired_ratio,
     verdict_word,
 )
-from host.report import KEEP_FRACTION, PRUNING_METHODS, Moments, ReportRow, meter_order, moments
+from host.report.rows import KEEP_FRACTION, PRUNING_METHODS, Moments, ReportRow, meter_order, moments
 
 
 class Verdict(str, Enum):

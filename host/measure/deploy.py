@@ -30,14 +30,19 @@ import grpc
 
 from device_agent._proto import agent_pb2 as pb
 from device_agent.validity import ValidityRule
-from host.agent_checks import AgentSentInvalidData, JobCheck, check_device_info
-from host.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
+from host.measure.agent_checks import AgentSentInvalidData, JobCheck, check_device_info
+from host.measure.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
 from host.errors import DeviceError
-from host.local_agent import local_agent
-from host.profiles import TargetProfile
-from host.protocol import EXTRA_ROUND_BASE, MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
+from host.measure.local_agent import local_agent
+from host.measure.profiles import TargetProfile
+from host.measure.protocol import (
+    EXTRA_ROUND_BASE,
+    MAX_SPOILED_RETRIES_DEFAULT,
+    ROUND_LATENCY_CALLS,
+    ROUNDS_DEFAULT,
+)
 from host.results_db import JobRow, ModelRow, ResultsDB, SessionRow
-from host.until_decided import plan_extension
+from host.measure.until_decided import plan_extension
 from host.workspace import Workspace
 
 

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from host.decision import ALPHA, NOISE_THRESHOLD
-from host.report import KEEP_FRACTION, ReportRow
-from host.report_stats import OBJECTIVE_TEXT, Comparison, Optimise
-from host.report_tables import Cell, Table, measurement_table, study_tables
+from host.report.rows import KEEP_FRACTION, ReportRow
+from host.report.stats import OBJECTIVE_TEXT, Comparison, Optimise
+from host.report.tables import Cell, Table, measurement_table, study_tables
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1500px;
@@ -122,7 +122,7 @@ def target_figures(
     comparisons: Sequence[Comparison], target: str, threshold: float = NOISE_THRESHOLD
 ) -> dict[str, bytes | None]:
     """PNG bytes of each of a target's plots (None: nothing to plot), by kind."""
-    from host import report_plots as plots
+    from host.report import plots
 
     comps = [c for c in comparisons if c.row.target == target]
     figures = {
@@ -169,8 +169,8 @@ def answer_html(
     rows: Sequence[ReportRow], optimise: Optimise, threshold: float, columns: Sequence[str] | None = None
 ) -> str:
     """The verdict lines and the compact table per (policy, device): the same as the terminal report's."""
-    from host.recommend import headline
-    from host.report_terminal import DEFAULT_COLUMNS, WHY_TITLE, answer
+    from host.report.recommend import headline
+    from host.report.terminal import DEFAULT_COLUMNS, WHY_TITLE, answer
 
     a = answer(list(rows), optimise, threshold, columns or DEFAULT_COLUMNS)
     parts = ['<h2 id="answer">The answer</h2><ul class="verdicts">']
@@ -217,7 +217,7 @@ def render_html(
     :param progress: called with the name of each plot as it is drawn (plots take most of the time)
     :param columns: the compact tables' columns (``--columns``/``--wide``; default: the terminal's)
     """
-    from host import report_plots as plots
+    from host.report import plots
 
     note = progress or (lambda _: None)
     optimise = Optimise(optimise)

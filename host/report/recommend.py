@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from host.decision import KEEP_FRACTION, Change, Keep
-from host.report import ReportRow
-from host.report_stats import OBJECTIVE_TEXT, Comparison, Optimise, group
+from host.report.rows import ReportRow
+from host.report.stats import OBJECTIVE_TEXT, Comparison, Optimise, group
 
 
 @dataclass(frozen=True)

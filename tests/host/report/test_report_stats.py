@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from host.report import ReportFilter, ReportRow, latency_phase_batches, return_stats
-from host.report_plots import pareto_front
+from host.report.rows import ReportFilter, ReportRow, latency_phase_batches, return_stats
+from host.report.plots import pareto_front
 from host.decision import Change, Keep
-from host.recommend import recommend
-from host.report_stats import (
+from host.report.recommend import recommend
+from host.report.stats import (
     Optimise,
     Verdict,
     compare,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from host.artifacts import store_artifact
 from host.cli.main import app
-from host.op_breakdown import Breakdown, breakdown, floor_text, group_deltas, why_line
+from host.report.op_breakdown import Breakdown, breakdown, floor_text, group_deltas, why_line
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy
@@ -45,7 +45,7 @@ def test_deploy_with_op_profile_then_the_why_line(drlc_home) -> None:
     assert all('"op_profile":' not in s for (s,) in conn.execute("SELECT summary FROM jobs"))
 
     # the floor is timed in round 0 alone: the report finds it there, whichever round came last
-    from host.report import collect_rows
+    from host.report.rows import collect_rows
 
     with ResultsDB(workspace.db_path) as db:
         assert all(row.floor_p50_us > 0 for row in collect_rows(db))
@@ -121,10 +121,10 @@ def test_jetson_profiles_tensorrt_options_reach_the_provider(tmp_path) -> None:
     from device_agent.convert import settings_from_proto
     from device_agent.providers import TENSORRT, provider_options
     from device_agent.settings import MeasurementSettings
-    from host.deploy import DeployConfig, latency_round_settings, profile_settings
-    from host.profiles import load_profile
+    from host.measure.deploy import DeployConfig, latency_round_settings, profile_settings
+    from host.measure.profiles import load_profile
 
-    profile = load_profile(Path(__file__).resolve().parents[2] / "profiles" / "jetson-orin.toml")
+    profile = load_profile(Path(__file__).resolve().parents[3] / "profiles" / "jetson-orin.toml")
     profile = profile.model_copy(update={"execution_providers": [TENSORRT, "CPUExecutionProvider"]})
     wire = profile_settings(profile, DeployConfig(op_profile_calls=500))
     assert wire.trt_engine_cache and wire.HasField("trt_fp16") and wire.op_profile_calls == 500

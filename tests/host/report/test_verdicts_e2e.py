@@ -18,10 +18,10 @@ from device_agent.validity import ValidityRule
 from host.artifacts import store_artifact
 from host.cli.main import app
 from host.decision import Change, Keep
-from host.deploy import DeployConfig, deploy
-from host.profiles import find_profile, load_profile
-from host.report import collect_rows
-from host.report_stats import Comparison, compare_all
+from host.measure.deploy import DeployConfig, deploy
+from host.measure.profiles import find_profile, load_profile
+from host.report.rows import collect_rows
+from host.report.stats import Comparison, compare_all
 from host.results_db import ModelRow, ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy

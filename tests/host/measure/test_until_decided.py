@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from host.decision import Keep, non_inferiority
-from host.until_decided import MIN_STEP, plan_extension
+from host.measure.until_decided import MIN_STEP, plan_extension
 
 
 def seeded(values: np.ndarray, start: int = 0) -> dict[int, float]:
@@ -71,8 +71,8 @@ def test_episodes_auto_on_a_real_agent_extends_an_undecided_variant(zoo_dir: Pat
     from typer.testing import CliRunner
 
     from host.cli.main import app
-    from host.report import collect_rows
-    from host.report_stats import compare_all
+    from host.report.rows import collect_rows
+    from host.report.stats import compare_all
     from host.results_db import ResultsDB
     from host.workspace import Workspace
 

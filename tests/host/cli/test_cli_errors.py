@@ -28,7 +28,7 @@ from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 

@@ -8,12 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from device_agent._proto import agent_pb2 as pb
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from host.artifacts import store_artifact
 from host.cli.main import app
 from device_agent.validity import ValidityRule
-from host.deploy import DeployConfig, deploy, plan_session, profile_settings, run_job, settings_key
-from host.profiles import TargetProfile
+from host.measure.deploy import DeployConfig, deploy, plan_session, profile_settings, run_job, settings_key
+from host.measure.profiles import TargetProfile
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy
@@ -128,7 +128,7 @@ def test_failed_job_is_reported(tmp_path, agent) -> None:
 )
 def test_profile_loader_rejects_bad_files(tmp_path, bad: str) -> None:
     from host.errors import ProfileError
-    from host.profiles import load_profile
+    from host.measure.profiles import load_profile
 
     path = tmp_path / "pi5.toml"
     path.write_text(bad)
@@ -137,7 +137,7 @@ def test_profile_loader_rejects_bad_files(tmp_path, bad: str) -> None:
 
 
 def test_shipped_profiles_load() -> None:
-    from host.profiles import list_profiles, load_profile
+    from host.measure.profiles import list_profiles, load_profile
 
     profiles = {p.stem: load_profile(p) for p in list_profiles()}
     assert profiles["local"].spawn_local
@@ -145,7 +145,7 @@ def test_shipped_profiles_load() -> None:
 
 def test_profile_security_reads_token_from_env_and_files(tmp_path, monkeypatch) -> None:
     from host.errors import ProfileError
-    from host.profiles import load_profile
+    from host.measure.profiles import load_profile
 
     path = tmp_path / "robot.toml"
     path.write_text(

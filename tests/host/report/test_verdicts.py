@@ -19,7 +19,7 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from host.aggregates import improvement_interval, iqm_interval, probability_of_improvement
+from host.report.aggregates import improvement_interval, iqm_interval, probability_of_improvement
 from host.cli.main import app
 from host.decision import (
     ALPHA,
@@ -30,9 +30,9 @@ from host.decision import (
     non_inferiority,
     paired_ratio,
 )
-from host.recommend import recommend
-from host.report import ReportRow, energy_per_item, return_stats
-from host.report_stats import Optimise, compare, compare_all
+from host.report.recommend import recommend
+from host.report.rows import ReportRow, energy_per_item, return_stats
+from host.report.stats import Optimise, compare, compare_all
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.synthetic_results import Target, fill
@@ -476,7 +476,7 @@ def test_report_json_through_the_cli(drlc_home: Path, tmp_path: Path) -> None:
 def test_spoiled_rounds_are_left_out_and_old_jobs_get_no_latency_verdict(tmp_path: Path) -> None:
     """A round that validity checks spoiled never enters a timing figure, even when it would decide the verdict;
     a database from before sessions gives "undecided" latency, never a p-value over episodes."""
-    from host.report import collect_rows
+    from host.report.rows import collect_rows
 
     with ResultsDB(tmp_path / "r.db") as db:
         fill(db, n_policies=1, targets=(Target("pi", 400.0, False),), n_rounds=4, session="s1")

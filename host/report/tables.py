@@ -14,9 +14,9 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from host.decision import ALPHA, NOISE_THRESHOLD
-from host.recommend import Recommendation, headline, recommendations
-from host.report import KEEP_FRACTION, PRUNING_METHODS, ReportRow
-from host.report_stats import (
+from host.report.recommend import Recommendation, headline, recommendations
+from host.report.rows import KEEP_FRACTION, PRUNING_METHODS, ReportRow
+from host.report.stats import (
     OBJECTIVE_TEXT,
     Comparison,
     Optimise,
@@ -325,7 +325,7 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
 
 def across_policies_table(comparisons: Sequence[Comparison], target: str) -> Table:
     """Per variant, across the policies measured on ``target``: rliable's IQM and probability of improvement."""
-    from host.aggregates import aggregates, fmt
+    from host.report.aggregates import aggregates, fmt
 
     table = Table(
         f"Across policies on {target}: interquartile mean and probability of improvement (rliable)",

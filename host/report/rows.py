@@ -24,7 +24,7 @@ from device_agent.envs import describe_env
 from device_agent.manifest import ObsWrapper
 from device_agent.stats import ReturnStats, t_quantile_975
 from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
-from host.protocol import EXTRA_ROUND_BASE
+from host.measure.protocol import EXTRA_ROUND_BASE
 from host.results_db import ResultsDB
 
 PRUNING_METHODS = ("l1", "l2")
@@ -689,8 +689,8 @@ def render_markdown(
 ) -> str:
     """The answer (verdict lines and compact tables, ``columns`` as the terminal's), the study's tables
     (recommendations, Tables 1-3, per target and side by side), then every measurement, one table per target."""
-    from host.report_tables import study_markdown
-    from host.report_terminal import DEFAULT_COLUMNS, answer_markdown
+    from host.report.tables import study_markdown
+    from host.report.terminal import DEFAULT_COLUMNS, answer_markdown
 
     out = [f"# {title}", ""] if title else []
     out += answer_markdown(rows, optimise, threshold, columns or DEFAULT_COLUMNS)
@@ -747,7 +747,7 @@ measured on the same target)."""
 
 
 def render_csv(rows: list[ReportRow], threshold: float = NOISE_THRESHOLD) -> str:
-    from host.report_stats import compare_all
+    from host.report.stats import compare_all
 
     comparisons = {
         (c.row.target, c.row.sha256, c.row.target_fingerprint, c.row.settings_key): c

@@ -16,11 +16,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from device_agent._proto import agent_pb2 as pb
 from device_agent._proto import agent_pb2_grpc
 from device_agent.server import SERVICE_NAME
-from host.agent_client import AgentClient, ClientSecurity
+from host.measure.agent_client import AgentClient, ClientSecurity
 from host.artifacts import store_artifact
-from host.deploy import DeployConfig, deploy
+from host.measure.deploy import DeployConfig, deploy
 from host.errors import DrlcError, ProfileError
-from host.profiles import TargetProfile
+from host.measure.profiles import TargetProfile
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy

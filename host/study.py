@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from host.compress.methods import INT8_METHODS, METHOD_NAMES, PRUNING_METHODS
 from host.measure.config_errors import describe
 from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 from host.errors import DrlcError
@@ -60,9 +61,8 @@ class StudyError(DrlcError):
     """A study file is malformed, names something that does not exist, or a phase of the study failed."""
 
 
-ALL_METHODS = ("ptdq", "ptsq", "qat", "l1", "l2")
-INT8_METHODS = ("ptdq", "ptsq", "qat")
-PRUNE_METHODS = ("l1", "l2")
+ALL_METHODS = METHOD_NAMES
+PRUNE_METHODS = PRUNING_METHODS
 
 # Rough costs for the dry run's estimate when the workspace has no history to go by (2-core x86 VM).
 EST_IMPORT_S = 8.0
@@ -932,8 +932,11 @@ def study_rows(study: Study, db: ResultsDB) -> list[Any]:
 
 def write_study_report(study: Study, db: ResultsDB) -> list[Path]:
     """The study's report files: ``<name>.html`` (plots embedded), ``<name>.md`` and ``<name>.csv``."""
-    from host.report.rows import device_infos, render_csv, render_markdown
+    from host.report.analysis import analyse
+    from host.report.csv_report import render_csv
     from host.report.html import render_html
+    from host.report.markdown import render_markdown
+    from host.report.rows import device_infos
 
     rows = study_rows(study, db)
     if not rows:
@@ -942,16 +945,13 @@ def write_study_report(study: Study, db: ResultsDB) -> list[Path]:
         )
     study.report_dir.mkdir(parents=True, exist_ok=True)
     title = f"drlc study: {study.name}"
+    analysis = analyse(rows, study.optimise)
     files = {
         f"{study.name}.html": render_html(
-            rows,
-            title=title,
-            optimise=study.optimise,
-            description=study.description,
-            devices=device_infos(db, rows),
+            analysis, title=title, description=study.description, devices=device_infos(db, rows)
         ),
-        f"{study.name}.md": render_markdown(rows, optimise=study.optimise, title=title),
-        f"{study.name}.csv": render_csv(rows),
+        f"{study.name}.md": render_markdown(analysis, title=title),
+        f"{study.name}.csv": render_csv(analysis),
     }
     out = []
     for name, text in files.items():

@@ -15,6 +15,7 @@ from rich.table import Table
 from host.artifacts import select_models, store_artifact
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
 from host.compress import make_variant, method_config
+from host.compress.methods import METHOD_NAMES
 from host.compress.sweep import PlannedVariant, SweepConfig, plan, recipe_key, run_sweep
 from host.compress.variant import Baseline, Variant
 from host.errors import CompressionError, DrlcError
@@ -22,12 +23,8 @@ from host.results_db import ModelRow, ResultsDB
 from host.workspace import Workspace
 
 
-class Method(str, Enum):
-    ptdq = "ptdq"
-    ptsq = "ptsq"
-    qat = "qat"
-    l1 = "l1"
-    l2 = "l2"
+Method = Enum("Method", {name: name for name in METHOD_NAMES}, type=str)  # type: ignore[misc]
+"""--method's choices: the registry's vocabulary (host.compress.methods)."""
 
 
 def parse_opts(items: list[str] | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from host.report.stats import Comparison, label_sort_key
 
@@ -64,7 +65,7 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _iqm(scores: np.ndarray) -> float:
-    from rliable import metrics
+    from rliable import metrics  # heavy (about a second to import): only reports across policies need it
 
     return float(metrics.aggregate_iqm(scores))
 
@@ -83,8 +84,6 @@ def _percentile(samples: np.ndarray, point: float) -> Estimate:
 
 def iqm_interval(scores: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED) -> Estimate:
     """IQM of a (runs, tasks) matrix with its stratified-bootstrap 95 % percentile CI."""
-    from scipy import stats
-
     boot = _resample(scores, reps, np.random.default_rng(seed)).reshape(reps, -1)
     return _percentile(stats.trim_mean(boot, 0.25, axis=1), _iqm(scores))
 

@@ -13,10 +13,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from host.decision import ALPHA, NOISE_THRESHOLD
-from host.report.rows import KEEP_FRACTION, ReportRow
-from host.report.stats import OBJECTIVE_TEXT, Comparison, Optimise
-from host.report.tables import Cell, Table, measurement_table, study_tables
+from host.decision import ALPHA, KEEP_FRACTION, NOISE_THRESHOLD
+from host.report import plots
+from host.report.analysis import Analysis
+from host.report.recommend import headline
+from host.report.stats import OBJECTIVE_TEXT, Comparison
+from host.report.tables import Cell, Table, measurement_table
+from host.report.terminal import DEFAULT_COLUMNS, WHY_TITLE, answer
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1500px;
@@ -122,8 +125,6 @@ def target_figures(
     comparisons: Sequence[Comparison], target: str, threshold: float = NOISE_THRESHOLD
 ) -> dict[str, bytes | None]:
     """PNG bytes of each of a target's plots (None: nothing to plot), by kind."""
-    from host.report import plots
-
     comps = [c for c in comparisons if c.row.target == target]
     figures = {
         "pruning": plots.pruning_plot(comps, target),
@@ -165,14 +166,9 @@ def devices_html(devices: dict[str, dict[str, Any]]) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def answer_html(
-    rows: Sequence[ReportRow], optimise: Optimise, threshold: float, columns: Sequence[str] | None = None
-) -> str:
+def answer_html(analysis: Analysis, columns: Sequence[str] | None = None) -> str:
     """The verdict lines and the compact table per (policy, device): the same as the terminal report's."""
-    from host.report.recommend import headline
-    from host.report.terminal import DEFAULT_COLUMNS, WHY_TITLE, answer
-
-    a = answer(list(rows), optimise, threshold, columns or DEFAULT_COLUMNS)
+    a = answer(analysis, columns or DEFAULT_COLUMNS)
     parts = ['<h2 id="answer">The answer</h2><ul class="verdicts">']
     parts += [
         f"<li><b>{_e(r.base.model)} on {_e(r.target)}</b>: {_e(headline(r))}</li>" for r in a.recommendations
@@ -202,13 +198,11 @@ def answer_html(
 
 
 def render_html(
-    rows: Sequence[ReportRow],
+    analysis: Analysis,
     title: str = "drlc report",
-    optimise: str | Optimise = Optimise.latency,
     description: str = "",
     devices: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
-    threshold: float = NOISE_THRESHOLD,
     columns: Sequence[str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
@@ -217,11 +211,9 @@ def render_html(
     :param progress: called with the name of each plot as it is drawn (plots take most of the time)
     :param columns: the compact tables' columns (``--columns``/``--wide``; default: the terminal's)
     """
-    from host.report import plots
-
     note = progress or (lambda _: None)
-    optimise = Optimise(optimise)
-    tables = study_tables(rows, optimise, threshold)
+    rows, optimise, threshold = analysis.rows, analysis.optimise, analysis.threshold
+    tables = analysis.tables
     n_policies = len({r.baseline_sha256 for r in rows})
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body: list[str] = [f"<h1>{_e(title)}</h1>"]
@@ -232,7 +224,7 @@ def render_html(
         f"target{'s' if len(tables.targets) != 1 else ''} ({_e(', '.join(tables.targets))}); generated {generated} "
         f"by drlc-host report.</p>"
     )
-    body.append(answer_html(rows, optimise, threshold, columns))
+    body.append(answer_html(analysis, columns))
     toc = [
         '<nav><ul><li><a href="#answer">The answer</a></li><li><a href="#how">How to read this report</a></li>'
     ]

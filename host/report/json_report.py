@@ -10,10 +10,13 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from host.decision import ALPHA, KEEP_FRACTION, NOISE_THRESHOLD
-from host.report.recommend import Recommendation, headline, recommendations
+from host.decision import ALPHA, KEEP_FRACTION
+from host.report.aggregates import aggregate_record, aggregates
+from host.report.analysis import Analysis
+from host.report.recommend import Recommendation, headline
 from host.report.rows import ReportRow
-from host.report.stats import Comparison, MetricComparison, Optimise, compare_all
+from host.report.summary import JobSummary
+from host.report.stats import Comparison, MetricComparison
 from host.results_db import ResultsDB
 
 SCHEMA = "drlc.report/1"
@@ -30,36 +33,28 @@ def job_records(db: ResultsDB, rows: Sequence[ReportRow]) -> list[dict[str, Any]
     if not wanted:
         return []
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        query = (
-            "SELECT job_id, model_sha256, target, target_fingerprint, settings_key, session_id, round, spoiled,"
-            f" validity, state, summary, created_at, finished_at FROM jobs WHERE job_id IN ({marks})"
-        )
-        for j in db.conn.execute(query, chunk):
-            summary = json.loads(j["summary"]) if j["summary"] else {}
-            inference = summary.get("inference", {})
-            try:
-                validity = json.loads(j["validity"]) if j["validity"] else None
-            except ValueError:
-                validity = j["validity"]
-            found[j["job_id"]] = {
-                "job_id": j["job_id"],
-                "sha256": j["model_sha256"],
-                "target": j["target"],
-                "target_fingerprint": j["target_fingerprint"],
-                "settings_key": j["settings_key"],
-                "session_id": j["session_id"],
-                "round": j["round"],
-                "spoiled": bool(j["spoiled"]),
-                "validity": validity,
-                "state": j["state"],
-                "p50_us": _num(float(inference["p50_ns"]) / 1e3) if "p50_ns" in inference else None,
-                "p99_us": _num(float(inference["p99_ns"]) / 1e3) if "p99_ns" in inference else None,
-                "created_at": j["created_at"],
-                "finished_at": j["finished_at"],
-            }
+    for j in db.jobs_by_id(wanted):
+        summary = JobSummary.parse(j["summary"])
+        try:
+            validity = json.loads(j["validity"]) if j["validity"] else None
+        except ValueError:
+            validity = j["validity"]
+        found[j["job_id"]] = {
+            "job_id": j["job_id"],
+            "sha256": j["model_sha256"],
+            "target": j["target"],
+            "target_fingerprint": j["target_fingerprint"],
+            "settings_key": j["settings_key"],
+            "session_id": j["session_id"],
+            "round": j["round"],
+            "spoiled": bool(j["spoiled"]),
+            "validity": validity,
+            "state": j["state"],
+            "p50_us": _num(summary.p50_us),
+            "p99_us": _num(summary.p99_us),
+            "created_at": j["created_at"],
+            "finished_at": j["finished_at"],
+        }
     names = {r.sha256: r.model for r in rows}
     return [found[j] | {"model": names.get(found[j]["sha256"])} for j in wanted if j in found]
 
@@ -133,17 +128,11 @@ def recommendation_record(r: Recommendation) -> dict[str, Any]:
     }
 
 
-def render_json(
-    rows: list[ReportRow],
-    jobs: list[dict[str, Any]],
-    optimise: Optimise = Optimise.latency,
-    threshold: float = NOISE_THRESHOLD,
-    title: str = "drlc report",
-) -> str:
-    from host.report.aggregates import aggregate_record, aggregates
-
-    comparisons = compare_all(rows, threshold)
-    recs = recommendations(comparisons, optimise)
+def render_json(analysis: Analysis, jobs: list[dict[str, Any]], title: str = "drlc report") -> str:
+    """The JSON document: rules, recommendations, comparisons, aggregates across policies and ``jobs``
+    (:func:`job_records`)."""
+    comparisons, recs = analysis.comparisons, analysis.recommendations
+    optimise, threshold = analysis.optimise, analysis.threshold
     document = {
         "schema": SCHEMA,
         "title": title,

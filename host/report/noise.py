@@ -7,7 +7,6 @@ most common reasons, so nobody reads a comparison from a noisy device without kn
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 from host.results_db import ResultsDB
@@ -20,11 +19,8 @@ def noise_lines(db: ResultsDB, targets: set[str] | None = None) -> list[str]:
         if spoiled == 0 or (targets is not None and target not in targets):
             continue
         reasons: Counter[str] = Counter()
-        rows = db.conn.execute(
-            "SELECT validity FROM jobs WHERE target=? AND spoiled=1 AND validity IS NOT NULL", (target,)
-        )
-        for (text,) in rows:
-            for reason in json.loads(text).get("reasons", []):
+        for validity in db.spoiled_validity(target):
+            for reason in validity.get("reasons", []):
                 reasons[" ".join(reason.split()[:2]).rstrip(":")] += (
                     1  # its kind: "cpu steal", "load average"
                 )

@@ -25,12 +25,15 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from host.report.rows import KEEP_FRACTION, PRUNING_METHODS
+from host.report.op_breakdown import breakdown
+from host.compress.methods import BASELINE, METHOD_NAMES, PRUNING_METHODS
+from host.decision import KEEP_FRACTION
 from host.report.stats import Comparison, group, label_sort_key
 
 DPI = 96
@@ -42,15 +45,16 @@ MAX_PANELS = 12
 MAX_LEGEND = 12
 MAX_HEATMAP_ROWS = 60
 """Beyond this many (policy, target) rows the heat map shows each target's median over policies."""
-METHOD_MARKERS = {"baseline": "*", "ptdq": "o", "ptsq": "s", "qat": "D", "l1": "^", "l2": "v"}
-METHOD_COLOURS = {
-    "baseline": "#000000",
-    "ptdq": "#1f77b4",
-    "ptsq": "#ff7f0e",
-    "qat": "#2ca02c",
-    "l1": "#d62728",
-    "l2": "#9467bd",
-}
+METHOD_MARKERS = dict(zip((BASELINE, *METHOD_NAMES), ("*", "o", "s", "D", "^", "v", "P", "X"), strict=False))
+"""A marker per method, in the vocabulary's order (the baseline a star)."""
+METHOD_COLOURS = dict(
+    zip(
+        (BASELINE, *METHOD_NAMES),
+        ("#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"),
+        strict=False,
+    )
+)
+"""A colour per method, in the vocabulary's order (the baseline black)."""
 
 
 def png(fig: Figure) -> bytes:
@@ -178,8 +182,6 @@ def pruning_plot(comparisons: Sequence[Comparison], target: str) -> Figure | Non
 
 def _median_band(ax: Axes, curves: list[np.ndarray]) -> None:
     """Every curve thin (one LineCollection), the median across them bold and their interquartile band."""
-    from matplotlib.collections import LineCollection
-
     ax.add_collection(LineCollection(curves, colors="#7a7a7a", linewidths=0.6, alpha=0.35))
     xs = sorted({float(x) for c in curves for x in c[:, 0]})
     columns = [[float(c[c[:, 0] == x, 1][0]) for c in curves if np.any(c[:, 0] == x)] for x in xs]
@@ -309,8 +311,6 @@ def cost_plot(comparisons: Sequence[Comparison], target: str, threshold: float =
 
 def _spread(ax: Axes, points: list[tuple[float, float]]) -> None:
     """Per variant (x rounded to its column): min-max thin, interquartile range thick, the median as a tick."""
-    from matplotlib.collections import LineCollection
-
     per_label: dict[int, list[float]] = {}
     for x, y in points:
         per_label.setdefault(round(x), []).append(y)
@@ -605,8 +605,6 @@ def op_profile_plot(comparisons: Sequence[Comparison], target: str) -> Figure | 
     kernel taken off) stacked, then the rest of the call (the runtime around the kernels); the baseline's bar
     first so each variant's sits beside it. The runtime floor (p50) is a black tick on each bar: time left of it
     no compression removes. None when no model on this target has a profile."""
-    from host.report.op_breakdown import breakdown
-
     panels = []
     for g in _groups(comparisons)[:MAX_PANELS]:
         bars = [

@@ -25,6 +25,7 @@ from scipy import special
 
 from host.decision import (
     ALPHA,
+    KEEP_FRACTION,
     NOISE_THRESHOLD,
     Change,
     Keep,
@@ -37,7 +38,9 @@ from host.decision import (
     paired_ratio,
     verdict_word,
 )
-from host.report.rows import KEEP_FRACTION, PRUNING_METHODS, Moments, ReportRow, meter_order, moments
+from host.compress.methods import METHOD_ORDER, PRUNING_METHODS, UNKNOWN_ORDER
+from host.report.rows import Moments, ReportRow, moments
+from host.report.summary import meter_order
 
 
 class Verdict(str, Enum):
@@ -189,13 +192,10 @@ def variant_label(row: ReportRow) -> str:
     return label + (f" ({', '.join(extras)})" if extras else "")
 
 
-LABEL_ORDER = {"baseline": 0, "ptdq": 1, "ptsq": 2, "qat": 3, "l1": 4, "l2": 5}
-
-
 def label_sort_key(label: str) -> tuple:
     method, _, rest = label.partition(" ")
     number = rest.split("%")[0] if rest and rest[0].isdigit() else ""
-    return (LABEL_ORDER.get(method, 9), float(number) if number else -1.0, rest)
+    return (METHOD_ORDER.get(method, UNKNOWN_ORDER), float(number) if number else -1.0, rest)
 
 
 @dataclass(frozen=True)
@@ -493,20 +493,10 @@ def pair_key(row: ReportRow) -> tuple[str, str, str, str]:
     return (row.target, row.target_fingerprint, row.settings_key, row.runtime_key)
 
 
-_last: tuple[Sequence[ReportRow], int, float, list[Comparison]] | None = None
-
-
 def compare_all(rows: Iterable[ReportRow], threshold: float = NOISE_THRESHOLD) -> list[Comparison]:
     """Every row whose baseline was measured under the same :func:`pair_key`, compared with it (baselines too),
-    in the rows' order; Holm's correction runs across the variants of each baseline.
-
-    The last result is kept for the same (unchanged) list of rows: writing a report in three formats
-    compares once, not three times.
-    """
-    global _last
-    if _last is not None and _last[0] is rows and _last[1] == len(_last[0]) and _last[2] == threshold:
-        return list(_last[3])
-    given = rows
+    in the rows' order; Holm's correction runs across the variants of each baseline. A report compares once,
+    in :func:`host.report.analysis.analyse`, and hands the result to every renderer."""
     rows = list(rows)
     bases = {(*pair_key(r), r.sha256): r for r in rows if r.method == "baseline"}
     families: dict[tuple, list[ReportRow]] = {}
@@ -518,10 +508,7 @@ def compare_all(rows: Iterable[ReportRow], threshold: float = NOISE_THRESHOLD) -
     for key, family in families.items():
         for row, c in zip(family, _compare_group(family, bases[key], threshold), strict=True):
             done[id(row)] = c
-    out = [done[id(r)] for r in rows if id(r) in done]
-    if isinstance(given, list):
-        _last = (given, len(given), threshold, out)
-    return list(out)
+    return [done[id(r)] for r in rows if id(r) in done]
 
 
 def group(comparisons: Iterable[Comparison]) -> dict[tuple[str, str], list[Comparison]]:

@@ -14,21 +14,22 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from host.decision import ALPHA, NOISE_THRESHOLD
-from host.report.recommend import Recommendation, headline, recommendations
-from host.report.rows import KEEP_FRACTION, PRUNING_METHODS, ReportRow
+from host.report.aggregates import aggregates, fmt
+from host.report.recommend import Recommendation, headline
+from host.compress.methods import INT8_METHODS, PRUNING_METHODS
+from host.decision import KEEP_FRACTION
+from host.report.rows import ReportRow
 from host.report.stats import (
     OBJECTIVE_TEXT,
     Comparison,
     Optimise,
     PruningLimit,
     Verdict,
-    compare_all,
     group,
     label_sort_key,
     pruning_limits,
 )
 
-INT8_METHODS = ("ptdq", "ptsq", "qat")
 
 LEGEND = (
     f"Returns are % of the policy's baseline on the same target, [95 % CI] by Fieller's method on episodes "
@@ -325,8 +326,6 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
 
 def across_policies_table(comparisons: Sequence[Comparison], target: str) -> Table:
     """Per variant, across the policies measured on ``target``: rliable's IQM and probability of improvement."""
-    from host.report.aggregates import aggregates, fmt
-
     table = Table(
         f"Across policies on {target}: interquartile mean and probability of improvement (rliable)",
         [
@@ -485,35 +484,10 @@ class StudyTables:
     recommendations: list[Recommendation]
 
 
-_last: tuple[Sequence[ReportRow], int, Optimise, float, StudyTables] | None = None
-
-
 def study_tables(
-    rows: Sequence[ReportRow],
-    optimise: str | Optimise = Optimise.latency,
-    threshold: float = NOISE_THRESHOLD,
+    rows: Sequence[ReportRow], comparisons: Sequence[Comparison], recs: Sequence[Recommendation]
 ) -> StudyTables:
-    """Every table of the study for ``rows``; the last result is kept for the same (unchanged) list of rows, so
-    the Markdown and HTML of one report build them once."""
-    global _last
-    optimise = Optimise(optimise)
-    if (
-        _last is not None
-        and _last[0] is rows
-        and _last[1] == len(rows)
-        and _last[2] is optimise
-        and _last[3] == threshold
-    ):
-        return _last[4]
-    tables = _study_tables(rows, optimise, threshold)
-    if isinstance(rows, list):
-        _last = (rows, len(rows), optimise, threshold, tables)
-    return tables
-
-
-def _study_tables(rows: Sequence[ReportRow], optimise: Optimise, threshold: float) -> StudyTables:
-    comparisons = compare_all(rows, threshold)
-    recs = recommendations(comparisons, optimise)
+    """Every table of the study for ``rows``, from their comparisons and recommendations (one analysis)."""
     targets = list(dict.fromkeys(r.target for r in rows))
     per_target: dict[str, list[Table]] = {}
     for t in targets:
@@ -532,7 +506,7 @@ def _study_tables(rows: Sequence[ReportRow], optimise: Optimise, threshold: floa
             cross_pruning(comparisons, targets),
         ]
         cross = [tb for tb in cross if tb.rows]
-    return StudyTables(targets, per_target, cross, comparisons, recs)
+    return StudyTables(targets, per_target, cross, list(comparisons), list(recs))
 
 
 def _md_escape(text: str) -> str:
@@ -555,12 +529,7 @@ def table_markdown(table: Table) -> list[str]:
     return out
 
 
-def study_markdown(
-    rows: Sequence[ReportRow],
-    optimise: str | Optimise = Optimise.latency,
-    threshold: float = NOISE_THRESHOLD,
-) -> list[str]:
-    tables = study_tables(rows, optimise, threshold)
+def study_markdown(tables: StudyTables) -> list[str]:
     out: list[str] = []
     for t in tables.targets:
         out += [f"## Study tables on `{t}`", ""]

@@ -27,17 +27,16 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from host.decision import KEEP_FRACTION, NOISE_THRESHOLD
+from host.decision import KEEP_FRACTION
 from host.errors import DrlcError
+from host.report.analysis import Analysis
 from host.report.op_breakdown import baseline_line, breakdown, estimate_note, floor_text, why_line
-from host.report.recommend import Recommendation, headline, recommendations
+from host.report.recommend import Recommendation, headline
 from host.report.rows import ReportRow
 from host.report.stats import (
     OBJECTIVE_TEXT,
     Comparison,
-    Optimise,
     PruningLimit,
-    compare_all,
     group,
     pruning_limits,
 )
@@ -316,15 +315,10 @@ class Answer:
 
 
 def answer(
-    rows: list[ReportRow],
-    optimise: str | Optimise = Optimise.latency,
-    threshold: float = NOISE_THRESHOLD,
-    columns: Sequence[str] = DEFAULT_COLUMNS,
-    title: str = "drlc report",
+    analysis: Analysis, columns: Sequence[str] = DEFAULT_COLUMNS, title: str = "drlc report"
 ) -> Answer:
-    objective = Optimise(optimise)
-    comparisons = compare_all(rows, threshold)
-    recs = recommendations(comparisons, objective)
+    rows, objective, threshold = analysis.rows, analysis.optimise, analysis.threshold
+    comparisons, recs = analysis.comparisons, analysis.recommendations
     n_targets = len({r.target for r in rows})
     n_policies = len({r.base.sha256 for r in recs})
     intro = (
@@ -371,15 +365,13 @@ TERMINAL_HINT = (
 
 
 def render_terminal(
-    rows: list[ReportRow],
-    optimise: str | Optimise = Optimise.latency,
-    threshold: float = NOISE_THRESHOLD,
+    analysis: Analysis,
     width: int = WIDTH,
     columns: Sequence[str] = DEFAULT_COLUMNS,
     title: str = "drlc report",
 ) -> str:
     """The whole terminal report as text (see the module docstring)."""
-    a = answer(rows, optimise, threshold, columns, title)
+    a = answer(analysis, columns, title)
     out = wrap(a.intro, width)
     out.append("")
     out += verdict_lines(a.recommendations, width)
@@ -402,14 +394,9 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def answer_markdown(
-    rows: list[ReportRow],
-    optimise: str | Optimise = Optimise.latency,
-    threshold: float = NOISE_THRESHOLD,
-    columns: Sequence[str] = DEFAULT_COLUMNS,
-) -> list[str]:
+def answer_markdown(analysis: Analysis, columns: Sequence[str] = DEFAULT_COLUMNS) -> list[str]:
     """The answer in Markdown: the same verdict lines and compact tables as the terminal's."""
-    a = answer(rows, optimise, threshold, columns)
+    a = answer(analysis, columns)
     out = ["## The answer", "", a.intro, ""]
     out += [f"- **{r.base.model} on {r.target}**: {headline(r)}" for r in a.recommendations]
     for f in a.families:
@@ -436,16 +423,10 @@ COMPARE_CELLS: tuple[tuple[str, Callable[[Comparison], str], bool], ...] = (
 )
 
 
-def render_compare(
-    rows: list[ReportRow],
-    targets: Sequence[str],
-    optimise: str | Optimise = Optimise.latency,
-    threshold: float = NOISE_THRESHOLD,
-    width: int = WIDTH,
-) -> str:
+def render_compare(analysis: Analysis, targets: Sequence[str], width: int = WIDTH) -> str:
     """One policy's variants on several devices: the recommendation per device, then per variant its return
     and latency on each device, side by side when that fits ``width``, else one line per device."""
-    measured = list(dict.fromkeys(r.target for r in rows))
+    measured = analysis.targets
     lower = {t.lower(): t for t in measured}
     unknown = [t for t in targets if t.lower() not in lower]
     if unknown or len(targets) < 2:
@@ -455,9 +436,8 @@ def render_compare(
             + f"measured: {', '.join(measured)}"
         )
     devices = [lower[t.lower()] for t in targets]
-    objective = Optimise(optimise)
-    comparisons = [c for c in compare_all(rows, threshold) if c.row.target in devices]
-    recs = recommendations(comparisons, objective)
+    comparisons = [c for c in analysis.comparisons if c.row.target in devices]
+    recs = [r for r in analysis.recommendations if r.target in devices]
     by_policy: dict[str, dict[str, list[Comparison]]] = {}
     for (target, _), g in group(comparisons).items():
         base = next((c for c in g if c.is_baseline), None)
@@ -468,7 +448,9 @@ def render_compare(
         name = next(iter(per_device.values()))[0].base.model
         if out:
             out.append("")
-        out += wrap(f"{name} on {', '.join(devices)} (optimising {OBJECTIVE_TEXT[objective.value]})", width)
+        out += wrap(
+            f"{name} on {', '.join(devices)} (optimising {OBJECTIVE_TEXT[analysis.optimise.value]})", width
+        )
         for d in devices:
             rec = next((r for r in recs if r.base.sha256 == sha and r.target == d), None)
             out += wrap(f"{d}: " + (headline(rec) if rec else "not measured"), width, "  ")

@@ -18,7 +18,7 @@ from device_agent.manifest import ArtifactManifest
 from device_agent.results import EpisodeOutcome, JobEnd, JobStart
 from device_agent.settings import AgentLimits, MeasurementSettings, effective_settings
 from host.measure.agent_client import AgentClient
-from host.report.rows import energy_per_item, energy_text
+from host.report.summary import energy_per_item, energy_text
 from tests.device_agent.test_server import profile_request, upload_bytes
 from tests.policies import random_policy
 

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from host.cli.main import app
 from host.report.rows import collect_rows
+from host.report.analysis import analyse
 from host.report.html import render_html
 from host.report.plots import cost_plot, cost_span, not_measured, pareto_plot
 from host.report.stats import compare_all
@@ -208,7 +209,7 @@ def check_in_browser(html: str, tmp_path: Path, name: str) -> dict:
 def test_html_report_renders_in_headless_chromium(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     with ResultsDB(Workspace.resolve().db_path) as db:
-        out.write_text(render_html(collect_rows(db), title="browser check"))
+        out.write_text(render_html(analyse(collect_rows(db)), title="browser check"))
     html = out.read_text()
     probe = check_in_browser(html, tmp_path, "synthetic")
     assert len(probe["images"]) == html.count("<img") == N_IMAGES

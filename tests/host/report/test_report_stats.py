@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from host.report.rows import ReportFilter, ReportRow, latency_phase_batches, return_stats
+from host.report.rows import ReportFilter, ReportRow, return_stats
+from host.report.summary import JobSummary
 from host.report.plots import pareto_front
 from host.decision import Change, Keep
 from host.report.recommend import recommend
@@ -212,7 +213,9 @@ def test_report_filter() -> None:
 
 def test_latency_samples_of_a_job_whose_episodes_ran_in_parallel() -> None:
     calls = [str(20_000 + (i % 7) * 100) for i in range(1000)]  # int64 arrive as JSON strings
-    batches = latency_phase_batches({"latency_phase": {"calls": "1000", "inference_ns": calls}})
+    batches = JobSummary({"latency_phase": {"calls": "1000", "inference_ns": calls}}).latency_phase_batches()
     assert len(batches) == 10 and all(20.0 <= b <= 20.6 for b in batches)
-    assert latency_phase_batches({"latency_phase": {"inference_ns": calls[:30]}}) == []  # too few to cut
-    assert latency_phase_batches({}) == []
+    assert (
+        JobSummary({"latency_phase": {"inference_ns": calls[:30]}}).latency_phase_batches() == []
+    )  # too few to cut
+    assert JobSummary({}).latency_phase_batches() == []

@@ -31,7 +31,8 @@ from host.decision import (
     paired_ratio,
 )
 from host.report.recommend import recommend
-from host.report.rows import ReportRow, energy_per_item, return_stats
+from host.report.rows import ReportRow, return_stats
+from host.report.summary import energy_per_item
 from host.report.stats import Optimise, compare, compare_all
 from host.results_db import ResultsDB
 from host.workspace import Workspace

@@ -14,11 +14,16 @@ from host.measure.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
 from host.cli.deploy_progress import DeployProgress
-from host.measure.deploy import DeployConfig, deploy
+from host.measure.deploy import DeployConfig, deploy, episodes_for
 from host.errors import DeviceError, StoreError
 from host.measure.profiles import TargetProfile, find_profile, load_profile
-from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
-from host.measure.until_decided import AUTO_EPISODES_CAP_DEFAULT, AUTO_EPISODES_START
+from host.measure.protocol import (
+    MAX_SPOILED_RETRIES_DEFAULT,
+    N_EPISODES_DEFAULT,
+    ROUND_LATENCY_CALLS,
+    ROUNDS_DEFAULT,
+)
+from host.measure.until_decided import AUTO_EPISODES_CAP_DEFAULT
 
 
 def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
@@ -36,14 +41,18 @@ def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
                 raise DeviceError(profile.unreachable(exc.address)) from None
 
 
-def parse_episodes(episodes: str, max_episodes: int) -> tuple[int, int]:
-    """``--episodes``: a count, or ``auto`` (start at AUTO_EPISODES_START, extend up to ``max_episodes``).
+def parse_episodes(episodes: str | None, max_episodes: int) -> tuple[int | None, int]:
+    """``--episodes``: a count, ``auto`` (start where an unset count would, extend up to ``max_episodes``), or
+    unset (None).
 
-    :return: (episodes of round 0, the cap of --episodes auto; 0: off)
+    :return: (episodes of round 0, None: the profile's, else the protocol's default; the cap of --episodes
+        auto, 0: off)
     :raises typer.BadParameter: neither a positive count nor 'auto'
     """
+    if episodes is None:
+        return None, 0
     if episodes.strip().lower() == "auto":
-        return AUTO_EPISODES_START, max_episodes
+        return None, max_episodes
     try:
         n = int(episodes)
     except ValueError:
@@ -68,14 +77,16 @@ def deploy_command(
         ),
     ] = None,
     episodes: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="episodes per model (the study used >= 10), or 'auto': 10, then more seeded episodes for "
-            "variants whose return is undecided (and their baselines) until decided or --max-episodes",
+            help=f"episodes per model (the study used >= 10; default: the profile's [measurement] n_episodes, "
+            f"else {N_EPISODES_DEFAULT}), or 'auto': that many, then more seeded episodes for variants whose "
+            "return is undecided (and their baselines) until decided or --max-episodes",
+            show_default=False,
         ),
-    ] = str(AUTO_EPISODES_START),
+    ] = None,
     max_episodes: Annotated[
-        int, typer.Option(help="with --episodes auto: the most episodes per model", min=AUTO_EPISODES_START)
+        int, typer.Option(help="with --episodes auto: the most episodes per model", min=N_EPISODES_DEFAULT)
     ] = AUTO_EPISODES_CAP_DEFAULT,
     seed: Annotated[int, typer.Option(help="episode i is reset with seed + i")] = 0,
     warmup_calls: Annotated[int, typer.Option(help="uncounted inference calls before timing", min=0)] = 100,
@@ -177,7 +188,7 @@ def deploy_command(
         )
         if not profile.spawn_local:
             check_reachable(profile, connect_timeout)
-        view = DeployProgress(console, chosen, cfg.n_episodes, db, profile.name)
+        view = DeployProgress(console, chosen, episodes_for(profile, cfg), db, profile.name)
         try:
             with view:
                 outcome = deploy(chosen, profile, workspace, db, cfg, view.update)

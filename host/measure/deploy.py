@@ -39,6 +39,7 @@ from host.measure.protocol import (
     EXTRA_ROUND_BASE,
     MAX_SPOILED_RETRIES_DEFAULT,
     ROUND_LATENCY_CALLS,
+    N_EPISODES_DEFAULT,
     ROUNDS_DEFAULT,
 )
 from host.results_db import JobRow, ModelRow, ResultsDB, SessionRow
@@ -48,8 +49,9 @@ from host.workspace import Workspace
 
 @dataclass(frozen=True)
 class DeployConfig:
-    n_episodes: int = 10
-    """Episodes per model; the study used >= 10."""
+    n_episodes: int | None = None
+    """Episodes per model (the study used >= 10); None: the profile's ``[measurement] n_episodes``, else
+    :data:`~host.measure.protocol.N_EPISODES_DEFAULT` (:func:`episodes_for`)."""
     seed: int = 0
     warmup_calls: int = 100
     max_steps_per_episode: int = 0
@@ -122,12 +124,21 @@ class DeployOutcome:
 ProgressFn = Callable[[ModelRow, int, int], None]
 
 
+def episodes_for(profile: TargetProfile, cfg: DeployConfig) -> int:
+    """Episodes per model on this target: the command line's, else the profile's, else the protocol's default."""
+    if cfg.n_episodes is not None:
+        return cfg.n_episodes
+    if profile.measurement.n_episodes is not None:
+        return profile.measurement.n_episodes
+    return N_EPISODES_DEFAULT
+
+
 def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSettings:
     """The job settings for one target. Options the profile leaves unset stay unset on the wire, so the
     agent's defaults apply and the settings key (what counts as already done) does not change."""
     m = profile.measurement
     return pb.ProfileSettings(
-        n_episodes=cfg.n_episodes,
+        n_episodes=episodes_for(profile, cfg),
         seed=cfg.seed,
         warmup_calls=cfg.warmup_calls if m.warmup_calls is None else m.warmup_calls,
         max_steps_per_episode=cfg.max_steps_per_episode
@@ -264,12 +275,6 @@ def run_job(
             request = None  # from now on, follow the job the agent already has
 
 
-TRANSIENT = (
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-)
 RESTARTED = ("NOT_FOUND", "AgentRestarted")
 """Job outcomes that mean the agent lost the job (not that the model failed): run it again."""
 
@@ -289,7 +294,7 @@ def _profile_one(
     new_request: Callable[[], pb.ProfileRequest],
     cfg: DeployConfig,
     progress: ProgressFn,
-    total: int | None = None,
+    total: int,
 ) -> tuple[str | None, bool, str | None]:
     """One model to the end: upload if missing, run or re-attach, re-run if the agent lost the job.
 
@@ -301,7 +306,6 @@ def _profile_one(
             if model.sha256 not in client.has_models([model.sha256]):
                 client.upload(model.path, model.sha256)
                 uploaded = True
-            total = cfg.n_episodes if total is None else total
             if reattach_id is not None:
                 error = run_job(client, db, reattach_id, None, model, total, cfg, progress)
             else:
@@ -381,7 +385,7 @@ class _SessionRun:
 
     @property
     def total(self) -> int:
-        return self.cfg.n_episodes + self.cfg.rounds - 1
+        return self.settings[0].n_episodes + self.cfg.rounds - 1
 
     def new_request(
         self, model: ModelRow, r: int, settings: pb.ProfileSettings | None = None
@@ -436,7 +440,7 @@ class _SessionRun:
                 self.outcome.spoiled.append((sha, r, "; ".join(reasons)))
                 if _round_done(self.jobs[(sha, r)], self.cfg):
                     self.outcome.kept_spoiled.append((sha, r))
-        self.progress(model, self.cfg.n_episodes + r, self.total)
+        self.progress(model, self.settings[0].n_episodes + r, self.total)
 
     def session_returns(self) -> dict[str, dict[int, float]]:
         """sha256 -> {seed: return} over every succeeded job of this session (a seed counted once)."""

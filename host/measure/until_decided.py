@@ -16,8 +16,6 @@ from dataclasses import dataclass
 
 from host.decision import KEEP_FRACTION, Keep, non_inferiority
 
-AUTO_EPISODES_START = 10
-"""Episodes per model that ``--episodes auto`` starts with (the study's count)."""
 AUTO_EPISODES_CAP_DEFAULT = 50
 """The most episodes per model ``--episodes auto`` goes to unless ``--max-episodes`` says otherwise."""
 MIN_STEP = 5

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import ast
 import sqlite3
+from pathlib import Path
 
+import grpc
 import pytest
 from typer.testing import CliRunner
 
 from device_agent._proto import agent_pb2 as pb
-from host.measure.agent_client import AgentClient
+from host.measure.agent_client import TRANSIENT_CODES, AgentClient
 from host.artifacts import store_artifact
 from host.cli.main import app
 from device_agent.validity import ValidityRule
-from host.measure.deploy import DeployConfig, deploy, plan_session, profile_settings, run_job, settings_key
-from host.measure.profiles import TargetProfile
+from host.measure.deploy import (
+    DeployConfig,
+    deploy,
+    deploy_key,
+    plan_session,
+    profile_settings,
+    run_job,
+    settings_key,
+)
+from host.measure.profiles import MeasurementOverrides, TargetProfile
+from host.measure.protocol import N_EPISODES_DEFAULT
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def register(workspace: Workspace, db: ResultsDB, **kwargs):
@@ -109,6 +122,43 @@ def test_broken_stream_is_reattached_and_stored_once(tmp_path, agent, client: Ag
         # replaying a finished job again stores nothing twice
         assert run_job(client, db, job_id, None, model, 3, cfg, lambda *_: None) is None
         assert db.count_episodes(job_id) == 3
+
+
+def test_profile_n_episodes_is_honoured_unless_the_command_line_says(tmp_path, agent) -> None:
+    """``[measurement] n_episodes`` in a profile is what a deploy runs; ``--episodes`` wins over it; with
+    neither, the protocol's default. A real deploy on a real agent stores that many episodes."""
+    profile = TargetProfile(
+        name="loopback", address=f"127.0.0.1:{agent.port}", measurement=MeasurementOverrides(n_episodes=2)
+    )
+    bare = TargetProfile(name="loopback", address=f"127.0.0.1:{agent.port}")
+    assert profile_settings(profile, DeployConfig()).n_episodes == 2
+    assert profile_settings(profile, DeployConfig(n_episodes=4)).n_episodes == 4
+    assert profile_settings(bare, DeployConfig()).n_episodes == N_EPISODES_DEFAULT
+    assert deploy_key(profile, DeployConfig()) == deploy_key(bare, DeployConfig(n_episodes=2))
+    workspace = Workspace.resolve(tmp_path / "home")
+    with ResultsDB(workspace.db_path) as db:
+        model = register(workspace, db, env_id="HalfCheetah-v5", hidden=(32, 32))
+        cfg = DeployConfig(warmup_calls=5, rounds=1, validity_rule=ValidityRule.never())
+        outcome = deploy([model], profile, workspace, db, cfg)
+        assert outcome.succeeded == [model.sha256]
+        (job,) = db.session_jobs(outcome.session_id)
+        assert db.count_episodes(job.job_id) == 2
+        assert db.job_request(job.job_id).settings.n_episodes == 2
+
+
+def test_transient_status_codes_are_declared_once() -> None:
+    """Which gRPC codes mean "try again" is agent_client.TRANSIENT_CODES; no module of host/measure keeps a
+    copy of its own (a copy drifts: deploy.TRANSIENT did, unused)."""
+    copies = []
+    for path in sorted((ROOT / "host").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+                continue
+            codes = {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute) and n.attr.isupper()}
+            codes &= {c.name for c in grpc.StatusCode}
+            if codes == {c.name for c in TRANSIENT_CODES}:
+                copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert len(copies) == 1 and copies[0].startswith("host/measure/agent_client.py:"), copies
 
 
 def test_failed_job_is_reported(tmp_path, agent) -> None:

@@ -56,9 +56,13 @@ def test_episodes_takes_a_count_or_auto_and_refuses_the_rest(episodes: str) -> N
 
     from host.cli.deploy_cmd import parse_episodes
 
-    assert parse_episodes("auto", 40) == (10, 40)
-    assert parse_episodes("AUTO", 40) == (10, 40)
+    assert parse_episodes("auto", 40) == (
+        None,
+        40,
+    )  # starts where an unset count would (profile, else default)
+    assert parse_episodes("AUTO", 40) == (None, 40)
     assert parse_episodes("7", 40) == (7, 0)
+    assert parse_episodes(None, 40) == (None, 0)
     with pytest.raises(typer.BadParameter, match="neither a number of episodes"):
         parse_episodes(episodes, 40)
 

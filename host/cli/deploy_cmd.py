@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +11,17 @@ from device_agent.settings import OP_PROFILE_CALLS_ON
 from device_agent.validity import ValidityRule
 from host.measure.agent_client import AgentClient, AgentUnreachableError
 from host.artifacts import select_models
-from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
+from host.cli.common import (
+    DEFAULT_TARGET,
+    HomeOption,
+    ModelsOption,
+    ProfilesDirOption,
+    TargetOption,
+    console,
+    home_flag,
+    open_workspace,
+    user_errors,
+)
 from host.cli.deploy_progress import DeployProgress
 from host.measure.deploy import DeployConfig, deploy, episodes_for
 from host.errors import DeviceError, StoreError
@@ -65,17 +74,8 @@ def parse_episodes(episodes: str | None, max_episodes: int) -> tuple[int | None,
 
 
 def deploy_command(
-    target: Annotated[
-        str, typer.Option("--target", "-t", help="profile name (profiles/NAME.toml) or a .toml path")
-    ] = "local",
-    models: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--models",
-            "-m",
-            help="sha256 prefix, name or .onnx path; repeatable or a comma list; default: every registered model",
-        ),
-    ] = None,
+    target: TargetOption = DEFAULT_TARGET,
+    models: ModelsOption = None,
     episodes: Annotated[
         str | None,
         typer.Option(
@@ -160,10 +160,11 @@ def deploy_command(
             "every round as a sample, spoiled or not: to see what the rounds say on a device known to be busy",
         ),
     ] = True,
-    profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
+    profiles_dir: ProfilesDirOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Upload variants to a target's agent, profile them in MuJoCo there, and store the results."""
+    """Upload variants to a target's agent, profile them in MuJoCo there, and store the results (--models:
+    default every registered model)."""
     with user_errors(), open_workspace(home, mujoco=False) as (workspace, db):
         profile = load_profile(find_profile(target, profiles_dir))
         chosen = select_models(db, models)

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from device_agent._proto import agent_pb2 as pb
 from host.measure.agent_client import AgentClient, AgentUnreachableError
-from host.cli.common import HomeOption, console, user_errors
+from host.cli.common import HomeOption, ProfilesDirOption, console, user_errors
 from host.errors import DrlcError
 from host.measure.local_agent import local_agent
 from host.measure.profiles import TargetProfile, list_profiles, load_profile
@@ -77,7 +77,7 @@ def _meters_text(info: pb.DeviceInfo | None) -> str:
 
 
 def targets_command(
-    profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
+    profiles_dir: ProfilesDirOption = None,
     timeout_s: Annotated[
         float, typer.Option("--timeout", help="seconds to wait for each agent to answer", min=0.1)
     ] = 3.0,

@@ -137,7 +137,7 @@ def main() -> None:
         sent: list[int] = []
         original = agent_client.AgentClient.upload
 
-        def counting_upload(self, path: Path, sha256: str | None = None):
+        def counting_upload(self, path: Path, sha256: str):
             sent.append(path.stat().st_size)
             return original(self, path, sha256)
 

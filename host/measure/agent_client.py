@@ -14,7 +14,6 @@ from device_agent._proto import agent_pb2 as pb
 from device_agent.addresses import is_loopback
 from device_agent.model_check import CHECK_WALL_S
 from device_agent._proto import agent_pb2_grpc
-from device_agent.manifest import sha256_bytes
 from device_agent.server import CHUNK_BYTES, SERVICE_NAME
 from host.errors import DeviceError, ProfileError
 
@@ -209,10 +208,11 @@ class AgentClient:
         except grpc.RpcError as exc:
             raise device_error(exc, self.address) from exc
 
-    def upload(self, path: Path, sha256: str | None = None) -> pb.UploadModelResponse:
-        """Send one model file in chunks; the agent verifies the hash before storing it."""
+    def upload(self, path: Path, sha256: str) -> pb.UploadModelResponse:
+        """Send one model file in chunks under the sha256 the workspace registered it by (computed once, when
+        it was stored); the agent verifies the hash before storing it, so a file changed since is refused."""
         data = path.read_bytes()
-        digest = sha256 or sha256_bytes(data)
+        digest = sha256
 
         def messages() -> Iterator[pb.UploadModelRequest]:
             yield pb.UploadModelRequest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,9 +24,19 @@ from host.report.csv_report import render_csv
 from host.report.json_report import job_records, render_json
 from host.report.markdown import render_markdown
 from host.report.noise import noise_lines
-from host.report.rows import ReportFilter, ReportFormat, collect_rows, device_infos
+from host.report.rows import ReportFilter, collect_rows, device_infos
 from host.report.stats import Optimise
 from host.report.terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
+
+
+class ReportFormat(str, Enum):
+    """--format: the renderer a report goes through."""
+
+    table = "table"
+    md = "md"
+    csv = "csv"
+    html = "html"
+    json = "json"
 
 
 class ReportError(DrlcError):

@@ -12,7 +12,6 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 from functools import lru_cache
 from typing import Any
 
@@ -25,14 +24,6 @@ from host.compress.methods import METHOD_ORDER, UNKNOWN_ORDER
 from host.measure.protocol import EXTRA_ROUND_BASE
 from host.report.summary import JobSummary
 from host.results_db import ResultsDB
-
-
-class ReportFormat(str, Enum):
-    table = "table"
-    md = "md"
-    csv = "csv"
-    html = "html"
-    json = "json"
 
 
 @dataclass(frozen=True)

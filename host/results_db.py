@@ -426,6 +426,19 @@ class ResultsDB:
         ):
             yield job_id, int(seed), ret, p50
 
+    def session_returns(self, session_id: str) -> dict[str, dict[int, float]]:
+        """sha256 -> {seed: return} over every succeeded job of a deploy session, rounds in order (a seed
+        repeated in a later round keeps its first return: seeded episodes are deterministic)."""
+        out: dict[str, dict[int, float]] = {}
+        rows = self.conn.execute(
+            "SELECT j.model_sha256, e.seed, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id"
+            " WHERE j.session_id = ? AND j.state = 'succeeded' ORDER BY j.round, e.idx",
+            (session_id,),
+        )
+        for sha, seed, ret in rows:
+            out.setdefault(sha, {}).setdefault(int(seed), float(ret))
+        return out
+
     def manifest_dicts(self) -> dict[str, dict[str, Any]]:
         """Every model's manifest as plain JSON (sha256 -> dict; {} for one that does not parse): cheaper than
         building every :class:`ArtifactManifest` when a report needs a field or two."""

@@ -444,15 +444,7 @@ class _SessionRun:
 
     def session_returns(self) -> dict[str, dict[int, float]]:
         """sha256 -> {seed: return} over every succeeded job of this session (a seed counted once)."""
-        out: dict[str, dict[int, float]] = {}
-        rows = self.db.conn.execute(
-            "SELECT j.model_sha256, e.seed, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id"
-            " WHERE j.session_id = ? AND j.state = 'succeeded' ORDER BY j.round, e.idx",
-            (self.session.session_id,),
-        )
-        for sha, seed, ret in rows:
-            out.setdefault(sha, {}).setdefault(int(seed), float(ret))
-        return out
+        return self.db.session_returns(self.session.session_id)
 
     def extend_until_decided(self, by_sha: dict[str, ModelRow]) -> None:
         """``--episodes auto``: extra seeded episodes (continuing each model's seed sequence) for undecided

@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
@@ -268,7 +269,6 @@ def test_progress_keeps_hash_labels_that_look_like_markup(tmp_path: Path) -> Non
 
 def test_library_warnings_go_to_the_log_not_the_terminal(tmp_path: Path, capfd) -> None:
     log = tmp_path / "drlc-host.log"
-    import gymnasium as gym
 
     with warnings_to_log(log):
         warnings.warn("a library's deprecation notice", UserWarning, stacklevel=1)

@@ -11,10 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from device_agent._proto import agent_pb2 as pb
-from host.measure.agent_client import TRANSIENT_CODES, AgentClient
+from device_agent.validity import ValidityRule
 from host.artifacts import store_artifact
 from host.cli.main import app
-from device_agent.validity import ValidityRule
+from host.errors import ProfileError
+from host.measure.agent_client import TRANSIENT_CODES, AgentClient
 from host.measure.deploy import (
     DeployConfig,
     deploy,
@@ -24,7 +25,7 @@ from host.measure.deploy import (
     run_job,
     settings_key,
 )
-from host.measure.profiles import MeasurementOverrides, TargetProfile
+from host.measure.profiles import MeasurementOverrides, TargetProfile, list_profiles, load_profile
 from host.measure.protocol import N_EPISODES_DEFAULT
 from host.results_db import ResultsDB
 from host.workspace import Workspace
@@ -177,8 +178,6 @@ def test_failed_job_is_reported(tmp_path, agent) -> None:
     "bad", ["nonsense = 1\naddress='x'", "address = 5", "address = 'a:1'\n[measurement]\nfoo = 1"]
 )
 def test_profile_loader_rejects_bad_files(tmp_path, bad: str) -> None:
-    from host.errors import ProfileError
-    from host.measure.profiles import load_profile
 
     path = tmp_path / "pi5.toml"
     path.write_text(bad)
@@ -187,15 +186,12 @@ def test_profile_loader_rejects_bad_files(tmp_path, bad: str) -> None:
 
 
 def test_shipped_profiles_load() -> None:
-    from host.measure.profiles import list_profiles, load_profile
 
     profiles = {p.stem: load_profile(p) for p in list_profiles()}
     assert profiles["local"].spawn_local
 
 
 def test_profile_security_reads_token_from_env_and_files(tmp_path, monkeypatch) -> None:
-    from host.errors import ProfileError
-    from host.measure.profiles import load_profile
 
     path = tmp_path / "robot.toml"
     path.write_text(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
+from typer.testing import CliRunner
+
 from device_agent.validity import ValidityRule
 from host.artifacts import store_artifact
+from host.cli.main import app
 from host.measure.deploy import DeployConfig, deploy
 from host.measure.local_agent import local_agent
 from host.measure.profiles import MeasurementOverrides, TargetProfile
@@ -105,14 +112,6 @@ def test_agent_killed_k_times_during_a_multi_model_deploy(tmp_path) -> None:
 def test_host_killed_mid_deploy_then_deploy_again_finishes_only_the_rest(tmp_path) -> None:
     """SIGKILL the whole host (and its local agent) mid-deploy; the database stays consistent and
     a second deploy does only what is missing."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from typer.testing import CliRunner
-
-    from host.cli.main import app
 
     home = tmp_path / "home"
     workspace = Workspace.resolve(home)

@@ -12,14 +12,16 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from typer.testing import CliRunner
 
 from device_agent._proto import agent_pb2 as pb
 from device_agent._proto import agent_pb2_grpc
 from device_agent.server import SERVICE_NAME
-from host.measure.agent_client import AgentClient, ClientSecurity
 from host.artifacts import store_artifact
-from host.measure.deploy import DeployConfig, deploy
+from host.cli.main import app
 from host.errors import DrlcError, ProfileError
+from host.measure.agent_client import AgentClient, ClientSecurity
+from host.measure.deploy import DeployConfig, deploy
 from host.measure.profiles import TargetProfile
 from host.results_db import ResultsDB
 from host.workspace import Workspace
@@ -188,9 +190,6 @@ def test_a_token_goes_in_plain_text_only_to_loopback_or_when_allowed() -> None:
 
 def test_clean_removes_models_and_old_job_records_from_a_target(tmp_path: Path) -> None:
     """The host side of storage housekeeping, through the real CLI and a real local agent."""
-    from typer.testing import CliRunner
-
-    from host.cli.main import app
 
     home = tmp_path / "home"
     workspace = Workspace.resolve(home)

@@ -9,12 +9,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from device_agent.validity import ValidityRule
 from host.artifacts import store_artifact
+from host.cli.main import app
 from host.measure.deploy import DeployConfig, deploy, judge
 from host.measure.profiles import TargetProfile
+from host.report.noise import noise_lines
 from host.results_db import ResultsDB
+from host.study import concurrency_groups, target_fingerprints
 from host.workspace import Workspace
 from tests.policies import random_policy
 
@@ -143,13 +147,9 @@ def test_a_threshold_nothing_can_meet_spoils_every_job_with_bounded_retries(tmp_
             assert facts["reasons"][0].startswith("load average") and len(facts["load_avg_before"]) == 3
             assert facts["window"] in ("episodes", "latency phase")
             assert facts["window_s"] > 0 and "involuntary_switches" in facts
-        from host.report.noise import noise_lines
 
         (line,) = noise_lines(db)
         assert line.startswith("device loopback was noisy: 6 of 6 jobs") and "load average (6)" in line
-    from typer.testing import CliRunner
-
-    from host.cli.main import app
 
     shown = CliRunner().invoke(app, ["report", "--home", str(tmp_path / "home")], terminal_width=200)
     assert shown.exit_code == 0, shown.output
@@ -211,7 +211,6 @@ def test_old_databases_gain_the_protocol_columns(tmp_path) -> None:
 
 
 def test_targets_on_one_device_are_measured_one_after_another(tmp_path, agent) -> None:
-    from host.study import concurrency_groups, target_fingerprints
 
     workspace = Workspace.resolve(tmp_path / "home")
     a = TargetProfile(name="a", address=f"127.0.0.1:{agent.port}")

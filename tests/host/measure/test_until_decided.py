@@ -6,9 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from host.cli.deploy_cmd import parse_episodes
+from host.cli.main import app
 from host.decision import Keep, non_inferiority
 from host.measure.until_decided import MIN_STEP, plan_extension
+from host.report.rows import collect_rows
+from host.report.stats import compare_all
+from host.results_db import ResultsDB
+from host.workspace import Workspace
 
 
 def seeded(values: np.ndarray, start: int = 0) -> dict[int, float]:
@@ -52,9 +60,6 @@ def test_a_baseline_already_extended_for_another_variant_is_not_extended_again()
 
 @pytest.mark.parametrize("episodes", ["0", "-3", "many", ""])
 def test_episodes_takes_a_count_or_auto_and_refuses_the_rest(episodes: str) -> None:
-    import typer
-
-    from host.cli.deploy_cmd import parse_episodes
 
     assert parse_episodes("auto", 40) == (
         None,
@@ -72,13 +77,6 @@ def test_episodes_auto_on_a_real_agent_extends_an_undecided_variant(zoo_dir: Pat
     ~700 over 10 seeds (one seed much lower), so at 10 episodes its one-sided limits straddle 90 %: undecided
     by design of the pair. ``--episodes auto`` must give it and its baseline the same new seeds (10, 11, ...),
     stop when decided or at the cap, and leave the timing out of it."""
-    from typer.testing import CliRunner
-
-    from host.cli.main import app
-    from host.report.rows import collect_rows
-    from host.report.stats import compare_all
-    from host.results_db import ResultsDB
-    from host.workspace import Workspace
 
     runner = CliRunner()
     imported = runner.invoke(app, ["import", str(zoo_dir / "sac" / "HalfCheetah-v3"), "--reference", "0"])

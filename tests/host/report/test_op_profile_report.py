@@ -4,16 +4,22 @@ the profiles in its database, and the report explains the variant's latency thro
 from __future__ import annotations
 
 import math
+import sqlite3
+from pathlib import Path
 
 import pytest
-import sqlite3
-
 from typer.testing import CliRunner
 
+from device_agent.convert import settings_from_proto
+from device_agent.providers import TENSORRT, provider_options
+from device_agent.settings import MeasurementSettings
 from host.artifacts import store_artifact
 from host.cli.main import app
+from host.measure.deploy import DeployConfig, latency_round_settings, profile_settings
+from host.measure.profiles import load_profile
 from host.report.op_breakdown import Breakdown, breakdown, floor_text, group_deltas, why_line
-from host.results_db import ResultsDB
+from host.report.rows import collect_rows
+from host.results_db import SCHEMA, ResultsDB
 from host.workspace import Workspace
 from tests.policies import random_policy
 
@@ -45,7 +51,6 @@ def test_deploy_with_op_profile_then_the_why_line(drlc_home) -> None:
     assert all('"op_profile":' not in s for (s,) in conn.execute("SELECT summary FROM jobs"))
 
     # the floor is timed in round 0 alone: the report finds it there, whichever round came last
-    from host.report.rows import collect_rows
 
     with ResultsDB(workspace.db_path) as db:
         assert all(row.floor_p50_us > 0 for row in collect_rows(db))
@@ -116,13 +121,6 @@ def test_jetson_profiles_tensorrt_options_reach_the_provider(tmp_path) -> None:
     """profiles/jetson-orin.toml with TensorRT first: the host sends its trt_* options, the agent reads them off
     the wire and builds TensorrtExecutionProvider's options with its own cache directory (no GPU here: this is
     the boundary; what InferenceSession does with them needs a Jetson)."""
-    from pathlib import Path
-
-    from device_agent.convert import settings_from_proto
-    from device_agent.providers import TENSORRT, provider_options
-    from device_agent.settings import MeasurementSettings
-    from host.measure.deploy import DeployConfig, latency_round_settings, profile_settings
-    from host.measure.profiles import load_profile
 
     profile = load_profile(Path(__file__).resolve().parents[3] / "profiles" / "jetson-orin.toml")
     profile = profile.model_copy(update={"execution_providers": [TENSORRT, "CPUExecutionProvider"]})
@@ -169,7 +167,6 @@ def test_the_profilers_cost_per_kernel_is_taken_off_each_node() -> None:
 
 def test_a_database_from_before_gets_the_op_profile_column(tmp_path) -> None:
     """A results database made before op profiles existed opens, gains the column, and keeps its jobs."""
-    from host.results_db import SCHEMA
 
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path)

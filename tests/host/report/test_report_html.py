@@ -20,11 +20,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from host.cli.main import app
-from host.report.rows import collect_rows
 from host.report.analysis import analyse
 from host.report.html import render_html
-from host.report.plots import cost_plot, cost_span, not_measured, pareto_plot
+from host.report.plots import cost_plot, cost_span, latency_heatmap, not_measured, pareto_plot, pruning_plot
+from host.report.rows import collect_rows
 from host.report.stats import compare_all
+from host.report.tables import cross_quantization, quantization_table
 from host.results_db import ResultsDB
 from host.workspace import Workspace
 from tests.conftest import ROOT
@@ -95,8 +96,6 @@ def test_plots_leave_out_what_was_not_measured_and_say_it_once(results: Path) ->
 def test_plots_read_at_a_glance(results: Path) -> None:
     """Fixed cost scales, a front of variants that keep the return (labelled), one x range for pruning, a heat map
     centred on 1x with "not measured" cells distinct, and Table 1's mean inside its own rounded interval."""
-    from host.report.plots import latency_heatmap, pruning_plot
-    from host.report.tables import cross_quantization, quantization_table
 
     assert cost_span([1.004, 0.998]) == 1.25 and cost_span([0.7]) == 1.5 and cost_span([0.3, 1.1]) == 4.0
     with ResultsDB(Workspace.resolve().db_path) as db:

@@ -12,6 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from host.cli.main import app
+from host.report.recommend import headline, recommend
+from host.report.rows import collect_rows
+from host.report.stats import compare_all
 from host.report.terminal import COLUMNS, DEFAULT_COLUMNS, layout, wrap
 from host.results_db import ResultsDB
 from host.workspace import Workspace
@@ -170,9 +173,6 @@ def test_exit_status_gates_a_ci_job(home: Path) -> None:
 def test_the_verdict_line_says_why_the_baseline_is_kept(tmp_path: Path) -> None:
     """Variants measured before deploy sessions keep the return but get no latency verdict: the line names the
     best of them, what it gains (size) and why it is not recommended; with only losers, it counts them."""
-    from host.report.recommend import headline, recommend
-    from host.report.rows import collect_rows
-    from host.report.stats import compare_all
 
     home = tmp_path / "home"
     with ResultsDB(Workspace.resolve(home).db_path) as db:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,6 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from host.report.aggregates import improvement_interval, iqm_interval, probability_of_improvement
 from host.cli.main import app
 from host.decision import (
     ALPHA,
@@ -30,13 +30,14 @@ from host.decision import (
     non_inferiority,
     paired_ratio,
 )
+from host.report.aggregates import improvement_interval, iqm_interval, probability_of_improvement
 from host.report.recommend import recommend
-from host.report.rows import ReportRow, return_stats
-from host.report.summary import energy_per_item
+from host.report.rows import ReportRow, collect_rows, return_stats
 from host.report.stats import Optimise, compare, compare_all
+from host.report.summary import energy_per_item
 from host.results_db import ResultsDB
 from host.workspace import Workspace
-from tests.synthetic_results import Target, fill
+from tests.synthetic_results import Target, fill, latency_fraction, variants
 
 N_SWEEPS = 1000
 N_VARIANTS = 34
@@ -151,7 +152,6 @@ def test_the_same_sweep_measured_twice_agrees_and_never_flips() -> None:
     sweep measured in two independent sessions of 5 rounds at 2 % per-round noise: >= 97 % of verdicts agree and
     none is "faster" in one and "slower" in the other. (Agreement falls with noise near the threshold: at 5 %
     per-round noise it is ~86 %; more rounds bring it back.)"""
-    from tests.synthetic_results import latency_fraction, variants
 
     effects = np.array([latency_fraction(m, r) for m, r, _ in variants()[1:]])
     rng = np.random.default_rng(30)
@@ -477,7 +477,6 @@ def test_report_json_through_the_cli(drlc_home: Path, tmp_path: Path) -> None:
 def test_spoiled_rounds_are_left_out_and_old_jobs_get_no_latency_verdict(tmp_path: Path) -> None:
     """A round that validity checks spoiled never enters a timing figure, even when it would decide the verdict;
     a database from before sessions gives "undecided" latency, never a p-value over episodes."""
-    from host.report.rows import collect_rows
 
     with ResultsDB(tmp_path / "r.db") as db:
         fill(db, n_policies=1, targets=(Target("pi", 400.0, False),), n_rounds=4, session="s1")
@@ -507,7 +506,6 @@ def test_spoiled_rounds_are_left_out_and_old_jobs_get_no_latency_verdict(tmp_pat
 
 
 def test_an_old_database_gains_the_session_columns(tmp_path: Path) -> None:
-    import sqlite3
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)

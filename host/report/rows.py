@@ -1,9 +1,9 @@
-"""Reports from the results database: per target, variants grouped under their baseline.
+"""The rows of a report, loaded from the results database: one per (target fingerprint, model, settings).
 
 Statistics are recomputed here from the stored per-episode returns (the agent's summary is
-kept for the latency and memory figures only it could measure). The study's rule picks the
-best pruning per (algorithm, env, target): the highest ratio whose mean return keeps at
-least 90 % of the baseline's on the same target.
+kept for the latency and memory figures only it could measure, read through
+:class:`host.report.summary.JobSummary`). Everything a report shows starts from these rows
+(``host.report.analysis`` compares them; the renderers draw the analysis).
 """
 
 from __future__ import annotations

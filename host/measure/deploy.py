@@ -230,6 +230,8 @@ def _consume(
             elif kind == "failed":
                 message = check.failure(event.failed)
                 db.fail_job(job_id, message)
+                if event.failed.error_type == AGENT_RESTARTED:
+                    raise JobLost(message)
                 return message
     except AgentSentInvalidData as exc:
         db.discard_job(job_id, str(exc))
@@ -265,7 +267,7 @@ def run_job(
                 db.fail_job(job_id, message)
                 return message
             if isinstance(exc, grpc.RpcError) and exc.code() is grpc.StatusCode.NOT_FOUND and request is None:
-                return "NOT_FOUND"  # the agent lost this job (e.g. its data dir was wiped): the caller re-submits
+                raise JobLost("NOT_FOUND") from None  # e.g. its data dir was wiped: the caller re-submits
             attempt += 1
             if attempt > cfg.reattach_attempts:
                 raise AgentUnavailableError(
@@ -275,8 +277,13 @@ def run_job(
             request = None  # from now on, follow the job the agent already has
 
 
-RESTARTED = ("NOT_FOUND", "AgentRestarted")
-"""Job outcomes that mean the agent lost the job (not that the model failed): run it again."""
+AGENT_RESTARTED = "AgentRestarted"
+"""``JobFailed.error_type`` of a job the agent lost when it restarted (device_agent.jobs sets it)."""
+
+
+class JobLost(Exception):
+    """The agent lost the job (it restarted, or no longer knows the id), not that the model failed: the caller
+    runs the job again. Internal to the deploy: never reaches a user."""
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -306,15 +313,16 @@ def _profile_one(
             if model.sha256 not in client.has_models([model.sha256]):
                 client.upload(model.path, model.sha256)
                 uploaded = True
-            if reattach_id is not None:
-                error = run_job(client, db, reattach_id, None, model, total, cfg, progress)
-            else:
-                request = new_request()
-                reattach_id = request.job_id  # if the connection drops from here on, follow this job
-                error = run_job(client, db, request.job_id, request, model, total, cfg, progress)
-            if error is not None and error.startswith(RESTARTED):
+            try:
                 if reattach_id is not None:
-                    db.fail_job(reattach_id, f"the agent lost this job ({error}); it was run again")
+                    error = run_job(client, db, reattach_id, None, model, total, cfg, progress)
+                else:
+                    request = new_request()
+                    reattach_id = request.job_id  # if the connection drops from here on, follow this job
+                    error = run_job(client, db, request.job_id, request, model, total, cfg, progress)
+            except JobLost as lost:
+                if reattach_id is not None:
+                    db.fail_job(reattach_id, f"the agent lost this job ({lost}); it was run again")
                 reattach_id = None
                 continue
             return error, uploaded, reattach_id

@@ -125,6 +125,30 @@ def test_broken_stream_is_reattached_and_stored_once(tmp_path, agent, client: Ag
         assert db.count_episodes(job_id) == 3
 
 
+def test_a_job_the_agent_does_not_know_is_run_again(tmp_path, agent, client: AgentClient) -> None:
+    """A job recorded as sent that the agent does not know (its data dir was wiped, say): the deploy's
+    re-attach gets NOT_FOUND, marks the job lost and runs the model again, not failed."""
+    workspace = Workspace.resolve(tmp_path / "home")
+    profile = TargetProfile(name="loopback", address=f"127.0.0.1:{agent.port}")
+    cfg = DeployConfig(n_episodes=2, warmup_calls=5, rounds=1, validity_rule=ValidityRule.never())
+    settings = profile_settings(profile, cfg)
+    key = settings_key(settings, cfg.rounds)
+    with ResultsDB(workspace.db_path) as db:
+        model = register(workspace, db, env_id="HalfCheetah-v5", hidden=(32, 32))
+        info = client.device_info()
+        session = plan_session([model], profile.name, info.fingerprint, key, 1, seed=0)
+        db.add_session(session)
+        request = pb.ProfileRequest(job_id="wiped", model_sha256=model.sha256, settings=settings)
+        db.add_job("wiped", model.sha256, profile.name, info.fingerprint, key, request, session.session_id, 0)
+        outcome = deploy([model], profile, workspace, db, cfg)
+        assert outcome.succeeded == [model.sha256] and outcome.failed == {}
+        lost = db.job("wiped")
+        assert lost is not None and lost.state == "failed"
+        assert lost.error is not None and "the agent lost this job (NOT_FOUND)" in lost.error
+        (ran,) = [j for j in db.session_jobs(session.session_id) if j.state == "succeeded"]
+        assert db.count_episodes(ran.job_id) == 2
+
+
 def test_profile_n_episodes_is_honoured_unless_the_command_line_says(tmp_path, agent) -> None:
     """``[measurement] n_episodes`` in a profile is what a deploy runs; ``--episodes`` wins over it; with
     neither, the protocol's default. A real deploy on a real agent stores that many episodes."""

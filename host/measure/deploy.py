@@ -83,7 +83,7 @@ class DeployConfig:
     """When a job's timing is spoiled (device_agent.validity; ValidityRule.never() switches it off)."""
     auto_episodes_cap: int = 0
     """``--episodes auto``: after the rounds, add seeded episodes to variants whose return verdict is undecided
-    (and to their baselines) until decided or this many episodes per model (host.until_decided); 0: off."""
+    (and to their baselines) until decided or this many episodes per model (host.measure.until_decided); 0: off."""
 
 
 @dataclass
@@ -212,7 +212,7 @@ def _consume(
     total: int,
     progress: ProgressFn,
 ) -> str | None:
-    """Store events as they arrive, each checked first (host.agent_checks): a value that cannot be true fails
+    """Store events as they arrive, each checked first (host.measure.agent_checks): a value that cannot be true fails
     the job and drops what was stored of it. Returns None on success, else the job's failure message."""
     request = db.job_request(job_id)
     check = JobCheck(request if request is not None else pb.ProfileRequest())

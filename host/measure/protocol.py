@@ -1,4 +1,4 @@
-"""The measurement protocol's defaults, declared once (host.deploy runs the protocol; study files and the
+"""The measurement protocol's defaults, declared once (host.measure.deploy runs the protocol; study files and the
 CLI default to these). README, "Measurement protocol", says what they mean."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from device_agent.settings import MeasurementSettings
 N_EPISODES_DEFAULT: int = MeasurementSettings.n_episodes
 """Seeded episodes per model when neither the command line nor the target's profile says (``--episodes auto``
 starts there too). Declared once, in the agent's settings type; the host always sends the number it resolved
-(``host.deploy.episodes_for``), so what counts as "already measured" never depends on an agent's default."""
+(``host.measure.deploy.episodes_for``), so what counts as "already measured" never depends on an agent's default."""
 
 ROUNDS_DEFAULT = 5
 """Rounds of a deploy: five paired latency samples per model, one per fresh worker process (pyperf runs 20

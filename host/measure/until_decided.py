@@ -6,7 +6,7 @@ the seeds that continue the sequence (``seed + n``, ``seed + n + 1``, ...), so t
 both. How many: the decision layer's estimate ("about N more episodes would decide it"), at least
 :data:`MIN_STEP` and never beyond the cap. The estimate assumes the mean and spread hold (power 50 % at the
 observed effect), so a variant may still be undecided afterwards: the deploy plans again until every variant is
-decided, hopeless ("sits at the margin"), or at the cap. Pure functions: host.deploy runs the jobs.
+decided, hopeless ("sits at the margin"), or at the cap. Pure functions: host.measure.deploy runs the jobs.
 """
 
 from __future__ import annotations

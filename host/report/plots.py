@@ -601,7 +601,7 @@ OUTSIDE_KERNELS = "rest of the call"
 
 def op_profile_plot(comparisons: Sequence[Comparison], target: str) -> Figure | None:
     """Where the time of a call goes: per policy a panel, per model with an operator profile a horizontal bar of
-    its timed call (p50, µs): the kernels' work by group (``host.op_breakdown``: the profiler's own cost per
+    its timed call (p50, µs): the kernels' work by group (``host.report.op_breakdown``: the profiler's own cost per
     kernel taken off) stacked, then the rest of the call (the runtime around the kernels); the baseline's bar
     first so each variant's sits beside it. The runtime floor (p50) is a black tick on each bar: time left of it
     no compression removes. None when no model on this target has a profile."""

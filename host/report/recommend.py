@@ -3,7 +3,7 @@
 Among the variants *shown* to keep the return (non-inferiority at 90 %, :mod:`host.decision`), the best on
 the chosen objective among those that beat the baseline by more than the noise threshold and significantly
 after Holm's correction; otherwise the baseline, with the reason. Energy compares readings of one meter and
-scope only (:mod:`host.report_stats`), so a recommendation never mixes meters, scopes or units.
+scope only (:mod:`host.report.stats`), so a recommendation never mixes meters, scopes or units.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Per target: the recommendation per policy, Table 1 (return per quantization meth
 per pruning method and ratio) and Table 3 (the highest pruning ratio that keeps the return: the
 study's rule on means beside drlc's with a test). Across targets, the same side by side. Every return
 cell is a percentage of the policy's baseline on the same target with its 95 % CI and a mark from
-Welch's test (see :mod:`host.report_stats`).
+Welch's test (see :mod:`host.report.stats`).
 """
 
 from __future__ import annotations

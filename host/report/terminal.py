@@ -2,7 +2,7 @@
 
 Layout, top to bottom:
 
-1. one verdict line per (policy, device), :func:`host.recommend.headline` (the same sentence the Markdown
+1. one verdict line per (policy, device), :func:`host.report.recommend.headline` (the same sentence the Markdown
    and HTML reports show);
 2. per (policy, device), a compact table: variant, id (sha256 prefix), return % of the baseline with its
    non-inferiority verdict, p50 latency × the baseline's with its verdict, file size ×, model memory ×.

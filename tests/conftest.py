@@ -59,7 +59,7 @@ def agent(tmp_path: Path):
 
 @pytest.fixture
 def client(agent):
-    from host.agent_client import AgentClient
+    from host.measure.agent_client import AgentClient
 
     with AgentClient(f"127.0.0.1:{agent.port}") as c:
         c.wait_ready()

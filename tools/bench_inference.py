@@ -166,7 +166,7 @@ def main() -> None:
     from device_agent.measure.session import bind_session, open_session
     from device_agent.service.server import create_server
     from device_agent.contract.settings import MeasurementSettings
-    from host.agent_client import AgentClient
+    from host.measure.agent_client import AgentClient
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:

@@ -102,7 +102,7 @@ def main() -> None:
 
     from device_agent.contract.manifest import sha256_file
     from device_agent.service.server import create_server
-    from host.agent_client import AgentClient
+    from host.measure.agent_client import AgentClient
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:

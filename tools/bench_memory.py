@@ -65,8 +65,8 @@ def main() -> None:
     from bench_common import BenchResult, finish
 
     from device_agent.contract.proto import agent_pb2 as pb
-    from host.agent_client import AgentClient
-    from host.local_agent import local_agent
+    from host.measure.agent_client import AgentClient
+    from host.measure.local_agent import local_agent
     from host.policies.random_policies import random_policy
 
     rows = []

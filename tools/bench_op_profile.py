@@ -49,7 +49,7 @@ def main() -> int:
     from device_agent.contract.proto import agent_pb2 as pb
     from device_agent.contract.manifest import sha256_bytes
     from device_agent.service.server import create_server
-    from host.agent_client import AgentClient
+    from host.measure.agent_client import AgentClient
 
     data, what = model_bytes(args.model)
     sha = sha256_bytes(data)

@@ -36,10 +36,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from host.report import collect_rows, render_csv, render_markdown
-    from host.report_html import render_html
-    from host.recommend import recommendations
-    from host.report_stats import compare_all
+    from host.report.analysis import analyse
+    from host.report.csv_report import render_csv
+    from host.report.html import render_html
+    from host.report.markdown import render_markdown
+    from host.report.rows import collect_rows
     from host.store.synthetic import DEFAULT_TARGETS, fill, variants
     from host.store.results_db import ResultsDB
 
@@ -64,13 +65,13 @@ def main() -> None:
             rows = collect_rows(db)
             timings["collect"], cpu_times["collect"] = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
-        recommendations(compare_all(rows))
+        analyse(rows)
         timings["statistics"] = time.perf_counter() - t
         # one report per format, as `drlc-host report --format F` makes it: the statistics are part of each
         for name, render in (
-            ("markdown", lambda: render_markdown(rows)),
-            ("csv", lambda: render_csv(rows)),
-            ("html", lambda: render_html(rows, title="bench")),
+            ("markdown", lambda: render_markdown(analyse(rows))),
+            ("csv", lambda: render_csv(analyse(rows))),
+            ("html", lambda: render_html(analyse(rows), title="bench")),
         ):
             clear_caches()
             t, c = time.perf_counter(), time.process_time()
@@ -91,14 +92,11 @@ def main() -> None:
 
 
 def clear_caches() -> None:
-    """Forget the comparisons, tables and sample moments kept from earlier, so each format pays for its own."""
-    import host.report
-    import host.report_stats
-    import host.report_tables
+    """Forget the sample moments kept from earlier, so each format pays for its own statistics (each builds its
+    own analysis, as one `drlc-host report --format F` does)."""
+    from host.report.rows import moments
 
-    host.report_stats._last = None
-    host.report_tables._last = None
-    host.report.moments.cache_clear()
+    moments.cache_clear()
 
 
 if __name__ == "__main__":

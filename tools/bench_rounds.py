@@ -60,8 +60,8 @@ def timed_deploy(
     spent per kind of job). Round 0 ends with the last progress report of a round-0 job (every model runs
     round 0 before any runs round 1)."""
     from device_agent.contract.validity import ValidityRule
-    from host.deploy import DeployConfig, deploy
-    from host.profiles import find_profile, load_profile
+    from host.measure.deploy import DeployConfig, deploy
+    from host.measure.profiles import find_profile, load_profile
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
 
@@ -91,7 +91,7 @@ def timed_deploy(
 
 
 def main() -> None:
-    from host.protocol import ROUNDS_DEFAULT
+    from host.measure.protocol import ROUNDS_DEFAULT
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

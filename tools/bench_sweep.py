@@ -129,8 +129,8 @@ def deployed_sweep(models: list, home: Path, workers: int, n_episodes: int) -> t
     import json
 
     from device_agent.contract.validity import ValidityRule
-    from host.deploy import DeployConfig, deploy
-    from host.profiles import find_profile, load_profile
+    from host.measure.deploy import DeployConfig, deploy
+    from host.measure.profiles import find_profile, load_profile
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
 

@@ -76,13 +76,13 @@ def main() -> None:
 
     from bench_common import BenchResult, finish, paired_ratio, spread
 
-    from host import agent_client
-    from host.agent_client import AgentClient
+    from host.measure import agent_client
+    from host.measure.agent_client import AgentClient
     from host.store.artifacts import store_artifact
     from device_agent.contract.validity import ValidityRule
-    from host.deploy import DeployConfig, deploy
-    from host.local_agent import local_agent
-    from host.profiles import TargetProfile
+    from host.measure.deploy import DeployConfig, deploy
+    from host.measure.local_agent import local_agent
+    from host.measure.profiles import TargetProfile
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
     from host.policies.random_policies import random_policy
@@ -137,7 +137,7 @@ def main() -> None:
         sent: list[int] = []
         original = agent_client.AgentClient.upload
 
-        def counting_upload(self, path: Path, sha256: str | None = None):
+        def counting_upload(self, path: Path, sha256: str):
             sent.append(path.stat().st_size)
             return original(self, path, sha256)
 

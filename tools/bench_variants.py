@@ -93,7 +93,7 @@ def main() -> None:
     from device_agent.contract.platform_facts import cpu_model_and_flags
     from host.store.artifacts import select_models
     from host.compress.observations import collect_observations
-    from host.report import params_text
+    from host.report.rows import params_text
     from host.policies.onnx_reader import spec_from_onnx
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from device_agent.contract.proto import agent_pb2 as pb  # noqa: E402
 from device_agent.service.server import create_server  # noqa: E402
 from device_agent.limits import AgentLimits  # noqa: E402
-from host.agent_client import AgentClient  # noqa: E402
+from host.measure.agent_client import AgentClient  # noqa: E402
 from host.policies.random_policies import random_policy  # noqa: E402
 
 

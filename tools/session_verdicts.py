@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from host.decision import Keep
-    from host.report import collect_rows
-    from host.report_stats import compare_all
+    from host.report.rows import collect_rows
+    from host.report.stats import compare_all
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
 

@@ -3,7 +3,7 @@
 For each pair of variant labels (``ptdq`` vs ``ptsq``, ``l2 25%`` vs ``l1 25%``, ...): per policy (a *task*),
 the episodes' returns as a fraction of that policy's baseline mean (paired seeds: episode i of every variant has
 seed i); across policies, the interquartile mean (IQM) of each side and the probability of improvement
-P(A > B), each with a stratified-bootstrap 95 % CI (host.aggregates: rliable's definitions). A pair is
+P(A > B), each with a stratified-bootstrap 95 % CI (host.report.aggregates: rliable's definitions). A pair is
 reported only where both labels were measured on at least two policies.
 
     python tools/study_compare.py --home DIR [--pairs "ptdq:ptsq,ptdq:qat"] [--pruning] [--json FILE]
@@ -36,7 +36,7 @@ def scores(comparisons: list, label: str) -> dict[str, dict[int, float]]:
 
 
 def compare_pair(comparisons: list, a: str, b: str) -> dict[str, object] | None:
-    from host.aggregates import improvement_interval, iqm_interval
+    from host.report.aggregates import improvement_interval, iqm_interval
 
     sa, sb = scores(comparisons, a), scores(comparisons, b)
     policies = sorted(set(sa) & set(sb))
@@ -60,8 +60,8 @@ def compare_pair(comparisons: list, a: str, b: str) -> dict[str, object] | None:
 
 
 def main() -> None:
-    from host.report import collect_rows
-    from host.report_stats import compare_all
+    from host.report.rows import collect_rows
+    from host.report.stats import compare_all
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
 

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from host.store.artifacts import select_models
-from host.cli.common import HomeOption, console, open_workspace, user_errors
-from host.deploy import connect
+from host.cli.common import (
+    DEFAULT_TARGET,
+    HomeOption,
+    ModelsOption,
+    ProfilesDirOption,
+    TargetOption,
+    console,
+    open_workspace,
+    user_errors,
+)
+from host.measure.deploy import connect
 from host.errors import StoreError
-from host.profiles import find_profile, load_profile
+from host.measure.profiles import find_profile, load_profile
 
 
 def clean_command(
-    target: Annotated[
-        str, typer.Option("--target", "-t", help="profile name (profiles/NAME.toml) or a .toml path")
-    ] = "local",
-    models: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--models",
-            "-m",
-            help="remove these models from the device: sha256 prefix, name, sweep:BASELINE; repeatable or a "
-            "comma list",
-        ),
-    ] = None,
+    target: TargetOption = DEFAULT_TARGET,
+    models: ModelsOption = None,
     all_models: Annotated[
         bool, typer.Option("--all-models", help="remove every model of this workspace from the device")
     ] = False,
@@ -39,10 +37,11 @@ def clean_command(
             min=0,
         ),
     ] = None,
-    profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
+    profiles_dir: ProfilesDirOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Remove models from a target's agent and prune its old job records; local results are kept."""
+    """Remove models (--models, or --all-models) from a target's agent and prune its old job records; local
+    results are kept."""
     with user_errors(), open_workspace(home, mujoco=False) as (workspace, db):
         if not models and not all_models and jobs_older_than is None:
             raise StoreError("nothing to clean: give --models NAME, --all-models or --jobs-older-than DAYS")

@@ -24,6 +24,22 @@ HomeOption = Annotated[
         "--home", help="drlc workspace (artifacts, results database); default $DRLC_HOME or the user data dir"
     ),
 ]
+TargetOption = Annotated[
+    str, typer.Option("--target", "-t", help="profile name (profiles/NAME.toml) or a .toml path")
+]
+"""The one target a command talks to (deploy, clean)."""
+DEFAULT_TARGET = "local"
+"""The target a command talks to when --target is not given: an agent spawned on this machine."""
+ModelsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--models",
+        "-m",
+        help="sha256 prefix, name, sweep:BASELINE or .onnx path; repeatable or a comma list",
+    ),
+]
+"""Models a command acts on (deploy: default every registered model; clean: the ones to remove)."""
+ProfilesDirOption = Annotated[Path | None, typer.Option(help="where to look for target profiles first")]
 
 # Tables are wide: when printing to a pipe or file (no terminal to measure), do not squeeze them to 80 columns,
 # unless COLUMNS says how wide (as in a CI log, or to check what an 80-column terminal shows).

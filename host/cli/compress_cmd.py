@@ -14,20 +14,18 @@ from rich.table import Table
 
 from host.store.artifacts import select_models, store_artifact
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
-from host.compress import make_variant, method_config
-from host.compress.sweep import PlannedVariant, SweepConfig, plan, recipe_key, run_sweep
-from host.compress.variant import Baseline, Variant
+from host.compress import method_config
+from host.compress.methods import METHOD_NAMES
+from host.compress.register import existing_variant, make_and_store, sweep_into
+from host.compress.sweep import PlannedVariant, SweepConfig, plan
+from host.compress.variant import Baseline
 from host.errors import CompressionError, DrlcError
 from host.store.results_db import ModelRow, ResultsDB
 from host.store.workspace import Workspace
 
 
-class Method(str, Enum):
-    ptdq = "ptdq"
-    ptsq = "ptsq"
-    qat = "qat"
-    l1 = "l1"
-    l2 = "l2"
+Method = Enum("Method", {name: name for name in METHOD_NAMES}, type=str)  # type: ignore[misc]
+"""--method's choices: the registry's vocabulary (host.compress.methods)."""
 
 
 def parse_opts(items: list[str] | None) -> dict[str, Any]:
@@ -160,8 +158,7 @@ def compress_command(
         }
         options = {k: v for k, v in options.items() if v is not None} | parse_opts(opt)
         config = method_config(method.value, **options)
-        key = recipe_key(base.sha256, method.value, config)
-        existing = db.model_by_recipe(key)
+        existing = existing_variant(db, base, method.value, config)
         if existing is not None:
             console.print(
                 escape(f"already made: {existing.name} [{existing.short}] {existing.path}"), soft_wrap=True
@@ -169,9 +166,8 @@ def compress_command(
             print_next(existing, home)
             return
         with console.status(f"{method.value} on {escape(base.manifest.name)}..."):
-            variant = make_variant(base, method.value, config)
-        row = store(db, workspace, variant, key)
-        describe_variant(row, variant.manifest.metrics, base_row)
+            row, metrics = make_and_store(workspace, db, base, method.value, config)
+        describe_variant(row, metrics, base_row)
         print_next(row, home)
 
 
@@ -220,15 +216,10 @@ def resolve_baseline(db: ResultsDB, workspace: Workspace, selector: str) -> Mode
     )
 
 
-def store(db: ResultsDB, workspace: Workspace, variant: Variant, key: str) -> ModelRow:
-    return store_artifact(workspace, db, variant.data, variant.manifest, recipe_key=key)
-
-
 def do_sweep(
     db: ResultsDB, workspace: Workspace, base: Baseline, cfg: SweepConfig
 ) -> list[tuple[ModelRow, dict[str, Any]]]:
-    planned = plan(cfg)
-    failures: list[str] = []
+    """The sweep with a progress bar; its failures in red (then exit 1 after listing what was made)."""
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -236,31 +227,22 @@ def do_sweep(
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task(escape(f"sweep {base.manifest.name}"), total=len(planned))
+        task = bar.add_task(escape(f"sweep {base.manifest.name}"), total=len(plan(cfg)))
 
-        def on_progress(item: PlannedVariant, status: str) -> None:
-            if status.startswith("failed"):
-                failures.append(f"{item.label}: {status}")
+        def on_item(item: PlannedVariant, status: str) -> None:
             bar.update(
                 task,
                 advance=1,
                 description=escape(f"sweep {base.manifest.name}: {item.label} {status.split(':')[0]}"),
             )
 
-        outcome = run_sweep(
-            base,
-            cfg,
-            lambda key: db.model_by_recipe(key) is not None,
-            lambda v, key: store(db, workspace, v, key),
-            on_progress,
-        )
+        report = sweep_into(workspace, db, base, cfg, on_item)
     console.print(
-        f"{len(outcome['made'])} made, {len(outcome['skipped'])} already there, {len(outcome['failed'])} failed"
+        f"{len(report.made)} made, {len(report.skipped)} already there, {len(report.failed)} failed"
     )
-    for line in failures:
-        console.print(f"[red]{escape(line)}[/]")
-    rows = [(r, m.metrics if (m := db.manifest(r.sha256)) else {}) for r in db.variants_of(base.sha256)]
-    if failures:
-        console.print(variants_table(rows))
+    for label, why in report.failed.items():
+        console.print(f"[red]{escape(f'{label}: failed: {why}')}[/]")
+    if report.failed:
+        console.print(variants_table(report.variants))
         raise typer.Exit(code=1)
-    return rows
+    return report.variants

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,15 +9,30 @@ from rich.markup import escape
 
 from device_agent.contract.settings import OP_PROFILE_CALLS_ON
 from device_agent.contract.validity import ValidityRule
-from host.agent_client import AgentClient, AgentUnreachableError
+from host.measure.agent_client import AgentClient, AgentUnreachableError
 from host.store.artifacts import select_models
-from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
+from host.cli.common import (
+    DEFAULT_TARGET,
+    HomeOption,
+    ModelsOption,
+    ProfilesDirOption,
+    TargetOption,
+    console,
+    home_flag,
+    open_workspace,
+    user_errors,
+)
 from host.cli.deploy_progress import DeployProgress
-from host.deploy import DeployConfig, deploy
+from host.measure.deploy import DeployConfig, deploy, episodes_for
 from host.errors import DeviceError, StoreError
-from host.profiles import TargetProfile, find_profile, load_profile
-from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUND_LATENCY_CALLS, ROUNDS_DEFAULT
-from host.until_decided import AUTO_EPISODES_CAP_DEFAULT, AUTO_EPISODES_START
+from host.measure.profiles import TargetProfile, find_profile, load_profile
+from host.measure.protocol import (
+    MAX_SPOILED_RETRIES_DEFAULT,
+    N_EPISODES_DEFAULT,
+    ROUND_LATENCY_CALLS,
+    ROUNDS_DEFAULT,
+)
+from host.measure.until_decided import AUTO_EPISODES_CAP_DEFAULT
 
 
 def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
@@ -36,14 +50,18 @@ def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
                 raise DeviceError(profile.unreachable(exc.address)) from None
 
 
-def parse_episodes(episodes: str, max_episodes: int) -> tuple[int, int]:
-    """``--episodes``: a count, or ``auto`` (start at AUTO_EPISODES_START, extend up to ``max_episodes``).
+def parse_episodes(episodes: str | None, max_episodes: int) -> tuple[int | None, int]:
+    """``--episodes``: a count, ``auto`` (start where an unset count would, extend up to ``max_episodes``), or
+    unset (None).
 
-    :return: (episodes of round 0, the cap of --episodes auto; 0: off)
+    :return: (episodes of round 0, None: the profile's, else the protocol's default; the cap of --episodes
+        auto, 0: off)
     :raises typer.BadParameter: neither a positive count nor 'auto'
     """
+    if episodes is None:
+        return None, 0
     if episodes.strip().lower() == "auto":
-        return AUTO_EPISODES_START, max_episodes
+        return None, max_episodes
     try:
         n = int(episodes)
     except ValueError:
@@ -56,26 +74,19 @@ def parse_episodes(episodes: str, max_episodes: int) -> tuple[int, int]:
 
 
 def deploy_command(
-    target: Annotated[
-        str, typer.Option("--target", "-t", help="profile name (profiles/NAME.toml) or a .toml path")
-    ] = "local",
-    models: Annotated[
-        list[str] | None,
+    target: TargetOption = DEFAULT_TARGET,
+    models: ModelsOption = None,
+    episodes: Annotated[
+        str | None,
         typer.Option(
-            "--models",
-            "-m",
-            help="sha256 prefix, name or .onnx path; repeatable or a comma list; default: every registered model",
+            help=f"episodes per model (the study used >= 10; default: the profile's [measurement] n_episodes, "
+            f"else {N_EPISODES_DEFAULT}), or 'auto': that many, then more seeded episodes for variants whose "
+            "return is undecided (and their baselines) until decided or --max-episodes",
+            show_default=False,
         ),
     ] = None,
-    episodes: Annotated[
-        str,
-        typer.Option(
-            help="episodes per model (the study used >= 10), or 'auto': 10, then more seeded episodes for "
-            "variants whose return is undecided (and their baselines) until decided or --max-episodes",
-        ),
-    ] = str(AUTO_EPISODES_START),
     max_episodes: Annotated[
-        int, typer.Option(help="with --episodes auto: the most episodes per model", min=AUTO_EPISODES_START)
+        int, typer.Option(help="with --episodes auto: the most episodes per model", min=N_EPISODES_DEFAULT)
     ] = AUTO_EPISODES_CAP_DEFAULT,
     seed: Annotated[int, typer.Option(help="episode i is reset with seed + i")] = 0,
     warmup_calls: Annotated[int, typer.Option(help="uncounted inference calls before timing", min=0)] = 100,
@@ -149,10 +160,11 @@ def deploy_command(
             "every round as a sample, spoiled or not: to see what the rounds say on a device known to be busy",
         ),
     ] = True,
-    profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
+    profiles_dir: ProfilesDirOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Upload variants to a target's agent, profile them in MuJoCo there, and store the results."""
+    """Upload variants to a target's agent, profile them in MuJoCo there, and store the results (--models:
+    default every registered model)."""
     with user_errors(), open_workspace(home, mujoco=False) as (workspace, db):
         profile = load_profile(find_profile(target, profiles_dir))
         chosen = select_models(db, models)
@@ -177,7 +189,7 @@ def deploy_command(
         )
         if not profile.spawn_local:
             check_reachable(profile, connect_timeout)
-        view = DeployProgress(console, chosen, cfg.n_episodes, db, profile.name)
+        view = DeployProgress(console, chosen, episodes_for(profile, cfg), db, profile.name)
         try:
             with view:
                 outcome = deploy(chosen, profile, workspace, db, cfg, view.update)

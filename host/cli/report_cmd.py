@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,18 +19,24 @@ from host.cli.common import (
 )
 from host.decision import NOISE_THRESHOLD
 from host.errors import DrlcError
-from host.report import (
-    ReportFilter,
-    ReportFormat,
-    ReportRow,
-    collect_rows,
-    device_infos,
-    render_csv,
-    render_markdown,
-)
-from host.report_noise import noise_lines
-from host.report_stats import Optimise
-from host.report_terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
+from host.report.analysis import Analysis, analyse
+from host.report.csv_report import render_csv
+from host.report.json_report import job_records, render_json
+from host.report.markdown import render_markdown
+from host.report.noise import noise_lines
+from host.report.rows import ReportFilter, collect_rows, device_infos
+from host.report.stats import Optimise
+from host.report.terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
+
+
+class ReportFormat(str, Enum):
+    """--format: the renderer a report goes through."""
+
+    table = "table"
+    md = "md"
+    csv = "csv"
+    html = "html"
+    json = "json"
 
 
 class ReportError(DrlcError):
@@ -138,6 +145,7 @@ def report_command(
                 f"--noise-threshold {noise_threshold} is not a fraction in [0, 1): give e.g. 0.05 for ±5 %"
             )
         noisy = noise_lines(db, {r.target for r in rows})
+        analysis = analyse(rows, optimise, noise_threshold)
         chosen_columns = parse_columns(columns, wide)
         if compare is not None:
             if fmt is not ReportFormat.table:
@@ -145,12 +153,10 @@ def report_command(
                     "--compare is a terminal view: leave out --format (html and md show every device)"
                 )
             devices = [d.strip() for d in compare.split(",") if d.strip()]
-            text = render_compare(rows, devices, optimise, noise_threshold, terminal_width())
+            text = render_compare(analysis, devices, terminal_width())
         elif fmt is ReportFormat.table:
             text = render_terminal(
-                rows,
-                optimise,
-                noise_threshold,
+                analysis,
                 terminal_width() if output is None else WIDTH,
                 chosen_columns,
                 title,
@@ -158,27 +164,20 @@ def report_command(
         elif fmt is ReportFormat.html:
             if output is None:
                 raise ReportError("an HTML report is one file: give it a name with -o report.html")
-            from host.report_html import render_html
+            from host.report.html import (
+                render_html,
+            )  # draws with matplotlib (a second to import): -f html only
 
             with console.status("drawing the plots..."):
                 text = render_html(
-                    rows,
-                    title=title,
-                    optimise=optimise,
-                    devices=device_infos(db, rows),
-                    threshold=noise_threshold,
-                    columns=chosen_columns,
+                    analysis, title=title, devices=device_infos(db, rows), columns=chosen_columns
                 )
         elif fmt is ReportFormat.csv:
-            text = render_csv(rows, noise_threshold)
+            text = render_csv(analysis)
         elif fmt is ReportFormat.json:
-            from host.report_json import job_records, render_json
-
-            text = render_json(rows, job_records(db, rows), optimise, noise_threshold, title)
+            text = render_json(analysis, job_records(db, rows), title)
         else:
-            text = render_markdown(
-                rows, optimise=optimise.value, title=title, threshold=noise_threshold, columns=chosen_columns
-            )
+            text = render_markdown(analysis, title=title, columns=chosen_columns)
             text += "".join(f"\n> {line}\n" for line in noisy)
         if fmt is ReportFormat.table and noisy:  # a device whose timings were spoiled says so, in 80 columns
             width = terminal_width() if output is None else WIDTH
@@ -188,7 +187,7 @@ def report_command(
             console.print(f"wrote {output}")
         else:
             typer.echo(text, nl=not text.endswith("\n"))
-        _gate(rows, require_keeps or [], noise_threshold)
+        _gate(analysis, require_keeps or [])
 
 
 GATE_FAILED = 3
@@ -196,13 +195,11 @@ GATE_FAILED = 3
 value, 2: a command line typer cannot parse)."""
 
 
-def _gate(rows: list[ReportRow], names: list[str], threshold: float) -> None:
+def _gate(analysis: Analysis, names: list[str]) -> None:
     """--require-keeps: every comparison of each named model must say "keeps"; else exit GATE_FAILED."""
     if not names:
         return
-    from host.report_stats import compare_all
-
-    comparisons = compare_all(rows, threshold)
+    comparisons = analysis.comparisons
     failed = []
     for name in names:
         mine = [

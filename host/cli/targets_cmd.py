@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -15,58 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from device_agent.contract.proto import agent_pb2 as pb
-from host.agent_client import AgentClient, AgentUnreachableError
-from host.cli.common import HomeOption, console, user_errors
+from host.cli.common import HomeOption, ProfilesDirOption, console, user_errors
 from host.errors import DrlcError
-from host.local_agent import local_agent
-from host.profiles import TargetProfile, list_profiles, load_profile
+from host.measure.ping import ping_all
+from host.measure.profiles import TargetProfile, list_profiles, load_profile
 from host.store.workspace import Workspace
-
-
-@dataclass
-class Ping:
-    """What one target's agent said, or why it said nothing."""
-
-    up: bool
-    detail: str
-    """What the table says: "up, 3 ms", "down", ..."""
-    error: str = ""
-    """Why it is down, in full (printed under the table)."""
-    round_trip_ms: float = 0.0
-    info: pb.DeviceInfo | None = None
-    missing_meters: list[str] = field(default_factory=list)
-
-
-@contextmanager
-def _address(profile: TargetProfile, workspace: Workspace, spawn_local: bool) -> Iterator[str | None]:
-    if not profile.spawn_local:
-        yield profile.address
-    elif spawn_local:
-        with local_agent(workspace.local_agent_dir, profile.address) as agent:
-            yield agent.address
-    else:
-        yield None
-
-
-def ping(profile: TargetProfile, workspace: Workspace, timeout_s: float, spawn_local: bool) -> Ping:
-    try:
-        with _address(profile, workspace, spawn_local) as address:
-            if address is None:
-                return Ping(False, "started on demand (not pinged: --no-spawn-local)")
-            with AgentClient(address, timeout_s=timeout_s, security=profile.client_security()) as client:
-                client.wait_ready(timeout_s=timeout_s)
-                t0 = time.perf_counter()
-                info = client.device_info()
-                round_trip_ms = (time.perf_counter() - t0) * 1e3
-    except AgentUnreachableError as exc:
-        return Ping(False, "down", error=profile.unreachable(exc.address, suggest_targets=False))
-    except DrlcError as exc:
-        return Ping(False, "down", error=str(exc))
-    working = {m.name.split(":")[0] for m in info.energy_meters if m.available}
-    missing = [kind for kind in profile.meters if kind not in working]
-    return Ping(
-        True, f"up, {round_trip_ms:.0f} ms", round_trip_ms=round_trip_ms, info=info, missing_meters=missing
-    )
 
 
 def _meters_text(info: pb.DeviceInfo | None) -> str:
@@ -77,7 +25,7 @@ def _meters_text(info: pb.DeviceInfo | None) -> str:
 
 
 def targets_command(
-    profiles_dir: Annotated[Path | None, typer.Option(help="where to look for profiles first")] = None,
+    profiles_dir: ProfilesDirOption = None,
     timeout_s: Annotated[
         float, typer.Option("--timeout", help="seconds to wait for each agent to answer", min=0.1)
     ] = 3.0,
@@ -111,20 +59,16 @@ def targets_command(
                 loaded.append((path, load_profile(path)))
             except DrlcError as exc:
                 loaded.append((path, exc))
-        # every agent at once: the command takes one --timeout however many devices are down
-        with ThreadPoolExecutor(max_workers=max(1, len(loaded))) as pool:
-            pings = {
-                path: pool.submit(ping, profile, workspace, timeout_s, spawn_local)
-                for path, profile in loaded
-                if isinstance(profile, TargetProfile)
-            }
+        valid = [(path, profile) for path, profile in loaded if isinstance(profile, TargetProfile)]
+        answers = ping_all([profile for _, profile in valid], workspace, timeout_s, spawn_local)
+        pings = {path: answer for (path, _), answer in zip(valid, answers, strict=True)}
         for path, profile in loaded:
             if isinstance(profile, DrlcError):
                 table.add_row(
                     escape(path.stem), "", "[red]invalid profile[/]", "", "", "", escape(str(profile))
                 )
                 continue
-            result = pings[path].result()
+            result = pings[path]
             info = result.info
             device = f"{info.hostname} ({info.machine}, {info.cpu_model})" if info else ""
             address = "spawned here" if profile.spawn_local else profile.address

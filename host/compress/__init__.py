@@ -1,6 +1,7 @@
 """Compression methods. Each lives in its own module with its config dataclass beside it and
-one signature, ``compress(baseline, cfg, ctx) -> MethodOutput``; :func:`make_variant` runs
-one and finalizes the result into an ordinary drlc artifact.
+one signature, ``compress(baseline, cfg, ctx) -> MethodOutput``, registered by name in
+:mod:`host.compress.methods` (the vocabulary); :func:`make_variant` runs one and finalizes the result into an
+ordinary drlc artifact; :mod:`host.compress.sweep` plans and runs the study's grid.
 """
 
 from __future__ import annotations
@@ -8,33 +9,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import importlib
-from dataclasses import dataclass
 from typing import Any
 
+from host.compress.methods import METHODS, MethodEntry
 from host.compress.variant import Baseline, CompressionContext, Variant, finalize
 from host.errors import CompressionError
-
-
-@dataclass(frozen=True)
-class MethodEntry:
-    module: str
-    config: str
-    function: str = "compress"
-
-    def load(self) -> tuple[type, Any]:
-        module = importlib.import_module(self.module)
-        return getattr(module, self.config), getattr(module, self.function)
-
-
-# Modules are imported on use: quantization needs no torch, pruning and QAT do.
-METHODS: dict[str, MethodEntry] = {
-    "ptdq": MethodEntry("host.compress.quantize", "PTDQConfig", "compress_ptdq"),
-    "ptsq": MethodEntry("host.compress.quantize", "PTSQConfig", "compress_ptsq"),
-    "qat": MethodEntry("host.compress.qat", "QATConfig"),
-    "l1": MethodEntry("host.compress.prune", "PruneConfig", "compress_l1"),
-    "l2": MethodEntry("host.compress.prune", "PruneConfig", "compress_l2"),
-}
 
 
 CLI_FLAGS: dict[str, str] = {

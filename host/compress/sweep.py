@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from host.compress import make_variant, method_config
+from host.compress.methods import INT8_METHODS, PRUNING_METHODS
 from host.compress.variant import Baseline, CompressionContext, Variant
 
 PAPER_RATIOS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 15))
@@ -25,11 +26,11 @@ PAPER_RATIOS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 15)
 class SweepConfig:
     ratios: tuple[float, ...] = PAPER_RATIOS
     """Pruning ratios for both L1 and L2."""
-    int8_methods: tuple[str, ...] = ("ptdq", "ptsq", "qat")
+    int8_methods: tuple[str, ...] = INT8_METHODS
     """Quantization methods, each once with the study's all-int8 setting."""
     fp32_first_layer_variants: bool = True
     """Also make each int8 method with the first layer kept in fp32 (a finding the study did not have)."""
-    prune_methods: tuple[str, ...] = ("l1", "l2")
+    prune_methods: tuple[str, ...] = PRUNING_METHODS
     qat_mode: str = "distill"
     """distill (fast) or rl (the study's: continues RL training; needs the SB3 checkpoint)."""
     qat_steps: int | None = None

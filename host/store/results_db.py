@@ -460,6 +460,57 @@ class ResultsDB:
         )
         return {r[0]: (int(r[1] or 0), int(r[2])) for r in rows}
 
+    def spoiled_validity(self, target: str) -> list[dict[str, Any]]:
+        """What the validity rule found on each spoiled job of ``target`` (device_agent.validity's JSON)."""
+        rows = self.conn.execute(
+            "SELECT validity FROM jobs WHERE target=? AND spoiled=1 AND validity IS NOT NULL", (target,)
+        )
+        return [json.loads(text) for (text,) in rows]
+
+    def jobs_by_id(self, job_ids: list[str]) -> list[sqlite3.Row]:
+        """The jobs with these ids (any state), each once, in no particular order; chunked under SQLite's
+        limit on bound parameters."""
+        out: list[sqlite3.Row] = []
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out += self.conn.execute(f"SELECT * FROM jobs WHERE job_id IN ({marks})", chunk)
+        return out
+
+    def succeeded_episodes(self) -> Iterator[tuple[str, int, float, int | None]]:
+        """(job id, seed, return, inference p50 in ns) of every episode of every succeeded job, ordered by job
+        and episode index: one query for a whole report."""
+        for job_id, seed, ret, p50 in self.conn.execute(
+            "SELECT e.job_id, e.seed, e.episode_return, e.inference_p50_ns FROM episodes e"
+            " JOIN jobs j ON j.job_id = e.job_id WHERE j.state = 'succeeded' ORDER BY e.job_id, e.idx"
+        ):
+            yield job_id, int(seed), ret, p50
+
+    def session_returns(self, session_id: str) -> dict[str, dict[int, float]]:
+        """sha256 -> {seed: return} over every succeeded job of a deploy session, rounds in order (a seed
+        repeated in a later round keeps its first return: seeded episodes are deterministic)."""
+        out: dict[str, dict[int, float]] = {}
+        rows = self.conn.execute(
+            "SELECT j.model_sha256, e.seed, e.episode_return FROM episodes e JOIN jobs j ON j.job_id = e.job_id"
+            " WHERE j.session_id = ? AND j.state = 'succeeded' ORDER BY j.round, e.idx",
+            (session_id,),
+        )
+        for sha, seed, ret in rows:
+            out.setdefault(sha, {}).setdefault(int(seed), float(ret))
+        return out
+
+    def manifest_dicts(self) -> dict[str, dict[str, Any]]:
+        """Every model's manifest as plain JSON (sha256 -> dict; {} for one that does not parse): cheaper than
+        building every :class:`ArtifactManifest` when a report needs a field or two."""
+        out: dict[str, dict[str, Any]] = {}
+        for sha, text in self.conn.execute("SELECT sha256, manifest FROM models"):
+            try:
+                manifest = json.loads(text)
+            except ValueError:
+                manifest = None
+            out[sha] = manifest if isinstance(manifest, dict) else {}
+        return out
+
     @staticmethod
     def _job(row: sqlite3.Row) -> JobRow:
         return JobRow(

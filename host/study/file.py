@@ -25,10 +25,11 @@ from pydantic import (
 )
 
 from host.compress.sweep import PAPER_RATIOS, SweepConfig
-from host.config_errors import describe
+from host.compress.methods import INT8_METHODS, METHOD_NAMES, PRUNING_METHODS
+from host.measure.config_errors import describe
 from host.errors import DrlcError
 from host.policies.algorithms import ALGORITHMS, NAMES
-from host.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
+from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,10 +41,9 @@ class StudyError(DrlcError):
     """A study file is malformed, names something that does not exist, or a phase of the study failed."""
 
 
-#: The sweep's methods, as the compression sweep names them (its defaults run every method).
-INT8_METHODS = SweepConfig().int8_methods
-PRUNE_METHODS = SweepConfig().prune_methods
-ALL_METHODS = INT8_METHODS + PRUNE_METHODS
+#: The study's methods: the compression vocabulary (host.compress.methods).
+ALL_METHODS = METHOD_NAMES
+PRUNE_METHODS = PRUNING_METHODS
 
 
 class PolicyEntry(BaseModel):

@@ -14,8 +14,8 @@ from typing import Any
 from host.compress import method_config
 from host.compress.sweep import plan as sweep_plan
 from host.compress.sweep import recipe_key
-from host.deploy import DeployConfig, deploy_key
-from host.profiles import TargetProfile, find_profile, load_profile
+from host.measure.deploy import DeployConfig, deploy_key
+from host.measure.profiles import TargetProfile, find_profile, load_profile
 from host.store.results_db import ModelRow, ResultsDB
 from host.study.file import Study, StudyError, StudyPolicy
 from host.study.recipes import find_baseline

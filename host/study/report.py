@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from host.report import ReportFilter, ReportRow, collect_rows, device_infos, render_csv, render_markdown
-from host.report_html import render_html
+from host.report.analysis import analyse
+from host.report.csv_report import render_csv
+from host.report.html import render_html
+from host.report.markdown import render_markdown
+from host.report.rows import ReportFilter, ReportRow, collect_rows, device_infos
 from host.store.results_db import ResultsDB
 from host.study.file import Study, StudyError
 from host.study.recipes import find_baseline
@@ -28,16 +31,13 @@ def write_study_report(study: Study, db: ResultsDB) -> list[Path]:
         )
     study.report_dir.mkdir(parents=True, exist_ok=True)
     title = f"drlc study: {study.name}"
+    analysis = analyse(rows, study.optimise)
     files = {
         f"{study.name}.html": render_html(
-            rows,
-            title=title,
-            optimise=study.optimise,
-            description=study.description,
-            devices=device_infos(db, rows),
+            analysis, title=title, description=study.description, devices=device_infos(db, rows)
         ),
-        f"{study.name}.md": render_markdown(rows, optimise=study.optimise, title=title),
-        f"{study.name}.csv": render_csv(rows),
+        f"{study.name}.md": render_markdown(analysis, title=title),
+        f"{study.name}.csv": render_csv(analysis),
     }
     out = []
     for name, text in files.items():

@@ -30,11 +30,11 @@ from typing import Any
 
 from host.compress.sweep import PlannedVariant, run_sweep
 from host.compress.variant import Baseline, Variant
-from host.deploy import DeployOutcome, connect, deploy
+from host.measure.deploy import DeployOutcome, connect, deploy
 from host.errors import DrlcError
 from host.policies.importer import import_checkpoint
 from host.policies.sb3.files import resolve_checkpoint_path
-from host.profiles import TargetProfile
+from host.measure.profiles import TargetProfile
 from host.store.artifacts import store_artifact
 from host.store.results_db import ModelRow, ResultsDB
 from host.store.workspace import Workspace

@@ -16,7 +16,7 @@ from sb3_contrib.common.wrappers import TimeFeatureWrapper
 from device_agent.contract.envs import build_env, check_env_options, describe_env
 from device_agent.contract.errors import InvalidModelError
 from device_agent.contract.manifest import MANIFEST_KEY, ArtifactManifest, ObsWrapper, sha256_bytes
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from tests.device_agent.service.test_server import profile_request, upload_bytes
 from host.policies.random_policies import random_policy
 

@@ -18,8 +18,8 @@ from device_agent.contract.manifest import ArtifactManifest
 from device_agent.measure.results import EpisodeOutcome, JobEnd, JobStart
 from device_agent.contract.settings import MeasurementSettings, settings_from_proto, settings_to_proto
 from device_agent.limits import AgentLimits, effective_settings
-from host.agent_client import AgentClient
-from host.report import energy_per_item, energy_text
+from host.measure.agent_client import AgentClient
+from host.report.summary import energy_per_item, energy_text
 from tests.device_agent.service.test_server import profile_request, upload_bytes
 from host.policies.random_policies import random_policy
 

@@ -14,9 +14,9 @@ from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.contract.errors import InvalidRequestError
 from device_agent.contract.settings import MeasurementSettings
 from device_agent.limits import AgentLimits, effective_settings
-from host.agent_client import AgentClient
-from host.deploy import DeployConfig, profile_settings, settings_key
-from host.profiles import TargetProfile
+from host.measure.agent_client import AgentClient
+from host.measure.deploy import DeployConfig, profile_settings, settings_key
+from host.measure.profiles import TargetProfile
 from tests.device_agent.service.test_server import profile_request, upload_bytes
 from host.policies.random_policies import random_policy
 

@@ -18,9 +18,9 @@ from device_agent.contract.settings import (
     settings_from_proto,
     settings_to_proto,
 )
-from host.agent_client import AgentClient
-from host.deploy import DeployConfig, profile_settings
-from host.profiles import MeasurementOverrides, TargetProfile
+from host.measure.agent_client import AgentClient
+from host.measure.deploy import DeployConfig, profile_settings
+from host.measure.profiles import MeasurementOverrides, TargetProfile
 from host.policies.random_policies import random_policy
 
 

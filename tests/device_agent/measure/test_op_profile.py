@@ -15,7 +15,7 @@ from device_agent.measure.setup import setup
 from device_agent.contract.settings import MeasurementSettings
 from device_agent.limits import AgentLimits, effective_settings
 from device_agent.contract.errors import InvalidRequestError
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from host.compress import make_variant, method_config
 from host.compress.variant import Baseline, CompressionContext
 from tests.device_agent.service.test_server import profile_request, upload_bytes

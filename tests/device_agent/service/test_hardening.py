@@ -20,7 +20,7 @@ from device_agent.contract.errors import InvalidRequestError
 from device_agent.service.server import create_server
 from device_agent.contract.settings import MeasurementSettings
 from device_agent.limits import AgentLimits, effective_settings
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from tests.device_agent.service.test_server import (
     paced_request,
     process_gone,

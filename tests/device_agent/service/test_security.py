@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from device_agent.contract.errors import AgentError
 from device_agent.service.security import SecurityConfig, SecurityError
 from device_agent.service.server import create_server
-from host.agent_client import AgentClient, ClientSecurity
+from host.measure.agent_client import AgentClient, ClientSecurity
 from host.errors import DeviceError
 
 TOKEN = "s3cret-token-for-tests-0123456789"

@@ -10,7 +10,7 @@ import pytest
 from device_agent.contract.proto import agent_pb2 as pb
 from device_agent.measure.floor import FLOOR_CALLS
 from device_agent.service.server import create_server
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from host.errors import DeviceError
 from host.policies.random_policies import random_policy
 

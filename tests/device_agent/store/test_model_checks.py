@@ -15,7 +15,7 @@ from device_agent.contract.errors import InvalidModelError
 from device_agent.contract.manifest import sha256_bytes
 from device_agent.store.model_check import check_file
 from device_agent.store.validation import check_model_bytes
-from host.agent_client import AgentClient
+from host.measure.agent_client import AgentClient
 from tests.device_agent.service.test_server import upload_bytes
 from host.policies.random_policies import random_policy
 

@@ -1,0 +1,27 @@
+"""The measurement protocol's defaults, declared once (host.measure.deploy runs the protocol; study files and the
+CLI default to these). README, "Measurement protocol", says what they mean."""
+
+from __future__ import annotations
+
+from device_agent.contract.settings import MeasurementSettings
+
+N_EPISODES_DEFAULT: int = MeasurementSettings.n_episodes
+"""Seeded episodes per model when neither the command line nor the target's profile says (``--episodes auto``
+starts there too). Declared once, in the agent's settings type; the host always sends the number it resolved
+(``host.measure.deploy.episodes_for``), so what counts as "already measured" never depends on an agent's default."""
+
+ROUNDS_DEFAULT = 6
+"""Rounds of a deploy: round 0 runs the episodes; each later round is a fresh worker process per model, and a
+variant's later rounds time it against its baseline in that same process (paired latency, blocks alternating
+ABBA), so a variant's latency verdict rests on five paired rounds. pyperf runs 20 processes; drlc's later
+rounds are cheap latency-only jobs (tools/bench_rounds.py measures what they cost)."""
+MAX_SPOILED_RETRIES_DEFAULT = 2
+"""How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
+ROUND_LATENCY_CALLS = 300
+"""Timed in-loop calls of a later (latency-only) round, after the usual warm-up. The rounds' worth is in their
+number (each a fresh process, a paired sample), not their length: a round's p50 from 300 calls varies far less
+than p50s of different processes do. 300 keeps a sweep's deploy near 1.5x a single pass even where round 0's
+episodes run in parallel (tools/bench_rounds.py); three calls lie beyond a round's p99, twelve over four rounds."""
+EXTRA_ROUND_BASE = 1000
+"""Round number of the first job of extra seeded episodes (``--episodes auto``); rounds from here on add returns
+and never a latency sample (host.report leaves them out of every timing figure)."""

@@ -228,14 +228,14 @@ def test_bad_requests_fail_clearly_and_agent_keeps_serving(client: AgentClient) 
 def test_cancel_frees_the_device_promptly(client: AgentClient) -> None:
     data, sha, _ = random_policy("HalfCheetah-v5", hidden=(32, 32))
     upload_bytes(client, data, sha)
+    # each accepted (queued) before the next is sent, so the queue's order is this one, not a race between
+    # the agent's server threads
     long_job = client.run_profile(paced_request("long", sha, episodes=3))  # >= 150 s by construction
+    assert next(long_job).HasField("accepted")
     queued = client.run_profile(profile_request("queued", sha, episodes=1))
+    assert next(queued).HasField("accepted")
     never = client.run_profile(profile_request("never", sha, episodes=1))
-    assert (
-        next(long_job).HasField("accepted")
-        and next(queued).HasField("accepted")
-        and next(never).HasField("accepted")
-    )
+    assert next(never).HasField("accepted")
     assert client.cancel_job("never").state == pb.JOB_STATE_CANCELLED  # still queued: cancelled at once
     assert list(never)[-1].failed.error_type == "Cancelled"
     started = next(e for e in long_job if e.HasField("started"))  # its worker is up: the job is running
@@ -306,6 +306,9 @@ def test_a_hanging_job_is_stopped_at_the_agent_limit_and_the_next_job_runs(tmp_p
             good, good_sha, _ = random_policy("HalfCheetah-v5", hidden=(8,))
             upload_bytes(c, good, good_sha)
             hang = c.run_profile(paced_request("hang", good_sha))
+            # accepted (queued) before the next job is even sent: two RPCs sent back to back reach the agent's
+            # queue in whichever order its server threads take its lock, so the order would be a race
+            assert next(hang).HasField("accepted")
             nxt = c.run_profile(paced_request("next", good_sha))
             assert next(nxt).HasField("accepted")
             worker = None
@@ -325,7 +328,8 @@ def test_a_hanging_job_is_stopped_at_the_agent_limit_and_the_next_job_runs(tmp_p
             assert events[-1].failed.error_type == "JobTimeout"
             assert c.get_job("hang").state == c.get_job("next").state == pb.JOB_STATE_FAILED
             hung, then = c.get_job("hang"), c.get_job("next")
-            assert 0 < hung.started_unix_ns <= hung.ended_unix_ns <= then.started_unix_ns
+            spans = (hung.started_unix_ns, hung.ended_unix_ns, then.started_unix_ns, then.ended_unix_ns)
+            assert 0 < spans[0] <= spans[1] <= spans[2], f"hung job's span and the next job's start: {spans}"
     finally:
         agent.stop(grace_s=0)
 

@@ -23,6 +23,7 @@ from tests.import_rules import (
 HOST = ROOT / "host"
 LAYERS = (
     "errors",
+    "vocabulary",
     "store",
     "policies",
     "training",
@@ -35,11 +36,12 @@ LAYERS = (
 )
 """The host's packages (and top-level modules), lowest first: each may import only from itself and below.
 
-The pipeline's order: the error types everything raises; the workspace and results database; policies (spec,
-ONNX, import, the algorithm registry); training makes policies; compress makes variants of them; decision is the
-statistics of a verdict, which measure (deploy until decided) and report both apply; report reads what measure
-stored; a study runs the whole pipeline; the CLI parses and prints over all of it. ``host`` itself (the version)
-is below everything."""
+The pipeline's order: the error types everything raises; how registries key on the agent contract's names (the
+contract itself is the agent's and sits below all of these); the workspace and results database; policies
+(spec, ONNX, import, the algorithm registry); training makes policies; compress makes variants of them;
+decision is the statistics of a verdict, which measure (deploy until decided) and report both apply; report
+reads what measure stored; a study runs the whole pipeline; the CLI parses and prints over all of it. ``host``
+itself (the version) is below everything."""
 
 
 def host_modules() -> dict[str, Path]:

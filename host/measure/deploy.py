@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from device_agent.contract.proto import agent_pb2 as pb
+from device_agent.contract.settings import settings_request
 from device_agent.contract.validity import ValidityRule
 from host.measure.agent_checks import AgentSentInvalidData, JobCheck, check_device_info
 from host.measure.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
@@ -134,21 +135,22 @@ def episodes_for(profile: TargetProfile, cfg: DeployConfig) -> int:
 
 
 def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSettings:
-    """The job settings for one target. Options the profile leaves unset stay unset on the wire, so the
-    agent's defaults apply and the settings key (what counts as already done) does not change."""
+    """The job settings for one target, built by the contract's declared mapping (``settings_request``).
+    Options the profile leaves unset (None) stay unset on the wire, so the agent's defaults apply and the
+    settings key (what counts as already done) does not change."""
     m = profile.measurement
-    return pb.ProfileSettings(
+    return settings_request(
         n_episodes=episodes_for(profile, cfg),
         seed=cfg.seed,
         warmup_calls=cfg.warmup_calls if m.warmup_calls is None else m.warmup_calls,
-        max_steps_per_episode=cfg.max_steps_per_episode
-        if m.max_steps_per_episode is None
-        else m.max_steps_per_episode,
+        max_steps_per_episode=(
+            cfg.max_steps_per_episode if m.max_steps_per_episode is None else m.max_steps_per_episode
+        ),
         execution_providers=profile.execution_providers,
         intra_op_threads=m.intra_op_threads,
         keep_latencies=m.keep_latencies,
-        cpu_affinity=m.cpu_affinity or [],
-        control_rate=bool(m.control_rate),
+        cpu_affinity=m.cpu_affinity,
+        control_rate=m.control_rate,
         idle_s=m.idle_s,
         inference_phase_s=m.inference_phase_s,
         quality_workers=cfg.quality_workers,

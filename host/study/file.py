@@ -29,7 +29,7 @@ from host.compress.sweep import PAPER_RATIOS, SweepConfig
 from host.measure.config_errors import describe
 from host.errors import DrlcError
 from host.policies.algorithms import REGISTRY
-from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
+from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, N_EPISODES_DEFAULT, ROUNDS_DEFAULT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -126,7 +126,12 @@ class StudyFile(BaseModel):
     name: str = Field(description="names the report files")
     description: str = ""
     targets: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
-    episodes: int = Field(default=10, ge=1, description="episodes per model and target")
+    episodes: int | None = Field(
+        default=None,
+        ge=1,
+        description="episodes per model and target; unset: each target profile's [measurement] n_episodes, "
+        f"else {N_EPISODES_DEFAULT}",
+    )
     seed: int = Field(default=0, description="episode i is reset with seed + i, on every target")
     warmup_calls: int = Field(default=100, ge=0)
     rounds: int = Field(default=ROUNDS_DEFAULT, ge=1, description="latency rounds per model and target")
@@ -171,7 +176,8 @@ class Study:
     path: Path
     policies: tuple[StudyPolicy, ...]
     targets: tuple[str, ...]
-    episodes: int
+    episodes: int | None
+    """None: each target's (host.measure.deploy.episodes_for)."""
     seed: int
     warmup_calls: int
     report_dir: Path

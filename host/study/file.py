@@ -29,7 +29,12 @@ from host.compress.sweep import PAPER_RATIOS, SweepConfig
 from host.measure.config_errors import describe
 from host.errors import DrlcError
 from host.policies.algorithms import REGISTRY
-from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, N_EPISODES_DEFAULT, ROUNDS_DEFAULT
+from host.measure.protocol import (
+    MAX_SPOILED_RETRIES_DEFAULT,
+    N_EPISODES_DEFAULT,
+    ROUNDS_DEFAULT,
+    WARMUP_CALLS_DEFAULT,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,7 +138,12 @@ class StudyFile(BaseModel):
         f"else {N_EPISODES_DEFAULT}",
     )
     seed: int = Field(default=0, description="episode i is reset with seed + i, on every target")
-    warmup_calls: int = Field(default=100, ge=0)
+    warmup_calls: int | None = Field(
+        default=None,
+        ge=0,
+        description="uncounted inference calls before timing; unset: each target profile's [measurement] "
+        f"warmup_calls, else {WARMUP_CALLS_DEFAULT}",
+    )
     rounds: int = Field(default=ROUNDS_DEFAULT, ge=1, description="latency rounds per model and target")
     spoiled_retries: int = Field(
         default=MAX_SPOILED_RETRIES_DEFAULT, ge=0, description="re-runs of a round the validity rule spoiled"
@@ -179,7 +189,8 @@ class Study:
     episodes: int | None
     """None: each target's (host.measure.deploy.episodes_for)."""
     seed: int
-    warmup_calls: int
+    warmup_calls: int | None
+    """None: each target's, as ``episodes``."""
     report_dir: Path
     optimise: str
     sweep: SweepConfig

@@ -32,7 +32,7 @@ from host.measure.profiles import (
     list_profiles,
     load_profile,
 )
-from host.measure.protocol import N_EPISODES_DEFAULT
+from host.measure.protocol import MAX_STEPS_PER_EPISODE_DEFAULT, N_EPISODES_DEFAULT, WARMUP_CALLS_DEFAULT
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
 from host.policies.random_policies import random_policy
@@ -234,6 +234,25 @@ def test_profile_settings_are_the_bytes_the_hand_built_message_had() -> None:
         bare, cfg
     ).HasField("keep_latencies")
     assert profile_settings(bare, cfg).SerializeToString() != old_default.SerializeToString()
+
+
+def test_warmup_and_max_steps_take_the_command_then_the_profile_then_the_default() -> None:
+    """The same precedence as n_episodes: a command-line value wins over the profile's (it used to lose
+    silently), the profile's over the protocol's default."""
+    profile = TargetProfile(
+        name="t",
+        address="127.0.0.1:1",
+        measurement=MeasurementOverrides(warmup_calls=20, max_steps_per_episode=50),
+    )
+    bare = TargetProfile(name="t", address="127.0.0.1:1")
+
+    def sent(p: TargetProfile, cfg: DeployConfig) -> tuple[int, int]:
+        s = profile_settings(p, cfg)
+        return s.warmup_calls, s.max_steps_per_episode
+
+    assert sent(profile, DeployConfig()) == (20, 50)
+    assert sent(profile, DeployConfig(warmup_calls=5, max_steps_per_episode=0)) == (5, 0)
+    assert sent(bare, DeployConfig()) == (WARMUP_CALLS_DEFAULT, MAX_STEPS_PER_EPISODE_DEFAULT)
 
 
 def test_the_shipped_profiles_are_found_from_any_folder(tmp_path, monkeypatch) -> None:

@@ -13,7 +13,7 @@ from host.cli.main import app
 from host.policies.random_policies import random_policy
 from host.store.workspace import Workspace
 from host.measure.deploy import profile_settings
-from host.measure.protocol import N_EPISODES_DEFAULT
+from host.measure.protocol import N_EPISODES_DEFAULT, WARMUP_CALLS_DEFAULT
 from host.study.file import StudyError, load_study
 from host.study.plan import deploy_config, load_profiles
 
@@ -57,20 +57,26 @@ def test_study_file_expands_train_seeds_and_the_study_grid(tmp_path: Path) -> No
 
 
 def test_a_targets_n_episodes_is_honoured_unless_the_study_file_says(drlc_home: Path, tmp_path: Path) -> None:
-    """A study file without ``episodes`` leaves each target's ``[measurement] n_episodes`` in force (else the
-    protocol's default), as a deploy without --episodes does; one with ``episodes`` wins on every target."""
+    """A study file without ``episodes`` (or ``warmup_calls``) leaves each target's ``[measurement]`` value in
+    force (else the protocol's default), as a deploy without --episodes does; one that gives it wins everywhere."""
     profiles_dir = tmp_path / "profiles"
     profiles_dir.mkdir()
-    (profiles_dir / "few.toml").write_text('address = "127.0.0.1:1"\n[measurement]\nn_episodes = 3\n')
+    (profiles_dir / "few.toml").write_text(
+        'address = "127.0.0.1:1"\n[measurement]\nn_episodes = 3\nwarmup_calls = 7\n'
+    )
     (profiles_dir / "plain.toml").write_text('address = "127.0.0.1:2"\n')
     data, _, _ = random_policy(seed=3, name="tiny")
     (tmp_path / "tiny.onnx").write_bytes(data)
     body = 'name = "eps"\ntargets = ["few", "plain"]\n[[policy]]\nonnx = "tiny.onnx"\n'
-    for episodes, expected in (("", [3, N_EPISODES_DEFAULT]), ("episodes = 5\n", [5, 5])):
-        study = load_study(write_study(tmp_path, episodes + body))
+    cases = (
+        ("", [(3, 7), (N_EPISODES_DEFAULT, WARMUP_CALLS_DEFAULT)]),
+        ("episodes = 5\nwarmup_calls = 4\n", [(5, 4), (5, 4)]),
+    )
+    for given, expected in cases:
+        study = load_study(write_study(tmp_path, given + body))
         cfg = deploy_config(study)
-        sent = [profile_settings(p, cfg).n_episodes for p in load_profiles(study, profiles_dir)]
-        assert sent == expected
+        sent = [profile_settings(p, cfg) for p in load_profiles(study, profiles_dir)]
+        assert [(s.n_episodes, s.warmup_calls) for s in sent] == expected
     result = runner.invoke(
         app,
         ["study", "run", str(write_study(tmp_path, body)), "--dry-run", "--profiles-dir", str(profiles_dir)],

@@ -28,7 +28,6 @@ from device_agent.contract.vocabulary import ALGORITHMS, COMPRESSION_METHODS, IN
 from host.compress.sweep import PAPER_RATIOS, SweepConfig
 from host.measure.config_errors import describe
 from host.errors import DrlcError
-from host.policies.algorithms import REGISTRY
 from host.measure.protocol import (
     MAX_SPOILED_RETRIES_DEFAULT,
     N_EPISODES_DEFAULT,
@@ -44,9 +43,6 @@ else:  # pragma: no cover
 
 class StudyError(DrlcError):
     """A study file is malformed, names something that does not exist, or a phase of the study failed."""
-
-
-#: The study's methods: the compression vocabulary (host.compress.methods).
 
 
 class PolicyEntry(BaseModel):
@@ -80,7 +76,7 @@ class PolicyEntry(BaseModel):
     def _known_algorithm(cls, name: str | None, info: ValidationInfo) -> str | None:
         # an import's algo is matched in any case (as drlc-host import --algo); training takes the registry's name
         known = name if info.field_name == "train" or name is None else name.lower()
-        if known is not None and known not in REGISTRY:
+        if known is not None and known not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
         return name
 

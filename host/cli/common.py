@@ -114,7 +114,7 @@ def warnings_to_log(path: Path, mujoco: bool = True) -> Iterator[None]:
 def _mujoco() -> Any:
     # mujoco is a dependency; if its install is broken, the command that needs it says so later
     try:
-        import mujoco
+        import mujoco  # heavy: loaded only by commands that step MuJoCo, to route its warnings
     except ImportError:  # pragma: no cover
         return None
     return mujoco

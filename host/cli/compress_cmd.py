@@ -12,10 +12,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from device_agent.contract.vocabulary import BASELINE, COMPRESSION_METHODS
 from host.store.artifacts import select_models, store_artifact
 from host.cli.common import HomeOption, console, home_flag, open_workspace, user_errors
 from host.compress import method_config
-from host.compress.methods import METHOD_NAMES
 from host.compress.register import existing_variant, make_and_store, sweep_into
 from host.compress.sweep import PlannedVariant, SweepConfig, plan
 from host.compress.variant import Baseline
@@ -24,7 +24,7 @@ from host.store.results_db import ModelRow, ResultsDB
 from host.store.workspace import Workspace
 
 
-Method = Enum("Method", {name: name for name in METHOD_NAMES}, type=str)  # type: ignore[misc]
+Method = Enum("Method", {name: name for name in COMPRESSION_METHODS}, type=str)  # type: ignore[misc]
 """--method's choices: the registry's vocabulary (host.compress.methods)."""
 
 
@@ -194,7 +194,7 @@ def resolve_baseline(db: ResultsDB, workspace: Workspace, selector: str) -> Mode
         base = Baseline.load(path)
         return store_artifact(workspace, db, base.data, base.manifest)
     rows = select_models(db, [selector])
-    baselines = [r for r in rows if r.method == "baseline"]
+    baselines = [r for r in rows if r.method == BASELINE]
     if len(baselines) == 1:
         return baselines[0]
     if not baselines:

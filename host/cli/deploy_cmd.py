@@ -28,9 +28,11 @@ from host.errors import DeviceError, StoreError
 from host.measure.profiles import TargetProfile, find_profile, load_profile
 from host.measure.protocol import (
     MAX_SPOILED_RETRIES_DEFAULT,
+    MAX_STEPS_PER_EPISODE_DEFAULT,
     N_EPISODES_DEFAULT,
     ROUND_LATENCY_CALLS,
     ROUNDS_DEFAULT,
+    WARMUP_CALLS_DEFAULT,
 )
 from host.measure.until_decided import AUTO_EPISODES_CAP_DEFAULT
 
@@ -79,7 +81,7 @@ def deploy_command(
     episodes: Annotated[
         str | None,
         typer.Option(
-            help=f"episodes per model (the study used >= 10; default: the profile's [measurement] n_episodes, "
+            help=f"episodes per model (the study used >= 10; default: the profile's \\[measurement] n_episodes, "
             f"else {N_EPISODES_DEFAULT}), or 'auto': that many, then more seeded episodes for variants whose "
             "return is undecided (and their baselines) until decided or --max-episodes",
             show_default=False,
@@ -89,8 +91,24 @@ def deploy_command(
         int, typer.Option(help="with --episodes auto: the most episodes per model", min=N_EPISODES_DEFAULT)
     ] = AUTO_EPISODES_CAP_DEFAULT,
     seed: Annotated[int, typer.Option(help="episode i is reset with seed + i")] = 0,
-    warmup_calls: Annotated[int, typer.Option(help="uncounted inference calls before timing", min=0)] = 100,
-    max_steps: Annotated[int, typer.Option(help="steps per episode; 0 = the env's own limit", min=0)] = 0,
+    warmup_calls: Annotated[
+        int | None,
+        typer.Option(
+            help="uncounted inference calls before timing (default: the profile's \\[measurement] warmup_calls, "
+            f"else {WARMUP_CALLS_DEFAULT})",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="steps per episode; 0 = the env's own limit (default: the profile's \\[measurement] "
+            f"max_steps_per_episode, else {MAX_STEPS_PER_EPISODE_DEFAULT})",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="run again even if this target has results with these settings")
     ] = False,

@@ -9,9 +9,9 @@ import typer
 from rich.markup import escape
 
 from device_agent.contract.envs import describe_env
+from device_agent.contract.vocabulary import ALGORITHMS
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.errors import CheckpointError
-from host.policies.algorithms import NAMES
 from host.policies.cleanrl import CLEANRL_SUFFIX
 from host.policies.env_setup import parse_env_options
 from host.policies.foreign import import_cleanrl, import_onnx_actor
@@ -40,7 +40,7 @@ def import_command(
     ] = None,
     algo: Annotated[
         str | None,
-        typer.Option("--algo", help=f"override the detected algorithm ({', '.join(NAMES)})"),
+        typer.Option("--algo", help=f"override the detected algorithm ({', '.join(ALGORITHMS)})"),
     ] = None,
     env_option: Annotated[
         list[str] | None,

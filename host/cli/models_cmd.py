@@ -6,6 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from device_agent.contract.envs import describe_env
+from device_agent.contract.vocabulary import BASELINE
 from host.cli.common import HomeOption, console, open_workspace, user_errors
 from host.store.results_db import ModelRow
 
@@ -28,7 +29,7 @@ def models_table(models: list[ModelRow], width: int, envs: dict[str, str] | None
     def env(m: ModelRow) -> str:
         return f"{m.algo} {envs.get(m.sha256, m.env_id)}"
 
-    name_w = max(len(m.name) + (0 if m.method == "baseline" else 2) for m in models)
+    name_w = max(len(m.name) + (0 if m.method == BASELINE else 2) for m in models)
     env_w = max(len(env(m)) for m in models)
     with_env = name_w + 2 + 12 + 2 + 7 + 2 + 8 + 2 + env_w <= width
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
@@ -42,11 +43,11 @@ def models_table(models: list[ModelRow], width: int, envs: dict[str, str] | None
     def add(*cells: str) -> None:
         table.add_row(*(cells if with_env else cells[:4]))
 
-    baselines = [m for m in models if m.method == "baseline"]
+    baselines = [m for m in models if m.method == BASELINE]
     known = {m.sha256 for m in baselines}
     children: dict[str, list[ModelRow]] = {}
     for m in models:
-        if m.method != "baseline":
+        if m.method != BASELINE:
             children.setdefault(m.parent_sha256 if m.parent_sha256 in known else "", []).append(m)
     for base in baselines:
         add(
@@ -79,7 +80,7 @@ def models_command(home: HomeOption = None) -> None:
             if manifest is not None:
                 envs[m.sha256] = describe_env(m.env_id, manifest.env_kwargs, manifest.obs_wrappers)
         console.print(models_table(models, console.width, envs))
-        n_base = sum(m.method == "baseline" for m in models)
+        n_base = sum(m.method == BASELINE for m in models)
         n_var = len(models) - n_base
         console.print(
             f"{n_base} baseline{'s' * (n_base != 1)}, {n_var} variant{'s' * (n_var != 1)} "

@@ -21,6 +21,7 @@ from host.decision import NOISE_THRESHOLD
 from host.errors import DrlcError
 from host.report.analysis import Analysis, analyse
 from host.report.csv_report import render_csv
+from host.report.html import render_html
 from host.report.json_report import job_records, render_json
 from host.report.markdown import render_markdown
 from host.report.noise import noise_lines
@@ -164,9 +165,6 @@ def report_command(
         elif fmt is ReportFormat.html:
             if output is None:
                 raise ReportError("an HTML report is one file: give it a name with -o report.html")
-            from host.report.html import (
-                render_html,
-            )  # draws with matplotlib (a second to import): -f html only
 
             with console.status("drawing the plots..."):
                 text = render_html(

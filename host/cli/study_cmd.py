@@ -54,6 +54,15 @@ def plan_table(plan: StudyPlan) -> Table:
     return table
 
 
+def episodes_per_job(plan: StudyPlan) -> str:
+    """``10 episodes per job``, or per target where their profiles differ (``episodes per job: 10 on local, 3 on
+    pi5``)."""
+    counts = {t.episodes for t in plan.targets}
+    if len(counts) == 1:
+        return f"{counts.pop()} episodes per job"
+    return "episodes per job: " + ", ".join(f"{t.episodes} on {t.name}" for t in plan.targets)
+
+
 def print_plan(plan: StudyPlan) -> None:
     console.print(plan_table(plan))
     study = plan.study
@@ -62,7 +71,7 @@ def print_plan(plan: StudyPlan) -> None:
     n_var_total = sum(len(pp.variants) for pp in plan.policies)
     jobs = ", ".join(f"{t.jobs_missing} of {t.jobs_total} on {t.name}" for t in plan.targets)
     console.print(
-        f"{len(plan.policies)} policies, {len(study.targets)} targets, {study.episodes} episodes per job; "
+        f"{len(plan.policies)} policies, {len(study.targets)} targets, {episodes_per_job(plan)}; "
         f"to do: {n_base} baselines, {n_var} of {n_var_total} variants, jobs {jobs}"
     )
     console.print(

@@ -17,9 +17,9 @@ from rich.progress import (
 )
 
 from device_agent.contract.envs import describe_env
+from device_agent.contract.vocabulary import ALGORITHMS
 from host.cli.common import HomeOption, console, err_console, open_workspace, user_errors
 from host.errors import DrlcError
-from host.policies.algorithms import NAMES
 from host.policies.env_setup import parse_env_options
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
@@ -81,7 +81,8 @@ def _progress_text(p: TrainProgress) -> dict[str, str]:
 
 def train_command(
     algo: Annotated[
-        str, typer.Option(help=f"{', '.join(NAMES)}; a comma list, or 'study' for {','.join(STUDY_ALGOS)}")
+        str,
+        typer.Option(help=f"{', '.join(ALGORITHMS)}; a comma list, or 'study' for {','.join(STUDY_ALGOS)}"),
     ],
     env: Annotated[
         str,

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import onnx
+import onnxruntime as ort
 
 #: Op types that compute with integer arithmetic on ORT's CPU execution provider (ONNX standard
 #: and ``com.microsoft`` contrib ops that quantization passes and ORT's fusions produce).
@@ -46,8 +47,6 @@ def optimized_graph(model_bytes: bytes, optimization_level: str = "all") -> onnx
         and what the device agent uses)
     :return: the optimized model as ORT saved it
     """
-    import onnxruntime as ort
-
     levels = {
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

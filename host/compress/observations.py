@@ -46,7 +46,7 @@ class ObservationSet:
 
 
 def session(data: bytes) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: this module loads with the CLI (via variant), the session only on use
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import onnx
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from host.compress.torch_actor import forward_actions, mlp_from_spec, spec_from_mlp
@@ -125,8 +126,6 @@ def compress_l2(baseline: Baseline, cfg: PruneConfig, ctx: CompressionContext) -
 
 
 def _importance(norm: Norm) -> Any:
-    import torch_pruning as tp
-
     return tp.importance.GroupMagnitudeImportance(p=_NORM_P[norm], group_reduction="mean", normalizer="mean")
 
 
@@ -135,8 +134,6 @@ def prune_mlp(mlp: nn.Sequential, ratio: float, norm: Norm) -> list[int]:
 
     :raises CompressionError: the MLP has no hidden layer
     """
-    import torch_pruning as tp
-
     linears = [m for m in mlp if isinstance(m, nn.Linear)]
     if len(linears) < 2:
         raise CompressionError("the policy has no hidden layer; there are no neurons to prune")
@@ -169,8 +166,6 @@ def prune_mlp(mlp: nn.Sequential, ratio: float, norm: Norm) -> list[int]:
 
 def _count(mlp: nn.Module, obs_dim: int) -> tuple[int, int]:
     """(MACs, parameters) of the MLP alone, as Torch-Pruning counts them."""
-    import torch_pruning as tp
-
     macs, n_params = tp.utils.count_ops_and_params(mlp, torch.zeros(1, obs_dim))
     return int(macs), int(n_params)
 

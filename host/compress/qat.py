@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,6 +56,9 @@ from host.compress.qdq_builder import (
 from host.compress.torch_actor import forward_actions, mlp_from_spec, normalize_obs, spec_from_mlp
 from host.compress.variant import Baseline, CompressionContext, MethodOutput
 from host.errors import CompressionError, DrlcError
+from host.policies.sb3.actor import spec_from_model
+from host.policies.sb3.loader import load_checkpoint
+from host.policies.sb3.unpickler import permissive_loads
 from host.policies.spec import PolicySpec
 
 if TYPE_CHECKING:
@@ -374,8 +378,6 @@ def compress(baseline: Baseline, cfg: QATConfig, ctx: CompressionContext) -> Met
     kernels = integer_kernels(data)
     n_int8_layers = sum(q is not None for q in qparams)
     if kernels.get("QGemm", 0) != n_int8_layers:
-        import onnxruntime as ort
-
         raise CompressionError(
             f"ONNX Runtime {ort.__version__} fused {kernels.get('QGemm', 0)} of the {n_int8_layers} int8 layers "
             f"of the QAT graph into QGemm kernels (integer kernels found: {kernels or 'none'}); the others would "
@@ -478,9 +480,6 @@ def _rl(
             "baseline does not name: pass --checkpoint PATH (the .zip, or RL Zoo folder, it was exported from), "
             "or use --mode distill, which needs only the ONNX file"
         )
-    from host.policies.sb3.actor import spec_from_model
-    from host.policies.sb3.loader import load_checkpoint
-
     try:
         loaded = load_checkpoint(
             Path(baseline.checkpoint),
@@ -557,6 +556,7 @@ def _obs_wrapper_class(wrappers: Sequence[ObsWrapper]) -> Callable[[Any], Any] |
 
 def _training_env(loaded: Any, seed: int) -> tuple[VecEnv, dict[str, Any]]:
     """The checkpoint's env, under a frozen VecNormalize with its statistics when it had one."""
+    # SB3: only the rl mode trains, so distilling (and importing this module) never loads it
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -597,10 +597,8 @@ def _training_env(loaded: Any, seed: int) -> tuple[VecEnv, dict[str, Any]]:
 
 def _vecnormalize_state(path: Path) -> dict[str, Any]:
     """Reward-normalisation settings and statistics from a vecnormalize.pkl (read inertly, old gym too)."""
-    from host.policies.sb3.unpickler import permissive_loads as _permissive_loads
-
     try:
-        stub = _permissive_loads(path.read_bytes())
+        stub = permissive_loads(path.read_bytes())
     except Exception as exc:  # any malformed pickle: reported, not crashed on
         raise CompressionError(f"cannot read {path.name}: {exc}") from exc
     state: dict[str, Any] = {
@@ -622,6 +620,7 @@ def _vecnormalize_state(path: Path) -> dict[str, Any]:
 
 def _actor_slots(model: BaseAlgorithm) -> tuple[list[tuple[nn.Module, str]], list[tuple[nn.Module, str]]]:
     """(parent, attribute) of the actor's containers in execution order, and of its target copy if any."""
+    # SB3: only the rl mode trains, so distilling (and importing this module) never loads it
     from stable_baselines3.common.policies import ActorCriticPolicy
     from stable_baselines3.sac.policies import SACPolicy
     from stable_baselines3.td3.policies import TD3Policy
@@ -681,6 +680,7 @@ def _swap_actor_layers(
 
 def _prepare_for_training(model: BaseAlgorithm, venv: VecEnv, cfg: QATConfig) -> dict[str, Any]:
     """Undo what loading for export switched off (learning rate, clip range, buffer, noise); seed."""
+    # SB3: only the rl mode trains, so distilling (and importing this module) never loads it
     from stable_baselines3.common.buffers import ReplayBuffer
     from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -721,6 +721,7 @@ def _learn(model: BaseAlgorithm, cfg: QATConfig) -> dict[str, Any]:
     instead fill its fresh replay buffer with its own (exploring) actions, so the first
     ``batch_size`` steps are collected without gradient steps, then training continues.
     """
+    # SB3: only the rl mode trains, so distilling (and importing this module) never loads it
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     if cfg.n_steps == 0:

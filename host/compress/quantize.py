@@ -42,6 +42,16 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
 import host
 from device_agent.contract.platform_facts import cpu_model_and_flags
@@ -137,8 +147,6 @@ def compress_ptdq(baseline: Baseline, cfg: PTDQConfig, ctx: CompressionContext) 
     :param ctx: unused (dynamic quantization needs no observations); part of the method signature
     :raises CompressionError: nothing is left to quantize, or ORT runs no integer kernel for the result
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     del ctx
     spec = baseline.spec
     layers = _quantized_layers(spec, cfg.fp32_first_layer)
@@ -178,9 +186,6 @@ def compress_ptsq(baseline: Baseline, cfg: PTSQConfig, ctx: CompressionContext) 
     :raises CompressionError: a bad option, nothing left to quantize, or ORT runs no integer
         kernel for the result
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
-
     _check_ptsq_config(cfg)
     spec = baseline.spec
     layers = _quantized_layers(spec, cfg.fp32_first_layer)
@@ -239,8 +244,6 @@ def calibrate(model: onnx.ModelProto, obs: np.ndarray, cfg: PTSQConfig, op_types
     :param op_types: node types whose input and output tensors get a range
     :return: ORT's ``TensorsData`` (tensor name -> range), ready for ``quantize_static``
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
-    from onnxruntime.quantization.calibrate import create_calibrator
 
     class _OneBatch(CalibrationDataReader):
         def __init__(self) -> None:
@@ -368,8 +371,6 @@ def _clean(model: onnx.ModelProto) -> onnx.ModelProto:
 def _output(
     baseline: Baseline, model: onnx.ModelProto, params: dict[str, Any], layers: list[int], what: str
 ) -> MethodOutput:
-    import onnxruntime as ort
-
     _check_interface(baseline, model)
     kernels = integer_kernels(model.SerializeToString(deterministic=True))
     n_integer_layers = sum(n for op, n in kernels.items() if op in LAYER_KERNELS)

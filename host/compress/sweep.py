@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from device_agent.contract.vocabulary import INT8_METHODS, PRUNING_METHODS
 from host.compress import make_variant, method_config
-from host.compress.methods import INT8_METHODS, PRUNING_METHODS
 from host.compress.variant import Baseline, CompressionContext, Variant
 
 PAPER_RATIOS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 15))

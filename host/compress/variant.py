@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,6 @@ def variant_name(base: ArtifactManifest, method: str, params: dict[str, Any]) ->
 
 
 def _compression_versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {}
     for dist in ("onnxruntime", "torch-pruning"):
         try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from device_agent.contract.proto import agent_pb2 as pb
+from device_agent.contract.settings import settings_request
 from device_agent.contract.validity import ValidityRule
 from host.measure.agent_checks import AgentSentInvalidData, JobCheck, check_device_info
 from host.measure.agent_client import TRANSIENT_CODES, AgentClient, AgentUnavailableError, describe_rpc_error
@@ -39,7 +40,9 @@ from host.measure.protocol import (
     EXTRA_ROUND_BASE,
     MAX_SPOILED_RETRIES_DEFAULT,
     ROUND_LATENCY_CALLS,
+    MAX_STEPS_PER_EPISODE_DEFAULT,
     N_EPISODES_DEFAULT,
+    WARMUP_CALLS_DEFAULT,
     ROUNDS_DEFAULT,
 )
 from host.store.results_db import JobRow, ModelRow, ResultsDB, SessionRow
@@ -53,9 +56,12 @@ class DeployConfig:
     """Episodes per model (the study used >= 10); None: the profile's ``[measurement] n_episodes``, else
     :data:`~host.measure.protocol.N_EPISODES_DEFAULT` (:func:`episodes_for`)."""
     seed: int = 0
-    warmup_calls: int = 100
-    max_steps_per_episode: int = 0
-    """0: the env's own time limit."""
+    warmup_calls: int | None = None
+    """Uncounted inference calls before timing; None: the profile's, else
+    :data:`~host.measure.protocol.WARMUP_CALLS_DEFAULT`."""
+    max_steps_per_episode: int | None = None
+    """0: the env's own time limit; None: the profile's, else
+    :data:`~host.measure.protocol.MAX_STEPS_PER_EPISODE_DEFAULT` (0)."""
     force: bool = False
     """Run again even when this target already has a finished job with the same settings."""
     reattach_attempts: int = 5
@@ -126,29 +132,34 @@ ProgressFn = Callable[[ModelRow, int, int], None]
 
 def episodes_for(profile: TargetProfile, cfg: DeployConfig) -> int:
     """Episodes per model on this target: the command line's, else the profile's, else the protocol's default."""
-    if cfg.n_episodes is not None:
-        return cfg.n_episodes
-    if profile.measurement.n_episodes is not None:
-        return profile.measurement.n_episodes
-    return N_EPISODES_DEFAULT
+    return _chosen(cfg.n_episodes, profile.measurement.n_episodes, N_EPISODES_DEFAULT)
+
+
+def _chosen(given: int | None, profile: int | None, default: int) -> int:
+    """The one precedence of a setting both a command (or study file) and a profile may give: the command's,
+    else the profile's, else the protocol's default (host.measure.protocol)."""
+    if given is not None:
+        return given
+    return default if profile is None else profile
 
 
 def profile_settings(profile: TargetProfile, cfg: DeployConfig) -> pb.ProfileSettings:
-    """The job settings for one target. Options the profile leaves unset stay unset on the wire, so the
-    agent's defaults apply and the settings key (what counts as already done) does not change."""
+    """The job settings for one target, built by the contract's declared mapping (``settings_request``).
+    Options the profile leaves unset (None) stay unset on the wire, so the agent's defaults apply and the
+    settings key (what counts as already done) does not change."""
     m = profile.measurement
-    return pb.ProfileSettings(
+    return settings_request(
         n_episodes=episodes_for(profile, cfg),
         seed=cfg.seed,
-        warmup_calls=cfg.warmup_calls if m.warmup_calls is None else m.warmup_calls,
-        max_steps_per_episode=cfg.max_steps_per_episode
-        if m.max_steps_per_episode is None
-        else m.max_steps_per_episode,
+        warmup_calls=_chosen(cfg.warmup_calls, m.warmup_calls, WARMUP_CALLS_DEFAULT),
+        max_steps_per_episode=_chosen(
+            cfg.max_steps_per_episode, m.max_steps_per_episode, MAX_STEPS_PER_EPISODE_DEFAULT
+        ),
         execution_providers=profile.execution_providers,
         intra_op_threads=m.intra_op_threads,
         keep_latencies=m.keep_latencies,
-        cpu_affinity=m.cpu_affinity or [],
-        control_rate=bool(m.control_rate),
+        cpu_affinity=m.cpu_affinity,
+        control_rate=m.control_rate,
         idle_s=m.idle_s,
         inference_phase_s=m.inference_phase_s,
         quality_workers=cfg.quality_workers,

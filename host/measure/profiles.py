@@ -162,7 +162,7 @@ def profile_dirs(explicit: Path | None = None) -> list[Path]:
     dirs = [explicit] if explicit else []
     if env := os.environ.get("DRLC_PROFILES"):
         dirs.append(Path(env))
-    dirs += [Path.cwd() / "profiles", Path(__file__).resolve().parents[1] / "profiles"]
+    dirs += [Path.cwd() / "profiles", Path(__file__).resolve().parents[2] / "profiles"]
     return dirs
 
 

@@ -9,6 +9,10 @@ N_EPISODES_DEFAULT: int = MeasurementSettings.n_episodes
 """Seeded episodes per model when neither the command line nor the target's profile says (``--episodes auto``
 starts there too). Declared once, in the agent's settings type; the host always sends the number it resolved
 (``host.measure.deploy.episodes_for``), so what counts as "already measured" never depends on an agent's default."""
+WARMUP_CALLS_DEFAULT: int = MeasurementSettings.warmup_calls
+"""Uncounted inference calls before timing when neither the command line (or study file) nor the profile says."""
+MAX_STEPS_PER_EPISODE_DEFAULT: int = MeasurementSettings.max_steps_per_episode
+"""Steps per episode when neither the command line nor the profile says: 0, the env's own time limit."""
 
 ROUNDS_DEFAULT = 6
 """Rounds of a deploy: round 0 runs the episodes; each later round is a fresh worker process per model, and a

@@ -19,6 +19,7 @@ import numpy as np
 
 import host
 from device_agent.contract.manifest import ArtifactManifest, ObsWrapper, sha256_bytes
+from device_agent.contract.vocabulary import BASELINE
 from host.errors import ExportError
 from host.policies.algorithms import UnknownAlgorithmError, algorithm
 from host.policies.env_choice import check_spaces, env_spaces
@@ -242,7 +243,7 @@ def baseline_manifest(
         activation=spec.activation,
         action_postprocess=spec.postprocess,
         obs_normalization=spec.obs_norm.to_manifest() if spec.obs_norm is not None else None,
-        method="baseline",
+        method=BASELINE,
         source=source,
         n_params=spec.n_params,
         training_seed=training_seed,

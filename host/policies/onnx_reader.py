@@ -11,6 +11,7 @@ import onnx
 from onnx import numpy_helper
 
 from device_agent.contract.manifest import MANIFEST_KEY, ArtifactManifest
+from device_agent.contract.vocabulary import BASELINE
 from host.errors import ExportError
 from host.policies.spec import DenseLayer, ObsNorm, PolicySpec
 
@@ -29,7 +30,7 @@ def load_model(data: bytes) -> tuple[onnx.ModelProto, ArtifactManifest]:
 def spec_from_onnx(data: bytes) -> tuple[PolicySpec, ArtifactManifest]:
     """The actor a baseline artifact holds, with the manifest it carries."""
     model, manifest = load_model(data)
-    if manifest.method != "baseline":
+    if manifest.method != BASELINE:
         raise ExportError(
             f"this artifact is already a {manifest.method} variant; compress its baseline "
             f"(sha256 {manifest.parent_sha256 or '?'}) instead"

@@ -10,8 +10,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from device_agent.contract.vocabulary import BASELINE, PRUNING_METHODS
 from host.report.analysis import Analysis
-from host.compress.methods import PRUNING_METHODS
 from host.decision import KEEP_FRACTION
 from host.report.rows import ReportRow
 from host.report.tables import study_markdown
@@ -34,7 +34,7 @@ def best_pruning(rows: Iterable[ReportRow]) -> list[BestPruning]:
     """Per (target, baseline): the highest pruning ratio that keeps >= 90 % of the baseline's return."""
     rows = list(rows)
     out = []
-    for base in (r for r in rows if r.method == "baseline"):
+    for base in (r for r in rows if r.method == BASELINE):
         if base.return_mean <= 0:
             continue  # a percentage of a non-positive return says nothing
         kept = [

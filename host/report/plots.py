@@ -31,8 +31,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from device_agent.contract.vocabulary import BASELINE, METHODS, PRUNING_METHODS
 from host.report.op_breakdown import breakdown
-from host.compress.methods import BASELINE, METHOD_NAMES, PRUNING_METHODS
 from host.decision import KEEP_FRACTION
 from host.report.stats import Comparison, group, label_sort_key
 
@@ -45,11 +45,11 @@ MAX_PANELS = 12
 MAX_LEGEND = 12
 MAX_HEATMAP_ROWS = 60
 """Beyond this many (policy, target) rows the heat map shows each target's median over policies."""
-METHOD_MARKERS = dict(zip((BASELINE, *METHOD_NAMES), ("*", "o", "s", "D", "^", "v", "P", "X"), strict=False))
+METHOD_MARKERS = dict(zip(METHODS, ("*", "o", "s", "D", "^", "v", "P", "X"), strict=False))
 """A marker per method, in the vocabulary's order (the baseline a star)."""
 METHOD_COLOURS = dict(
     zip(
-        (BASELINE, *METHOD_NAMES),
+        METHODS,
         ("#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"),
         strict=False,
     )
@@ -380,7 +380,7 @@ def pareto_plot(comparisons: Sequence[Comparison], target: str, metric: str = "l
                 if not sel:
                     continue
                 xs, ys = zip(*sel, strict=True)
-                size = 90 if method == "baseline" else 30
+                size = 90 if method == BASELINE else 30
                 ax.scatter(
                     xs,
                     ys,
@@ -473,7 +473,7 @@ def _pooled_pareto(groups: list[list[Comparison]], target: str, metric: str) -> 
         front = set(pareto_front([(x, c.pct.value) for c, x in pts if c.keeps_return]))
         on_front += [(x, c.pct.value) for c, x in pts if (x, c.pct.value) in front and not c.is_baseline]
     for method, marker in METHOD_MARKERS.items():
-        if method in by_method and method != "baseline":
+        if method in by_method and method != BASELINE:
             xs, ys = zip(*by_method[method], strict=True)
             ax.scatter(xs, ys, marker=marker, color=METHOD_COLOURS[method], s=10, alpha=0.5, label=method)
     if on_front:

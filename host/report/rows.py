@@ -20,6 +20,7 @@ import numpy as np
 from device_agent.contract.envs import describe_env
 from device_agent.contract.manifest import ObsWrapper
 from device_agent.contract.stats import ReturnStats, t_quantile_975
+from device_agent.contract.vocabulary import BASELINE
 from host.compress.methods import METHOD_ORDER, UNKNOWN_ORDER
 from host.measure.protocol import EXTRA_ROUND_BASE
 from host.report.summary import JobSummary
@@ -296,7 +297,7 @@ def collect_rows(db: ResultsDB, session_id: str | None = None) -> list[ReportRow
     baseline_return = {
         (r["target_fingerprint"], r["settings_key"], r["sha256"]): r["return_mean"]
         for r in raw
-        if r["method"] == "baseline"
+        if r["method"] == BASELINE
     }
     rows = []
     for r in raw:
@@ -327,7 +328,7 @@ class ReportFilter:
         algos = {a.lower() for a in self.algos}
         envs = {e.lower() for e in self.envs}
         wanted = [b.lower() for b in self.baselines]
-        base_names = {r.sha256: r.model.lower() for r in rows if r.method == "baseline"}
+        base_names = {r.sha256: r.model.lower() for r in rows if r.method == BASELINE}
 
         def base_ok(row: ReportRow) -> bool:
             name = base_names.get(row.baseline_sha256, "")

@@ -23,6 +23,7 @@ from functools import lru_cache
 
 from scipy import special
 
+from device_agent.contract.vocabulary import BASELINE, PRUNING_METHODS
 from host.decision import (
     ALPHA,
     KEEP_FRACTION,
@@ -38,7 +39,7 @@ from host.decision import (
     paired_ratio,
     verdict_word,
 )
-from host.compress.methods import METHOD_ORDER, PRUNING_METHODS, UNKNOWN_ORDER
+from host.compress.methods import METHOD_ORDER, UNKNOWN_ORDER
 from host.report.rows import Moments, ReportRow, moments
 from host.report.summary import meter_order
 
@@ -177,8 +178,8 @@ def ratio_ci(a: Sequence[float], b: Sequence[float]) -> Interval:
 
 def variant_label(row: ReportRow) -> str:
     """Short name of a variant that is the same for every baseline: ``ptdq fp32-1st``, ``l2 30%``."""
-    if row.method == "baseline":
-        return "baseline"
+    if row.method == BASELINE:
+        return BASELINE
     if row.ratio is not None:
         pct = row.ratio * 100
         # the study's ratios are whole percents; a near-null one (0.4 %) must not read as "0%"
@@ -517,7 +518,7 @@ def compare_all(rows: Iterable[ReportRow], threshold: float = NOISE_THRESHOLD) -
     in the rows' order; Holm's correction runs across the variants of each baseline. A report compares once,
     in :func:`host.report.analysis.analyse`, and hands the result to every renderer."""
     rows = list(rows)
-    bases = {(*pair_key(r), r.sha256): r for r in rows if r.method == "baseline"}
+    bases = {(*pair_key(r), r.sha256): r for r in rows if r.method == BASELINE}
     families: dict[tuple, list[ReportRow]] = {}
     for row in rows:
         key = (*pair_key(row), row.baseline_sha256)

@@ -13,10 +13,10 @@ import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from device_agent.contract.vocabulary import INT8_METHODS, PRUNING_METHODS
 from host.decision import ALPHA, NOISE_THRESHOLD
 from host.report.aggregates import aggregates, fmt
 from host.report.recommend import Recommendation, headline
-from host.compress.methods import INT8_METHODS, PRUNING_METHODS
 from host.decision import KEEP_FRACTION
 from host.report.rows import ReportRow
 from host.report.stats import (

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device_agent.contract.vocabulary import BASELINE
 from host.store.results_db import ResultsDB, now
 
 RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 15))
@@ -24,7 +25,7 @@ INT8 = (("ptdq", False), ("ptdq", True), ("ptsq", False), ("ptsq", True), ("qat"
 
 def return_fraction(method: str, ratio: float | None, fp32_first: bool) -> float:
     """The share of the baseline's return a variant keeps, by construction."""
-    if method == "baseline":
+    if method == BASELINE:
         return 1.0
     if ratio is not None:
         return max(0.02, 1.0 - (2.2 if method == "l1" else 1.6) * ratio**2)
@@ -32,7 +33,7 @@ def return_fraction(method: str, ratio: float | None, fp32_first: bool) -> float
 
 
 def latency_fraction(method: str, ratio: float | None) -> float:
-    if method == "baseline":
+    if method == BASELINE:
         return 1.0
     if ratio is not None:
         return 0.35 + 0.65 * (1 - ratio) ** 2
@@ -61,7 +62,7 @@ def _sha(*parts: object) -> str:
 
 def variants() -> list[tuple[str, float | None, bool]]:
     """(method, ratio, fp32_first_layer) of the study's 34 variants plus the baseline."""
-    out: list[tuple[str, float | None, bool]] = [("baseline", None, False)]
+    out: list[tuple[str, float | None, bool]] = [(BASELINE, None, False)]
     out += [(m, None, fp32) for m, fp32 in INT8]
     out += [(m, r, False) for m in ("l1", "l2") for r in RATIOS]
     return out
@@ -114,7 +115,7 @@ def fill(
                 params["ratio"] = ratio
             if fp32:
                 params["fp32_first_layer"] = True
-            if method == "baseline":
+            if method == BASELINE:
                 sha, name, parent = base_sha, base_name, None
             else:
                 sha = _sha(base_sha, method, ratio, fp32)
@@ -126,9 +127,7 @@ def fill(
                 parent = base_sha
             n_params = int(70_000 * ((1 - ratio) ** 2 if ratio else 1.0))
             file_bytes = n_params * (1 if method in ("ptdq", "ptsq", "qat") else 4) + 2000
-            manifest = json.dumps(
-                {"metrics": {"action_error_mean_abs": 0.0 if method == "baseline" else 0.05}}
-            )
+            manifest = json.dumps({"metrics": {"action_error_mean_abs": 0.0 if method == BASELINE else 0.05}})
             models.append(
                 (sha, name, algo, env, method, json.dumps(params, sort_keys=True), parent, f"/synthetic/{name}.onnx",
                  file_bytes, n_params, manifest, stamp, None, None)

@@ -24,12 +24,16 @@ from pydantic import (
     model_validator,
 )
 
+from device_agent.contract.vocabulary import ALGORITHMS, COMPRESSION_METHODS, INT8_METHODS, PRUNING_METHODS
 from host.compress.sweep import PAPER_RATIOS, SweepConfig
-from host.compress.methods import INT8_METHODS, METHOD_NAMES, PRUNING_METHODS
 from host.measure.config_errors import describe
 from host.errors import DrlcError
-from host.policies.algorithms import ALGORITHMS, NAMES
-from host.measure.protocol import MAX_SPOILED_RETRIES_DEFAULT, ROUNDS_DEFAULT
+from host.measure.protocol import (
+    MAX_SPOILED_RETRIES_DEFAULT,
+    N_EPISODES_DEFAULT,
+    ROUNDS_DEFAULT,
+    WARMUP_CALLS_DEFAULT,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,11 +43,6 @@ else:  # pragma: no cover
 
 class StudyError(DrlcError):
     """A study file is malformed, names something that does not exist, or a phase of the study failed."""
-
-
-#: The study's methods: the compression vocabulary (host.compress.methods).
-ALL_METHODS = METHOD_NAMES
-PRUNE_METHODS = PRUNING_METHODS
 
 
 class PolicyEntry(BaseModel):
@@ -58,7 +57,7 @@ class PolicyEntry(BaseModel):
     )
     onnx: str | None = Field(default=None, description="a baseline drlc .onnx file")
     model: str | None = Field(default=None, description="a registered baseline: sha256 prefix or name")
-    train: str | None = Field(default=None, description=f"algorithm to train on env: {', '.join(NAMES)}")
+    train: str | None = Field(default=None, description=f"algorithm to train on env: {', '.join(ALGORITHMS)}")
     env: str | None = Field(default=None, description="Gymnasium env id (import: default the checkpoint's)")
     algo: str | None = Field(default=None, description="import: override the detected algorithm")
     steps: int | None = Field(default=None, ge=1, description="train: env steps (default the RL Zoo's)")
@@ -78,7 +77,7 @@ class PolicyEntry(BaseModel):
         # an import's algo is matched in any case (as drlc-host import --algo); training takes the registry's name
         known = name if info.field_name == "train" or name is None else name.lower()
         if known is not None and known not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(NAMES)}")
+            raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
         return name
 
     @model_validator(mode="after")
@@ -97,7 +96,7 @@ class CompressEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    methods: list[str] = Field(default_factory=lambda: list(ALL_METHODS))
+    methods: list[str] = Field(default_factory=lambda: list(COMPRESSION_METHODS))
     ratios: list[float] | Literal["study"] = Field(default="study", description="pruning ratios or 'study'")
     fp32_first_layer_variants: bool = True
     qat_mode: str = "distill"
@@ -107,9 +106,9 @@ class CompressEntry(BaseModel):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, methods: list[str]) -> list[str]:
-        unknown = [m for m in methods if m not in ALL_METHODS]
+        unknown = [m for m in methods if m not in COMPRESSION_METHODS]
         if unknown:
-            raise ValueError(f"unknown method {unknown[0]!r}; known: {', '.join(ALL_METHODS)}")
+            raise ValueError(f"unknown method {unknown[0]!r}; known: {', '.join(COMPRESSION_METHODS)}")
         return methods
 
     @field_validator("ratios")
@@ -128,9 +127,19 @@ class StudyFile(BaseModel):
     name: str = Field(description="names the report files")
     description: str = ""
     targets: list[str] = Field(default_factory=lambda: ["local"], min_length=1)
-    episodes: int = Field(default=10, ge=1, description="episodes per model and target")
+    episodes: int | None = Field(
+        default=None,
+        ge=1,
+        description="episodes per model and target; unset: each target profile's [measurement] n_episodes, "
+        f"else {N_EPISODES_DEFAULT}",
+    )
     seed: int = Field(default=0, description="episode i is reset with seed + i, on every target")
-    warmup_calls: int = Field(default=100, ge=0)
+    warmup_calls: int | None = Field(
+        default=None,
+        ge=0,
+        description="uncounted inference calls before timing; unset: each target profile's [measurement] "
+        f"warmup_calls, else {WARMUP_CALLS_DEFAULT}",
+    )
     rounds: int = Field(default=ROUNDS_DEFAULT, ge=1, description="latency rounds per model and target")
     spoiled_retries: int = Field(
         default=MAX_SPOILED_RETRIES_DEFAULT, ge=0, description="re-runs of a round the validity rule spoiled"
@@ -173,9 +182,11 @@ class Study:
     path: Path
     policies: tuple[StudyPolicy, ...]
     targets: tuple[str, ...]
-    episodes: int
+    episodes: int | None
+    """None: each target's (host.measure.deploy.episodes_for)."""
     seed: int
-    warmup_calls: int
+    warmup_calls: int | None
+    """None: each target's, as ``episodes``."""
     report_dir: Path
     optimise: str
     sweep: SweepConfig
@@ -262,7 +273,7 @@ def load_study(path: Path) -> Study:
         ratios=PAPER_RATIOS if c.ratios == "study" else tuple(float(r) for r in c.ratios),
         int8_methods=tuple(m for m in c.methods if m in INT8_METHODS),
         fp32_first_layer_variants=c.fp32_first_layer_variants,
-        prune_methods=tuple(m for m in c.methods if m in PRUNE_METHODS),
+        prune_methods=tuple(m for m in c.methods if m in PRUNING_METHODS),
         qat_mode=c.qat_mode,
         qat_steps=c.qat_steps,
         calibration_episodes=c.calibration_episodes,

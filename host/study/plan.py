@@ -14,7 +14,7 @@ from typing import Any
 from host.compress import method_config
 from host.compress.sweep import plan as sweep_plan
 from host.compress.sweep import recipe_key
-from host.measure.deploy import DeployConfig, deploy_key
+from host.measure.deploy import DeployConfig, deploy_key, episodes_for
 from host.measure.profiles import TargetProfile, find_profile, load_profile
 from host.store.results_db import ModelRow, ResultsDB
 from host.study.file import Study, StudyError, StudyPolicy
@@ -75,6 +75,8 @@ class TargetPlan:
     jobs_missing: int
     est_s: float
     spawn_local: bool
+    episodes: int
+    """Episodes per job there: the study's, else the target profile's, else the protocol's default."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> Stu
     """What the study still has to do in this workspace, with an estimate of how long it takes."""
     cfg = deploy_config(study)
     keys = {p.name: deploy_key(p, cfg) for p in profiles}
+    episodes = {p.name: episodes_for(p, cfg) for p in profiles}
     done = {name: done_jobs(db, name, key, cfg.rounds) for name, key in keys.items()}
     policies = []
     est_baselines = est_compress = 0.0
@@ -190,7 +193,7 @@ def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> Stu
         for name in keys:
             per_episode = (episode_seconds(db, name, env_id) if env_id else None) or EST_EPISODE_S
             est_targets[name] += missing[name] * (
-                EST_JOB_OVERHEAD_S + study.episodes * per_episode + (cfg.rounds - 1) * EST_LATENCY_ROUND_S
+                EST_JOB_OVERHEAD_S + episodes[name] * per_episode + (cfg.rounds - 1) * EST_LATENCY_ROUND_S
             )
     targets = tuple(
         TargetPlan(
@@ -200,6 +203,7 @@ def make_plan(study: Study, db: ResultsDB, profiles: list[TargetProfile]) -> Stu
             sum(pp.jobs_missing[p.name] for pp in policies),
             est_targets[p.name],
             p.spawn_local,
+            episodes[p.name],
         )
         for p in profiles
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.contract.manifest import sha256_bytes
+from device_agent.contract.vocabulary import BASELINE
 from host.errors import DrlcError
 from host.policies.sb3.files import find_vecnormalize, resolve_checkpoint_path
 from host.store.artifacts import select_models
@@ -85,7 +86,7 @@ def find_baseline(db: ResultsDB, policy: StudyPolicy) -> ModelRow | None:
     if policy.kind == "model":
         assert policy.selector is not None
         try:
-            rows = [r for r in select_models(db, [policy.selector]) if r.method == "baseline"]
+            rows = [r for r in select_models(db, [policy.selector]) if r.method == BASELINE]
         except DrlcError as exc:
             raise StudyError(f"policy model = {policy.selector!r}: {exc}") from exc
         if len(rows) != 1:

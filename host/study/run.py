@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from device_agent.contract.vocabulary import BASELINE
 from host.compress.sweep import PlannedVariant, run_sweep
 from host.compress.variant import Baseline, Variant
 from host.measure.deploy import DeployOutcome, connect, deploy
@@ -56,7 +57,7 @@ def _make_baseline(
     if policy.kind == "onnx":
         assert policy.path is not None
         base = Baseline.load(policy.path)
-        if base.manifest.method != "baseline":
+        if base.manifest.method != BASELINE:
             raise StudyError(f"{policy.path} is a {base.manifest.method} variant, not a baseline")
         return store_artifact(workspace, db, base.data, base.manifest)
     if policy.kind == "import":

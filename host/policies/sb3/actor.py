@@ -179,7 +179,7 @@ def _policy_builder(policy: BasePolicy, where: str) -> Callable[[Any, str], _Par
     if isinstance(policy, TD3Policy):
         return _parse_td3
     try:
-        from sb3_contrib.tqc.policies import TQCPolicy
+        from sb3_contrib.tqc.policies import TQCPolicy  # optional, as SB3 above: see the module docstring
     except ImportError:  # sb3-contrib is optional for SB3-only users
         TQCPolicy = None
     if TQCPolicy is not None and isinstance(policy, TQCPolicy):

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from device_agent.contract.vocabulary import ALGORITHMS
 from host.errors import CheckpointError, UnsupportedPolicyError
-from host.policies.algorithms import ALGORITHMS, NAMES, UnknownAlgorithmError, algorithm
+from host.policies.algorithms import REGISTRY, UnknownAlgorithmError, algorithm
 from host.policies.env_choice import SpaceInfo
 from host.policies.sb3.files import read_zoo_args
 from host.policies.sb3.unpickler import PICKLE_ERRORS, permissive_loads
@@ -133,7 +134,7 @@ def detect_algo(info: CheckpointInfo) -> str:
             return "a2c"
     raise CheckpointError(
         f"cannot tell which algorithm saved this checkpoint (policy module {module or 'missing'!r}); "
-        f"pass algo, one of: {', '.join(NAMES)}"
+        f"pass algo, one of: {', '.join(ALGORITHMS)}"
     )
 
 
@@ -141,14 +142,14 @@ def choose_algo(checkpoint: Path, info: CheckpointInfo, algo: str | None) -> str
     """The explicit ``algo``, else the zoo's args.yml / folder name, else detection; checked against the data."""
     detected = detect_algo(info)
     hinted = algo or read_zoo_args(checkpoint).get("algo")
-    if not hinted and checkpoint.parent.parent.name in ALGORITHMS:
+    if not hinted and checkpoint.parent.parent.name in REGISTRY:
         hinted = checkpoint.parent.parent.name
     chosen = str(hinted).lower() if hinted else detected
     try:
         family = algorithm(chosen).family
     except UnknownAlgorithmError as exc:
         raise CheckpointError(str(exc)) from None
-    if family != ALGORITHMS[detected].family:
+    if family != REGISTRY[detected].family:
         raise CheckpointError(
             f"{checkpoint.name} was saved by {detected.upper()} (policy module {info.policy_module}), "
             f"which {chosen.upper()} cannot load; pass algo={detected!r} or leave it out"

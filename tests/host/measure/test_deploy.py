@@ -25,8 +25,14 @@ from host.measure.deploy import (
     run_job,
     settings_key,
 )
-from host.measure.profiles import MeasurementOverrides, TargetProfile, list_profiles, load_profile
-from host.measure.protocol import N_EPISODES_DEFAULT
+from host.measure.profiles import (
+    MeasurementOverrides,
+    TargetProfile,
+    find_profile,
+    list_profiles,
+    load_profile,
+)
+from host.measure.protocol import MAX_STEPS_PER_EPISODE_DEFAULT, N_EPISODES_DEFAULT, WARMUP_CALLS_DEFAULT
 from host.store.results_db import ResultsDB
 from host.store.workspace import Workspace
 from host.policies.random_policies import random_policy
@@ -169,6 +175,90 @@ def test_profile_n_episodes_is_honoured_unless_the_command_line_says(tmp_path, a
         (job,) = db.session_jobs(outcome.session_id)
         assert db.count_episodes(job.job_id) == 2
         assert db.job_request(job.job_id).settings.n_episodes == 2
+
+
+def test_profile_settings_are_the_bytes_the_hand_built_message_had() -> None:
+    """profile_settings goes through the contract's declared mapping (settings_request); the message is the one
+    the hand-written builder made, byte for byte, so no workspace's settings keys (what counts as already done)
+    change. The expected messages are that builder's output, written out."""
+    bare = TargetProfile(name="t", address="127.0.0.1:1")
+    old_default = pb.ProfileSettings(
+        n_episodes=N_EPISODES_DEFAULT, seed=0, warmup_calls=100, max_steps_per_episode=0, quality_workers=0
+    )
+    full = TargetProfile(
+        name="t",
+        address="127.0.0.1:1",
+        execution_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        measurement=MeasurementOverrides(
+            n_episodes=7,
+            warmup_calls=20,
+            max_steps_per_episode=50,
+            intra_op_threads=2,
+            keep_latencies=False,
+            cpu_affinity=[0, 3],
+            control_rate=True,
+            idle_s=0.5,
+            inference_phase_s=0.0,
+            op_profile_calls=300,
+            trt_engine_cache=True,
+            trt_fp16=True,
+            trt_int8=False,
+        ),
+    )
+    cfg = DeployConfig(seed=11, quality_workers=2, latency_calls=400)
+    old_full = pb.ProfileSettings(
+        n_episodes=7,
+        seed=11,
+        warmup_calls=20,
+        max_steps_per_episode=50,
+        execution_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        intra_op_threads=2,
+        keep_latencies=False,
+        cpu_affinity=[0, 3],
+        control_rate=True,
+        idle_s=0.5,
+        inference_phase_s=0.0,
+        quality_workers=2,
+        latency_calls=400,
+        op_profile_calls=300,
+        trt_engine_cache=True,
+        trt_fp16=True,
+        trt_int8=False,
+    )
+    for profile, config, old in ((bare, DeployConfig(), old_default), (full, cfg, old_full)):
+        built = profile_settings(profile, config)
+        assert built.SerializeToString(deterministic=True) == old.SerializeToString(deterministic=True)
+        assert settings_key(built) == settings_key(old)
+    # false and zero given explicitly are on the wire (presence), unset ones are not: the check can tell them apart
+    assert profile_settings(full, cfg).HasField("keep_latencies") and not profile_settings(
+        bare, cfg
+    ).HasField("keep_latencies")
+    assert profile_settings(bare, cfg).SerializeToString() != old_default.SerializeToString()
+
+
+def test_warmup_and_max_steps_take_the_command_then_the_profile_then_the_default() -> None:
+    """The same precedence as n_episodes: a command-line value wins over the profile's (it used to lose
+    silently), the profile's over the protocol's default."""
+    profile = TargetProfile(
+        name="t",
+        address="127.0.0.1:1",
+        measurement=MeasurementOverrides(warmup_calls=20, max_steps_per_episode=50),
+    )
+    bare = TargetProfile(name="t", address="127.0.0.1:1")
+
+    def sent(p: TargetProfile, cfg: DeployConfig) -> tuple[int, int]:
+        s = profile_settings(p, cfg)
+        return s.warmup_calls, s.max_steps_per_episode
+
+    assert sent(profile, DeployConfig()) == (20, 50)
+    assert sent(profile, DeployConfig(warmup_calls=5, max_steps_per_episode=0)) == (5, 0)
+    assert sent(bare, DeployConfig()) == (WARMUP_CALLS_DEFAULT, MAX_STEPS_PER_EPISODE_DEFAULT)
+
+
+def test_the_shipped_profiles_are_found_from_any_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DRLC_PROFILES", raising=False)
+    assert load_profile(find_profile("local")).spawn_local
 
 
 def test_transient_status_codes_are_declared_once() -> None:

@@ -12,7 +12,10 @@ from typer.testing import CliRunner
 from host.cli.main import app
 from host.policies.random_policies import random_policy
 from host.store.workspace import Workspace
+from host.measure.deploy import profile_settings
+from host.measure.protocol import N_EPISODES_DEFAULT, WARMUP_CALLS_DEFAULT
 from host.study.file import StudyError, load_study
+from host.study.plan import deploy_config, load_profiles
 
 runner = CliRunner()
 
@@ -30,7 +33,7 @@ def test_study_file_errors_are_actionable(tmp_path: Path) -> None:
         'name = "x"\ncolour = 1\n[[policy]]\nmodel = "b"\n': "colour",
         'name = "x"\n[compress]\nmethods = ["int4"]\n[[policy]]\nmodel = "b"\n': "unknown method 'int4'",
         'name = "x"\n[[policy]]\ntrain = "ppo"\n': "needs env",
-        'name = "x"\n[[policy]]\ntrain = "dqn"\nenv = "Hopper-v5"\n': "unknown algorithm 'dqn'; choose one of a2c",
+        'name = "x"\n[[policy]]\ntrain = "dqn"\nenv = "Hopper-v5"\n': "unknown algorithm 'dqn'; choose one of ppo, a2c",
         'name = "x"\n[[policy]]\nonnx = "missing.onnx"\n': "is not a file",
         'name = "x"\n[[policy]]\nimport = "zoo:sac/Nowhere-v3"\nenv = "Hopper-v5"\n': "DRLC_ZOO_DIR",
         'name = "x"\n': "policy",
@@ -51,6 +54,35 @@ def test_study_file_expands_train_seeds_and_the_study_grid(tmp_path: Path) -> No
     assert [p.label for p in study.policies] == [f"ppo Hopper-v5 seed {s}" for s in (0, 1, 2)]
     assert len(study.sweep.ratios) == 14 and study.sweep.int8_methods == ("ptdq", "ptsq", "qat")
     assert study.report_dir == tmp_path / "grid-report"
+
+
+def test_a_targets_n_episodes_is_honoured_unless_the_study_file_says(drlc_home: Path, tmp_path: Path) -> None:
+    """A study file without ``episodes`` (or ``warmup_calls``) leaves each target's ``[measurement]`` value in
+    force (else the protocol's default), as a deploy without --episodes does; one that gives it wins everywhere."""
+    profiles_dir = tmp_path / "profiles"
+    profiles_dir.mkdir()
+    (profiles_dir / "few.toml").write_text(
+        'address = "127.0.0.1:1"\n[measurement]\nn_episodes = 3\nwarmup_calls = 7\n'
+    )
+    (profiles_dir / "plain.toml").write_text('address = "127.0.0.1:2"\n')
+    data, _, _ = random_policy(seed=3, name="tiny")
+    (tmp_path / "tiny.onnx").write_bytes(data)
+    body = 'name = "eps"\ntargets = ["few", "plain"]\n[[policy]]\nonnx = "tiny.onnx"\n'
+    cases = (
+        ("", [(3, 7), (N_EPISODES_DEFAULT, WARMUP_CALLS_DEFAULT)]),
+        ("episodes = 5\nwarmup_calls = 4\n", [(5, 4), (5, 4)]),
+    )
+    for given, expected in cases:
+        study = load_study(write_study(tmp_path, given + body))
+        cfg = deploy_config(study)
+        sent = [profile_settings(p, cfg) for p in load_profiles(study, profiles_dir)]
+        assert [(s.n_episodes, s.warmup_calls) for s in sent] == expected
+    result = runner.invoke(
+        app,
+        ["study", "run", str(write_study(tmp_path, body)), "--dry-run", "--profiles-dir", str(profiles_dir)],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"episodes per job: 3 on few, {N_EPISODES_DEFAULT} on plain" in result.output
 
 
 def test_dry_run_counts_and_estimates_without_doing_anything(drlc_home: Path, tmp_path: Path) -> None:

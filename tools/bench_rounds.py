@@ -21,6 +21,7 @@ different widths (no torch needed, for a quick run).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -54,7 +55,7 @@ def synthetic_models(home: Path, k: int) -> tuple[list, str]:
 
 
 def timed_deploy(
-    models: list, home: Path, rounds: int, n_episodes: int
+    models: list, home: Path, rounds: int, n_episodes: int, later_rounds: str | None = None
 ) -> tuple[float, float, dict[str, float]]:
     """One forced deploy; returns (wall seconds, wall seconds of its round 0, seconds the measuring workers
     spent per kind of job). Round 0 ends with the last progress report of a round-0 job (every model runs
@@ -68,6 +69,8 @@ def timed_deploy(
     workspace = Workspace.resolve(home)
     profile = load_profile(find_profile("local", None))
     cfg = DeployConfig(n_episodes=n_episodes, force=True, rounds=rounds, validity_rule=ValidityRule.never())
+    if later_rounds is not None:
+        cfg = dataclasses.replace(cfg, later_rounds=later_rounds)
     round0_end = [0.0]
 
     def progress(_model: object, done: int, _total: int) -> None:
@@ -104,6 +107,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N models of the sweep")
     parser.add_argument("--random", action="store_true", help="the sweep of a random 256-256 baseline")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--later-rounds",
+        default=None,
+        help="which models the later rounds time (default: the deploy's default)",
+    )
     args = parser.parse_args()
 
     from bench_common import BenchResult, finish, paired_ratio, spread
@@ -126,7 +134,7 @@ def main() -> None:
         sides = ["single", "protocol"] if rep % 2 == 0 else ["protocol", "single"]
         for side in sides:
             wall, round0, in_jobs = timed_deploy(
-                models, home, 1 if side == "single" else args.rounds, args.episodes
+                models, home, 1 if side == "single" else args.rounds, args.episodes, args.later_rounds
             )
             times[side].append(wall)
             if side == "protocol":

@@ -78,6 +78,22 @@ class Stepped:
     max_overrun_ns: float = 0.0
 
 
+def abba(calls: int, block: int) -> list[bool]:
+    """Whose turn each step of a paired run is (True: the partner's): blocks of ``block`` calls ordered ABBA
+    (own, partner, partner, own, ...), a block cut short where a model already has its ``calls``, so each model
+    gets exactly ``calls`` whatever the block size divides."""
+    turns: list[bool] = []
+    have = {False: 0, True: 0}
+    k = 0
+    while have[False] < calls or have[True] < calls:
+        whose = k % 4 in (1, 2)
+        take = min(block, calls - have[whose])
+        turns += [whose] * take
+        have[whose] += take
+        k += 1
+    return turns
+
+
 def step_loop(
     env: Any,
     infer: Policy,
@@ -109,6 +125,7 @@ def step_loop(
     expected = (1, *env.action_space.shape)
     one_episode = calls is None
     limit = sys.maxsize if calls is None else calls if partner is None else 2 * calls
+    partner_turn = abba(calls or 0, block) if partner is not None else []
     total = 0.0
     misses, worst = 0, 0
     episode = i = 0
@@ -117,10 +134,8 @@ def step_loop(
     obs, _ = env.reset(seed=seed)
     tick = clock()
     while i < limit:
-        if partner is not None:  # ABBA: blocks 1 and 2 of every 4 are the partner's
-            call, record_call = (
-                (partner, record_partner) if (i // block) % 4 in (1, 2) else (infer, record_own)
-            )
+        if partner is not None:  # ABBA, each model exactly ``calls`` times (see abba)
+            call, record_call = (partner, record_partner) if partner_turn[i] else (infer, record_own)
         obs_buffer[0] = obs
         t0 = clock()
         action = call()

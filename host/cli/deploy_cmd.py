@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -27,6 +28,8 @@ from host.measure.deploy import DeployConfig, deploy, episodes_for
 from host.errors import DeviceError, StoreError
 from host.measure.profiles import TargetProfile, find_profile, load_profile
 from host.measure.protocol import (
+    LATER_ROUNDS_DEFAULT,
+    LATER_ROUNDS_MODES,
     MAX_SPOILED_RETRIES_DEFAULT,
     MAX_STEPS_PER_EPISODE_DEFAULT,
     N_EPISODES_DEFAULT,
@@ -35,6 +38,10 @@ from host.measure.protocol import (
     WARMUP_CALLS_DEFAULT,
 )
 from host.measure.until_decided import AUTO_EPISODES_CAP_DEFAULT
+
+LaterRounds = Enum("LaterRounds", {m: m for m in LATER_ROUNDS_MODES}, type=str)  # type: ignore[misc]
+"""--later-rounds' choices: the protocol's vocabulary (host.measure.protocol.LATER_ROUNDS_MODES)."""
+LATER_ROUNDS_CHOICE = LaterRounds(LATER_ROUNDS_DEFAULT)
 
 
 def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
@@ -147,6 +154,13 @@ def deploy_command(
     round_calls: Annotated[
         int, typer.Option(help="timed in-loop calls of each later (latency-only) round", min=1)
     ] = ROUND_LATENCY_CALLS,
+    later_rounds: Annotated[
+        LaterRounds,
+        typer.Option(
+            help="which models the later rounds time: candidates (every baseline and every variant not shown "
+            "after round 0 to fall short on return) or all",
+        ),
+    ] = LATER_ROUNDS_CHOICE,
     order_seed: Annotated[
         int | None, typer.Option(help="seed of the per-round shuffles (default: a fresh one, recorded)")
     ] = None,
@@ -200,6 +214,7 @@ def deploy_command(
             latency_calls=latency_calls,
             rounds=rounds,
             round_latency_calls=round_calls,
+            later_rounds=later_rounds.value,
             order_seed=order_seed,
             max_spoiled_retries=spoiled_retries,
             op_profile_calls=None if op_profile is None else (op_profile_calls if op_profile else 0),
@@ -225,6 +240,13 @@ def deploy_command(
             f"session {outcome.session_id}: {outcome.rounds} round(s), models shuffled per round",
             highlight=False,
         )
+        if outcome.short and outcome.rounds > 1:
+            console.print(
+                f"later rounds: {len(outcome.short)} variant(s) shown to fall short on return were timed in "
+                "round 0 only (--later-rounds all times them too)",
+                highlight=False,
+                soft_wrap=True,
+            )
         if outcome.extended:
             console.print(
                 f"--episodes auto: {len(outcome.extended)} model(s) got more seeded episodes "

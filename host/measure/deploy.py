@@ -38,6 +38,9 @@ from host.measure.local_agent import local_agent
 from host.measure.profiles import TargetProfile
 from host.measure.protocol import (
     EXTRA_ROUND_BASE,
+    LATER_ROUNDS_ALL,
+    LATER_ROUNDS_CANDIDATES,
+    LATER_ROUNDS_DEFAULT,
     MAX_SPOILED_RETRIES_DEFAULT,
     ROUND_LATENCY_CALLS,
     MAX_STEPS_PER_EPISODE_DEFAULT,
@@ -46,7 +49,7 @@ from host.measure.protocol import (
     ROUNDS_DEFAULT,
 )
 from host.store.results_db import JobRow, ModelRow, ResultsDB, SessionRow
-from host.measure.until_decided import plan_extension
+from host.measure.until_decided import falls_short, plan_extension
 from host.store.workspace import Workspace
 
 
@@ -90,6 +93,9 @@ class DeployConfig:
     auto_episodes_cap: int = 0
     """``--episodes auto``: after the rounds, add seeded episodes to variants whose return verdict is undecided
     (and to their baselines) until decided or this many episodes per model (host.measure.until_decided); 0: off."""
+    later_rounds: str = LATER_ROUNDS_DEFAULT
+    """Which models the later rounds time (``LATER_ROUNDS_MODES``): ``candidates`` leaves out the variants
+    shown after round 0 to fall short on return; ``all`` times every model."""
 
 
 @dataclass
@@ -108,6 +114,8 @@ class DeployOutcome:
     kept_spoiled: list[tuple[str, int]] = field(default_factory=list)
     """(sha256, round) still spoiled after every retry: flagged, never used as a latency sample."""
     extended: dict[str, int] = field(default_factory=dict)
+    short: list[str] = field(default_factory=list)
+    """Variants shown after round 0 to fall short on return, left out of the later rounds (``candidates``)."""
     """``--episodes auto``: sha256 -> episodes it has in all after the extra seeded episodes it was given."""
 
     def noisy_line(self) -> str | None:
@@ -186,20 +194,26 @@ def latency_round_settings(settings: pb.ProfileSettings, calls: int) -> pb.Profi
 
 
 def settings_key(
-    settings: pb.ProfileSettings, rounds: int = 1, round_calls: int = ROUND_LATENCY_CALLS
+    settings: pb.ProfileSettings,
+    rounds: int = 1,
+    round_calls: int = ROUND_LATENCY_CALLS,
+    later_rounds: str = LATER_ROUNDS_DEFAULT,
 ) -> str:
     """Jobs with equal keys measure the same thing; the key decides what is already done and which jobs are
     compared. Everything that changes what is measured is in it: every setting sent (quality_workers and
     latency_calls included: they decide what latency is computed from), the number of rounds and, with more
-    than one, the calls of a later round."""
-    protocol = f"|rounds={rounds}" + (f"|round_calls={round_calls}|paired" if rounds > 1 else "")
+    than one, the calls of a later round and which models it times."""
+    later = f"|round_calls={round_calls}|paired" + (
+        "" if later_rounds == LATER_ROUNDS_ALL else f"|later={later_rounds}"
+    )
+    protocol = f"|rounds={rounds}" + (later if rounds > 1 else "")
     payload = settings.SerializeToString(deterministic=True) + protocol.encode()
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
 def deploy_key(profile: TargetProfile, cfg: DeployConfig) -> str:
     """The settings key of a deploy of ``cfg`` to ``profile``."""
-    return settings_key(profile_settings(profile, cfg), cfg.rounds, cfg.round_latency_calls)
+    return settings_key(profile_settings(profile, cfg), cfg.rounds, cfg.round_latency_calls, cfg.later_rounds)
 
 
 @contextmanager
@@ -577,8 +591,11 @@ def deploy(
                 job = db.job(job.job_id) or job
             run.jobs.setdefault((job.model_sha256, job.round or 0), []).append(job)
         for r, order in enumerate(outcome.orders):
+            if r == 1 and cfg.later_rounds == LATER_ROUNDS_CANDIDATES:
+                parents = {s: by_sha[s].parent_sha256 for s in by_sha}
+                outcome.short = sorted(falls_short(run.session_returns(), parents))
             for sha in order:
-                if sha not in outcome.failed:
+                if sha not in outcome.failed and (r == 0 or sha not in outcome.short):
                     run.run_round(by_sha[sha], r)
         if cfg.auto_episodes_cap > 0:
             run.extend_until_decided(by_sha)

@@ -29,3 +29,13 @@ episodes run in parallel (tools/bench_rounds.py); three calls lie beyond a round
 EXTRA_ROUND_BASE = 1000
 """Round number of the first job of extra seeded episodes (``--episodes auto``); rounds from here on add returns
 and never a latency sample (host.report leaves them out of every timing figure)."""
+
+LATER_ROUNDS_CANDIDATES = "candidates"
+LATER_ROUNDS_ALL = "all"
+LATER_ROUNDS_MODES: tuple[str, ...] = (LATER_ROUNDS_CANDIDATES, LATER_ROUNDS_ALL)
+"""Which models a deploy's later (latency) rounds time: ``candidates`` — every baseline and every variant that
+can still be recommended (its return not shown to fall short after round 0); ``all`` — every model."""
+LATER_ROUNDS_DEFAULT = LATER_ROUNDS_CANDIDATES
+"""A variant shown to fall short on return can never be the answer, and on a quiet device a later round's
+fresh worker costs more than its calls (tools/bench_rounds.py): its latency stays round 0's single figure.
+Studies that want every variant's latency verdict set ``later_rounds = "all"``."""

@@ -60,3 +60,21 @@ def plan_extension(
         totals[sha] = max(totals.get(sha, 0), want)
         totals[base] = max(totals.get(base, 0), want)
     return Extension({s: n for s, n in totals.items() if n > len(returns[s])}, reasons)
+
+
+def falls_short(
+    returns: Mapping[str, Mapping[int, float]],
+    parents: Mapping[str, str | None],
+    margin: float = KEEP_FRACTION,
+) -> set[str]:
+    """The variants shown to fall short of ``margin`` of their baseline's return (sha256 -> {seed: return} so
+    far): a deploy's later rounds leave them out by default (``LATER_ROUNDS_DEFAULT``). A variant whose
+    baseline has no returns yet, or that is undecided, is not among them."""
+    out = set()
+    for sha, mine in returns.items():
+        base = parents.get(sha)
+        if base is None or base == sha or base not in returns:
+            continue
+        if non_inferiority(dict(mine), dict(returns[base]), margin).verdict is Keep.falls_short:
+            out.add(sha)
+    return out

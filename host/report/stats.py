@@ -335,6 +335,12 @@ def _paired_rounds(row: ReportRow, base: ReportRow, values: str) -> list[tuple[f
     ]
 
 
+ROUND_0_ONLY = (
+    "timed in round 0 only: it falls short on return, and a deploy's later rounds time the variants that can "
+    "still be recommended (deploy --later-rounds all times every variant)"
+)
+
+
 def _raw_timing(row: ReportRow, base: ReportRow, values: str, plain: float) -> _Raw:
     """Per-round ratios to the baseline: from paired rounds (both models timed in the same worker, alternating)
     when the session has them, else from the two models' rounds in separate workers (sessions before pairing)."""
@@ -345,6 +351,8 @@ def _raw_timing(row: ReportRow, base: ReportRow, values: str, plain: float) -> _
     if paired:
         test = paired_ratio([p[0] for p in paired], [p[1] for p in paired])
         return _Raw(test, test.ratio if test else plain)
+    if set(row.round_ids) <= {0} and set(base.round_ids) - {0}:
+        return _Raw(None, plain, ROUND_0_ONLY)
     v, b = _rounds(row, getattr(row, values)), _rounds(base, getattr(base, values))
     common = sorted(set(v) & set(b))
     test = paired_ratio([v[r] for r in common], [b[r] for r in common])

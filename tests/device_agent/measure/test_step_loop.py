@@ -52,3 +52,15 @@ def test_pacing_sleeps_to_each_tick_and_counts_overruns() -> None:
     late = step_loop(env, lambda: action, obs_buffer, seed=0, period_ns=1, sleep=slept.append)
     assert late.deadline_misses == 5 and late.max_overrun_ns > 0 and slept == []
     env.close()
+
+
+def test_a_paired_run_gives_each_model_exactly_its_calls_whatever_the_block() -> None:
+    """40 calls each in blocks of 25 (a later round's calls need not be a multiple of two blocks): ABBA cut
+    short where a model has its calls, never 50 for one and 30 for the other."""
+    from device_agent.measure.loop import abba
+
+    for calls, block in [(40, 25), (300, 25), (7, 3), (1, 25), (0, 25)]:
+        turns = abba(calls, block)
+        assert turns.count(True) == turns.count(False) == calls, (calls, block)
+    assert abba(4, 2) == [False, False, True, True, True, True, False, False]
+    assert abba(3, 2) == [False, False, True, True, True, False]

@@ -220,3 +220,53 @@ def test_targets_on_one_device_are_measured_one_after_another(tmp_path, agent) -
     assert [[p.name for p in g] for g in concurrency_groups([a, b], fingerprints)] == [["a", "b"]]
     other = {"a": "f1", "b": "f2"}
     assert [[p.name for p in g] for g in concurrency_groups([a, b], other)] == [["a"], ["b"]]
+
+
+def variant_family(tmp_path: Path, seeds: tuple[int, ...]) -> tuple[Workspace, ResultsDB, list]:
+    """A baseline (the first seed) and variants that name it as their parent: random InvertedPendulum MLPs,
+    whose seeded returns differ enough that some fall short of 90 % of the baseline's."""
+    workspace = Workspace.resolve(tmp_path / "home")
+    db = ResultsDB(workspace.db_path)
+    models = []
+    for i, seed in enumerate(seeds):
+        data, _, manifest = random_policy(seed=seed, hidden=(16, 16), name=f"family-{seed}")
+        if i:
+            manifest = manifest.model_copy(update={"parent_sha256": models[0].sha256, "method": "l2"})
+        models.append(store_artifact(workspace, db, data, manifest))
+    return workspace, db, models
+
+
+FAMILY_SEEDS = (4, 3, 5, 0, 10)
+"""Baseline seed 4 (returns ~50 on the episodes of seeds 0-3): seeds 0 and 10 return ~25 and ~13 on them (shown
+to fall short), seeds 3 and 5 ~40 (not shown to): the deploy's seeded episodes are what decides, on any CPU."""
+
+
+def test_later_rounds_time_the_candidates_by_default_and_everyone_on_request(tmp_path, agent) -> None:
+    from host.measure.until_decided import falls_short
+
+    workspace, db, models = variant_family(tmp_path, FAMILY_SEEDS)
+    parents = {m.sha256: m.parent_sha256 for m in models}
+    with db:
+        outcome = deploy(models, loopback(agent), workspace, db, cfg(rounds=3, n_episodes=4))
+        returns = db.session_returns(outcome.session_id)
+        short = falls_short(returns, parents)
+        assert outcome.short == sorted(short)
+        assert short and short < set(parents) - {models[0].sha256}  # the planted family: some, not all
+        timed = {
+            sha
+            for (sha,) in db.conn.execute(
+                "SELECT DISTINCT model_sha256 FROM jobs WHERE session_id=? AND round > 0",
+                (outcome.session_id,),
+            )
+        }
+        assert timed == set(parents) - short  # the baseline and every variant that can still be recommended
+        everyone = deploy(
+            models, loopback(agent), workspace, db, cfg(rounds=3, n_episodes=4, later_rounds="all")
+        )
+        assert not everyone.failed, everyone.failed
+        assert everyone.short == [] and everyone.session_id != outcome.session_id
+        counts = db.conn.execute(
+            "SELECT model_sha256, COUNT(DISTINCT round) FROM jobs WHERE session_id=? GROUP BY model_sha256",
+            (everyone.session_id,),
+        ).fetchall()
+        assert sorted(n for _, n in counts) == [3] * len(models)

@@ -122,3 +122,23 @@ def test_episodes_auto_on_a_real_agent_extends_an_undecided_variant(zoo_dir: Pat
     assert (
         comparison.latency.n == 2
     )  # rounds 1-2, each paired in one worker (--no-validity); extra jobs are no rounds
+
+
+def test_falls_short_finds_only_the_variants_shown_below_the_margin() -> None:
+    """A planted 50 % variant is left out of the later rounds; one at 100 %, one noisy around 90 % (undecided)
+    and one whose baseline has no returns yet are not."""
+    from host.measure.until_decided import falls_short
+
+    rng = np.random.default_rng(3)
+    seeds = range(10)
+    base = {s: 1000.0 + rng.normal(0, 5) for s in seeds}
+    returns = {
+        "base": base,
+        "half": {s: 0.5 * base[s] + rng.normal(0, 5) for s in seeds},
+        "same": {s: base[s] + rng.normal(0, 5) for s in seeds},
+        "noisy": {s: 0.9 * base[s] + rng.normal(0, 300) for s in seeds},
+        "orphan": {s: 10.0 for s in seeds},
+    }
+    parents = {"base": None, "half": "base", "same": "base", "noisy": "base", "orphan": "gone"}
+    assert falls_short(returns, parents) == {"half"}
+    assert falls_short({"base": base}, parents) == set()

@@ -69,3 +69,14 @@ def test_the_dry_run_counts_each_training_cells_own_budget(monkeypatch: pytest.M
     assert budgets[("ppo", "Humanoid-v5")] == 10_000_000
     assert budgets[("td3", "Humanoid-v5")] == 2_000_000
     assert budgets[("trpo", "Hopper-v5")] == 1_000_000
+
+
+def test_the_trained_grid_cells_are_a_study_of_registered_baselines_of_grid_cells() -> None:
+    """docs/study/paper-grid-ran.toml measures the grid cells trained on this host: each entry names a
+    registered baseline (``model =``) of a (algorithm, env) cell of the paper's grid, each cell at most once."""
+    study = load_study(ROOT / "docs" / "study" / "paper-grid-ran.toml")
+    assert study.policies and all(p.kind == "model" for p in study.policies)
+    cells = [tuple(p.selector.split("-")[:2]) for p in study.policies]  # type: ignore[union-attr]
+    assert len(set(cells)) == len(cells)
+    for algo, env in cells:
+        assert algo in ALGOS and env in ENVS, (algo, env)

@@ -136,19 +136,13 @@ def open_partner(
     settings: MeasurementSettings,
     trt_cache_dir: Path | None,
 ) -> Policy:
-    """The reference model of a paired latency phase, bound to the job's own input buffer."""
+    """The reference model of a paired latency phase, bound to the job's own input buffer. Its shapes were
+    checked against the job's model when the job was accepted (``jobs.manager``: from the stored manifests,
+    which the store checked against each graph)."""
     if reference_path is None:
         raise InvalidRequestError(
             f"paired_with_sha256={settings.paired_with_sha256[:12]}... names no stored model; upload it first"
         )
     session = open_session(reference_path, settings, trt_cache_dir)
-    shape = tuple(session.get_inputs()[0].shape[1:])
-    if len(shape) != len(manifest.observation_shape) or any(
-        isinstance(d, int) and d != want for d, want in zip(shape, manifest.observation_shape, strict=False)
-    ):
-        raise InvalidRequestError(
-            f"the paired model takes observations of shape {list(shape)}, this job's model "
-            f"{list(manifest.observation_shape)}: pair a variant only with its own baseline"
-        )
     infer, _ = bind_session(session, obs_buffer, tuple(manifest.action_shape))
     return infer

@@ -11,10 +11,10 @@ decided, hopeless ("sits at the margin"), or at the cap. Pure functions: host.me
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from host.decision import KEEP_FRACTION, Keep, non_inferiority
+from host.decision import KEEP_FRACTION, Keep, NonInferiority, non_inferiority
 
 AUTO_EPISODES_CAP_DEFAULT = 50
 """The most episodes per model ``--episodes auto`` goes to unless ``--max-episodes`` says otherwise."""
@@ -32,6 +32,19 @@ class Extension:
     """sha256 of each undecided variant -> the decision layer's reason, for the deploy's output."""
 
 
+def return_verdicts(
+    returns: Mapping[str, Mapping[int, float]],
+    parents: Mapping[str, str | None],
+    margin: float = KEEP_FRACTION,
+) -> Iterator[tuple[str, str, NonInferiority]]:
+    """(variant, its baseline, its return verdict) for every variant whose baseline has returns too (a verdict
+    needs both), from the returns stored so far (sha256 -> {seed: return})."""
+    for sha, mine in returns.items():
+        base = parents.get(sha)
+        if base is not None and base != sha and base in returns:
+            yield sha, base, non_inferiority(dict(mine), dict(returns[base]), margin)
+
+
 def plan_extension(
     returns: Mapping[str, Mapping[int, float]],
     parents: Mapping[str, str | None],
@@ -45,11 +58,8 @@ def plan_extension(
     """
     totals: dict[str, int] = {}
     reasons: dict[str, str] = {}
-    for sha, mine in returns.items():
-        base = parents.get(sha)
-        if base is None or base == sha or base not in returns:
-            continue
-        verdict = non_inferiority(dict(mine), dict(returns[base]), margin)
+    for sha, base, verdict in return_verdicts(returns, parents, margin):
+        mine = returns[sha]
         if verdict.verdict is not Keep.undecided or verdict.more_episodes is None:
             continue
         have = len(mine)
@@ -70,11 +80,4 @@ def falls_short(
     """The variants shown to fall short of ``margin`` of their baseline's return (sha256 -> {seed: return} so
     far): a deploy's later rounds leave them out by default (``LATER_ROUNDS_DEFAULT``). A variant whose
     baseline has no returns yet, or that is undecided, is not among them."""
-    out = set()
-    for sha, mine in returns.items():
-        base = parents.get(sha)
-        if base is None or base == sha or base not in returns:
-            continue
-        if non_inferiority(dict(mine), dict(returns[base]), margin).verdict is Keep.falls_short:
-            out.add(sha)
-    return out
+    return {sha for sha, _, v in return_verdicts(returns, parents, margin) if v.verdict is Keep.falls_short}

@@ -6,9 +6,10 @@ Two questions, answered with different tools because the data differ:
   fresh worker per model measured in the same session, so drift between rounds hits both alike and
   the per-round ratio ``variant / baseline`` cancels it. The test is Student's paired t on the log of
   those ratios (exact for log-normal noise, and a ratio is what an engineer reads); its CI is
-  ``exp(mean ± t · se)``. A change inside the practical noise threshold (default ±5 %, Criterion.rs's
-  idea) is **within noise** whatever its p-value; outside it the change must also be significant after
-  Holm's correction across the variants of one baseline. Holm, not Benjamini–Hochberg: it bounds the
+  ``exp(mean ± t · se)``. As in Criterion.rs, the practical noise threshold (default ±5 %) is judged
+  by the whole CI: inside it, **within noise** whatever the p-value; wholly beyond it, the change must
+  also be significant after Holm's correction across the variants of one baseline; a CI across the
+  threshold is **undecided**, so a change that sits on the threshold is not called by a coin flip. Holm, not Benjamini–Hochberg: it bounds the
   chance of *any* false "faster"/"slower" in a sweep (family-wise error), which is what a signed
   recommendation needs and what the null-sweep test checks; BH only bounds the share of false ones.
 - **Does a variant keep the return?** Episodes of a variant and its baseline share seeds, so they are
@@ -148,25 +149,36 @@ def decide(
 ) -> tuple[Change, str]:
     """The verdict on a ratio test, and why in words.
 
+    Criterion.rs's rule: a side of the threshold is taken only when the whole 95 % CI is on it.
+
     - fewer than ``min_rounds`` paired rounds: undecided;
-    - ``|ratio − 1| <= threshold``: within noise, whatever the p-value;
-    - beyond the threshold and Holm-adjusted p < α: lower / higher;
-    - beyond the threshold but not significant: undecided (a change that large is not excluded).
+    - the CI inside ``1 ± threshold``: within noise, whatever the p-value;
+    - the CI wholly beyond the threshold and Holm-adjusted p < α: lower / higher;
+    - the CI across ``1 − threshold`` or ``1 + threshold``: undecided, the change sits on the threshold.
+      Calling it by its point estimate would be a coin flip: two deploys of a change measured at
+      5.0 % would disagree half the time;
+    - beyond the threshold but not significant: undecided.
     """
     n = 0 if test is None else test.n
     if test is None or n < min_rounds:
         return Change.undecided, f"{n} paired round{'s' if n != 1 else ''}; at least {min_rounds} needed"
     change = test.ratio - 1
-    if abs(change) <= threshold:
-        return Change.within_noise, f"{change:+.1%} is within the ±{threshold:.0%} noise threshold"
-    if p_adjusted < ALPHA:
+    ci = f"[95 % CI {test.low - 1:+.1%}, {test.high - 1:+.1%}]"
+    inside = (1 - threshold <= test.low) and (test.high <= 1 + threshold)
+    if inside:
+        return Change.within_noise, f"{change:+.1%} {ci} is within the ±{threshold:.0%} noise threshold"
+    beyond = test.high < 1 - threshold or test.low > 1 + threshold
+    if not beyond:
         return (
-            Change.lower if change < 0 else Change.higher,
-            f"{change:+.1%} [95 % CI {test.low - 1:+.1%}, {test.high - 1:+.1%}], Holm-adjusted {fmt_p(p_adjusted)}",
+            Change.undecided,
+            f"{change:+.1%} {ci} reaches across the ±{threshold:.0%} noise threshold ({n} rounds): "
+            "more rounds would decide",
         )
+    if p_adjusted < ALPHA:
+        return Change.lower if change < 0 else Change.higher, f"{change:+.1%} {ci}, Holm-adjusted {fmt_p(p_adjusted)}"
     return (
         Change.undecided,
-        f"{change:+.1%} but not significant after Holm's correction ({fmt_p(p_adjusted)}, {n} rounds): "
+        f"{change:+.1%} {ci} but not significant after Holm's correction ({fmt_p(p_adjusted)}, {n} rounds): "
         "more rounds would decide",
     )
 

@@ -14,11 +14,15 @@ WARMUP_CALLS_DEFAULT: int = MeasurementSettings.warmup_calls
 MAX_STEPS_PER_EPISODE_DEFAULT: int = MeasurementSettings.max_steps_per_episode
 """Steps per episode when neither the command line nor the profile says: 0, the env's own time limit."""
 
-ROUNDS_DEFAULT = 6
+ROUNDS_DEFAULT = 11
 """Rounds of a deploy: round 0 runs the episodes; each later round is a fresh worker process per model, and a
 variant's later rounds time it against its baseline in that same process (paired latency, blocks alternating
-ABBA), so a variant's latency verdict rests on five paired rounds. pyperf runs 20 processes; drlc's later
-rounds are cheap latency-only jobs (tools/bench_rounds.py measures what they cost)."""
+ABBA), so a variant's latency verdict rests on ten paired rounds. Ten, not five: a verdict takes a side of the
+noise threshold only when its whole 95 % CI is there (host.decision.decide), and with five rounds (4 degrees of
+freedom, t = 2.78, a spread estimated from five values) that CI is wide and unsteady enough that a change 2.5 %
+from the threshold flips between deploys; with ten (t = 2.26) it does not (tests/host/report/test_verdicts.py
+simulates both at the per-round noise measured here). pyperf runs 20 processes; drlc's later rounds are cheap
+latency-only jobs (tools/bench_rounds.py measures what they cost)."""
 MAX_SPOILED_RETRIES_DEFAULT = 2
 """How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
 ROUND_LATENCY_CALLS = 300

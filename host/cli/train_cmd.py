@@ -278,4 +278,6 @@ def _show(done: RunDone, bar: Progress, row: TaskID) -> bool:
         f"({result.train_steps_per_s:,.0f} steps/s{resumed})\n"
         f"  artifact {escape(model.name)} sha256 {model.short}, checkpoint {escape(str(model.checkpoint))}"
     )
+    for note in result.exported.notes:
+        bar.console.print(f"  [yellow]note:[/] {escape(note)}")
     return True

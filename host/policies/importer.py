@@ -261,10 +261,12 @@ def export_spec(
     model: BaseAlgorithm | None = None,
     notes: tuple[str, ...] = (),
     tolerance: float = DEFAULT_TOLERANCE,
+    check_obs: np.ndarray | None = None,
 ) -> ExportedPolicy:
     """Build the baseline artifact of ``spec`` and, given ``model``, check it against ``model.predict``.
 
     :param env: the env (id, options, wrappers) the policy runs in; the check samples it
+    :param check_obs: raw observations to check on instead of sampling the env (e.g. logged states)
     :raises ExportError: when the graph's actions differ from the model's by more than ``tolerance``
     """
     setup = env if isinstance(env, EnvSetup) else EnvSetup(env)
@@ -274,13 +276,16 @@ def export_spec(
     onnx_bytes = build_onnx(spec, manifest)
     error = None
     if model is not None:
-        obs = sample_observations(setup, N_CHECK_OBS, seed=0)
-        error = max_action_error(onnx_bytes, model, spec.obs_norm, obs)
+        obs = check_obs if check_obs is not None else sample_observations(setup, N_CHECK_OBS, seed=0)
+        errors = action_errors(onnx_bytes, model, spec.obs_norm, obs)
+        error = errors.graph
         if not error <= tolerance:
             raise ExportError(
                 f"the exported graph's actions differ from {type(model).__name__}.predict by up to {error:.3g} "
                 f"(tolerance {tolerance:g}); this is a drlc bug for this policy type, please report it"
             )
+        if errors.float32_normalisation > tolerance:
+            notes = (*notes, errors.float32_note())
     return ExportedPolicy(
         onnx_bytes=onnx_bytes,
         sha256=sha256_bytes(onnx_bytes),
@@ -314,18 +319,51 @@ def sample_observations(env_id: str | EnvSetup, n: int, seed: int = 0) -> np.nda
         env.close()
 
 
-def max_action_error(
-    onnx_bytes: bytes, model: BaseAlgorithm, obs_norm: ObsNorm | None, obs: np.ndarray
-) -> float:
-    """Largest |ONNX action - ``model.predict(normalised obs, deterministic=True)``| over ``obs``.
+@dataclass(frozen=True)
+class ActionErrors:
+    """What an export check found, split by cause.
 
-    The graph gets raw float32 observations; the model gets them normalised in float64, as
-    VecNormalize would hand them over.
+    :param graph: largest |ONNX action - SB3 action| when both see the same float32-normalised
+        observations: the graph's own error, which must stay within the tolerance
+    :param float32_normalisation: largest |SB3 action on float32-normalised - on float64-normalised
+        observations|: what normalising in float32 (as the graph, and any float32 runtime, does)
+        costs this policy; zero without a normaliser
+    :param smallest_std: the smallest running std among the normalised features (None without one)
+    """
+
+    graph: float
+    float32_normalisation: float
+    smallest_std: float | None
+
+    def float32_note(self) -> str:
+        return (
+            f"float32 observation normalisation moves this policy's actions by up to "
+            f"{self.float32_normalisation:.2g} against SB3's float64 normalisation (smallest feature std "
+            f"{self.smallest_std:.2g}); the graph itself matches the network to {self.graph:.2g}. Every "
+            "float32 runtime sees this; the agent's measured return shows whether it matters"
+        )
+
+
+def action_errors(
+    onnx_bytes: bytes, model: BaseAlgorithm, obs_norm: ObsNorm | None, obs: np.ndarray
+) -> ActionErrors:
+    """Compare the graph's actions with ``model.predict(deterministic=True)`` over raw ``obs``.
+
+    The graph gets raw float32 observations. The model gets them normalised twice: in float32 as
+    the graph does it (the difference is the graph's error) and in float64 as VecNormalize does it
+    (the difference between the model's two answers is what float32 normalisation costs).
     """
     import onnxruntime as ort  # heavy: loaded only to check a graph, not when the CLI starts
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     onnx_actions = session.run(None, {session.get_inputs()[0].name: obs.astype(np.float32)})[0]
-    model_obs = obs_norm.normalize(obs.astype(np.float64)) if obs_norm is not None else obs
-    sb3_actions, _ = model.predict(model_obs, deterministic=True)
-    return float(np.max(np.abs(onnx_actions - sb3_actions)))
+    if obs_norm is None:
+        sb3_actions, _ = model.predict(obs, deterministic=True)
+        return ActionErrors(float(np.max(np.abs(onnx_actions - sb3_actions))), 0.0, None)
+    as_graph, _ = model.predict(obs_norm.normalize_float32(obs), deterministic=True)
+    as_vecnormalize, _ = model.predict(obs_norm.normalize(obs.astype(np.float64)), deterministic=True)
+    return ActionErrors(
+        graph=float(np.max(np.abs(onnx_actions - as_graph))),
+        float32_normalisation=float(np.max(np.abs(as_graph - as_vecnormalize))),
+        smallest_std=float(np.sqrt(np.min(obs_norm.var))),
+    )

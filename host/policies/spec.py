@@ -117,6 +117,18 @@ class ObsNorm:
         """
         return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs)
 
+    def normalize_float32(self, obs: np.ndarray) -> np.ndarray:
+        """Normalise raw observations in float32, step for step as the exported graph does.
+
+        ``(obs - mean) * scale`` with float32 constants, then the clip. An export check feeds the
+        SB3 network these inputs to isolate the graph's own error from float32 arithmetic: for a
+        feature whose running std is tiny (1e-4 is seen in trained Humanoid policies) the float32
+        mean alone moves the normalised value by ~1e-3, which no float32 runtime can avoid.
+        """
+        f32 = np.float32
+        centred = obs.astype(f32) - self.mean.astype(f32)
+        return np.clip(centred * self.scale.astype(f32), f32(-self.clip_obs), f32(self.clip_obs))
+
     def to_manifest(self) -> ObsNormalization:
         return ObsNormalization(
             mean=[float(x) for x in self.mean],

@@ -6,6 +6,7 @@ Small nets on Pendulum-v1 (bounds [-2, 2], so the action rescaling is exercised)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import pickle
 from pathlib import Path
@@ -29,7 +30,14 @@ from device_agent.contract.manifest import ArtifactManifest, sha256_bytes
 from device_agent.store.validation import check_model_bytes
 from host.errors import CheckpointError, ExportError, SpaceMismatchError, UnsupportedPolicyError
 from host.policies.env_choice import choose_env
-from host.policies.importer import baseline_manifest, export_model, import_checkpoint, sample_observations
+from host.policies.importer import (
+    action_errors,
+    baseline_manifest,
+    export_model,
+    export_spec,
+    import_checkpoint,
+    sample_observations,
+)
 from host.policies.onnx_builder import OPSET, build_onnx, read_manifest
 from host.policies.sb3.actor import spec_from_model
 from host.policies.sb3.detect import detect_algo, read_checkpoint_info
@@ -403,3 +411,61 @@ def test_policy_spec_validates() -> None:
         spec.replace(obs_norm=ObsNorm(np.zeros(3), np.ones(3), 10.0, 1e-8))
     with pytest.raises(ValueError, match="read-only"):
         spec.layers[0].weight[0, 0] = 1.0
+
+
+def _sharp_ppo() -> PPO:
+    """A PPO actor whose action head is steep enough that a 1e-3 input shift shows in its actions."""
+    model = PPO("MlpPolicy", ENV_ID, n_steps=64, seed=0, device="cpu", policy_kwargs=small())
+    with torch.no_grad():
+        model.policy.action_net.weight.mul_(300.0)
+        model.policy.mlp_extractor.policy_net[0].weight[:, 0].mul_(20.0)
+    return model
+
+
+def _tiny_std_norm() -> ObsNorm:
+    """Statistics like a trained Humanoid's: one feature almost constant (std 1e-4) far from zero."""
+    return ObsNorm(
+        mean=np.array([0.7312345678, 0.1, 0.3]), var=np.array([1e-8, 0.5, 4.0]), clip_obs=10.0, epsilon=1e-8
+    )
+
+
+def _obs_near_mean(norm: ObsNorm, n: int = 256) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (norm.mean + rng.normal(size=(n, 3)) * np.sqrt(norm.var)).astype(np.float32)
+
+
+def test_export_check_separates_the_graph_from_float32_normalisation() -> None:
+    """A feature with std 1e-4: float32 normalisation moves actions, the graph itself stays exact."""
+    model, norm = _sharp_ppo(), _tiny_std_norm()
+    spec = spec_from_model(model, norm)
+    errors = action_errors(build_onnx(spec), model, norm, _obs_near_mean(norm))
+    assert errors.graph < 1e-5
+    assert errors.float32_normalisation > 1e-4  # what used to be refused as "a drlc bug"
+    assert errors.smallest_std == pytest.approx(1e-4)
+    assert "smallest feature std 0.0001" in errors.float32_note()
+
+    # A graph that is really wrong is still caught: one weight off by 1 %.
+    first = spec.layers[0]
+    weight = first.weight.copy()
+    weight[0, 1] *= 1.01
+    broken = dataclasses.replace(spec, layers=(dataclasses.replace(first, weight=weight), *spec.layers[1:]))
+    assert action_errors(build_onnx(broken), model, norm, _obs_near_mean(norm)).graph > 1e-4
+
+
+def test_export_notes_float32_normalisation_instead_of_refusing() -> None:
+    model, norm = _sharp_ppo(), _tiny_std_norm()
+    exported = export_spec(
+        spec_from_model(model, norm),
+        env=ENV_ID,
+        algo="ppo",
+        source={"origin": "test"},
+        model=model,
+        check_obs=_obs_near_mean(norm),
+    )
+    assert exported.max_abs_action_error is not None and exported.max_abs_action_error < 1e-5
+    assert any(note.startswith("float32 observation normalisation moves") for note in exported.notes)
+    # Without the tiny-std feature there is nothing to say.
+    plain = export_spec(
+        spec_from_model(model, None), env=ENV_ID, algo="ppo", source={"origin": "test"}, model=model
+    )
+    assert not any("float32" in note for note in plain.notes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import textwrap
 from enum import Enum
 from pathlib import Path
@@ -115,6 +117,14 @@ def report_command(
             "recommendation per device"
         ),
     ] = None,
+    all_measurements: Annotated[
+        bool,
+        typer.Option(
+            "--all-measurements",
+            help="every way a baseline was measured on a target (older settings, runtimes, protocols), each "
+            "compared with its own baseline; default: only the newest",
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Return, latency, memory and energy of every profiled variant against its baseline, per target and side by
@@ -132,6 +142,10 @@ def report_command(
             baselines=tuple(baseline or ()),
         )
         rows = chosen.apply(everything)
+        newest = dataclasses.replace(chosen, latest_only=True).apply(everything)
+        hidden = len(rows) - len(newest)
+        if not all_measurements:
+            rows = newest
         if not rows:
             raise ReportError(
                 "no results match the filters; measured: targets "
@@ -146,6 +160,11 @@ def report_command(
                 f"--noise-threshold {noise_threshold} is not a fraction in [0, 1): give e.g. 0.05 for ±5 %"
             )
         noisy = noise_lines(db, {r.target for r in rows})
+        if hidden and not all_measurements:
+            noisy.append(
+                f"{hidden} row{'s' if hidden != 1 else ''} from older measurements of these baselines (other "
+                "settings, runtime or protocol) not shown: --all-measurements shows them"
+            )
         analysis = analyse(rows, optimise, noise_threshold)
         chosen_columns = parse_columns(columns, wide)
         if compare is not None:

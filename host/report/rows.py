@@ -93,6 +93,8 @@ class ReportRow:
     n_spoiled: int = 0
     """Rounds of the session whose timing validity checks flagged (left out of every timing figure)."""
     job_ids: tuple[str, ...] = ()
+    measured_at: str = ""
+    """When its latest job finished (ISO time): which of a baseline's measurements is the newest."""
     op_profile: dict[str, Any] | None = None
     """Round 0's operator profile (agent.proto OpProfile as JSON: where the time of a call goes), if one was
     taken (``drlc-host deploy --op-profile``)."""
@@ -288,6 +290,7 @@ def collect_rows(db: ResultsDB, session_id: str | None = None) -> list[ReportRow
                 "energy_meter": summary.meter_scope(meter) if meter else None,
                 "n_spoiled": sum(1 for j in jobs if j["spoiled"]),
                 "job_ids": tuple(j["job_id"] for j in jobs),
+                "measured_at": max((j["finished_at"] or "" for j in jobs), default=""),
                 "env_setup": envs.get(job["model_sha256"], job["env_id"]),
                 "op_profile": next(
                     (json.loads(j["op_profile"]) for j in reversed(jobs) if j["op_profile"]), None
@@ -315,12 +318,16 @@ class ReportFilter:
     :param algos: algorithms (``sac``)
     :param envs: env ids (``HalfCheetah-v5``) or their prefix before the version (``HalfCheetah``)
     :param baselines: baseline names or sha256 prefixes; a baseline brings all its variants
+    :param latest_only: of a baseline measured on one target more than one way (other settings, another
+        agent runtime, an interrupted deploy under an older protocol), only the newest measurement and the
+        variants measured with it; False shows every one, each compared with its own baseline
     """
 
     targets: tuple[str, ...] = ()
     algos: tuple[str, ...] = ()
     envs: tuple[str, ...] = ()
     baselines: tuple[str, ...] = ()
+    latest_only: bool = False
 
     def apply(self, rows: Iterable[ReportRow]) -> list[ReportRow]:
         rows = list(rows)
@@ -338,7 +345,7 @@ class ReportFilter:
             env = row.env_id.lower()
             return env in envs or env.rsplit("-v", 1)[0] in envs
 
-        return [
+        chosen = [
             r
             for r in rows
             if (not targets or r.target.lower() in targets)
@@ -346,6 +353,31 @@ class ReportFilter:
             and (not envs or env_ok(r))
             and (not wanted or base_ok(r))
         ]
+        return latest_measurements(chosen) if self.latest_only else chosen
+
+
+def measurement_key(row: ReportRow) -> tuple[str, str, str]:
+    """What distinguishes two measurements of one model on one target (the report compares within one)."""
+    return (row.target_fingerprint, row.settings_key, row.runtime_key)
+
+
+def latest_measurements(rows: Iterable[ReportRow]) -> list[ReportRow]:
+    """Per (target, baseline), the rows measured the way its newest baseline measurement was; rows of a
+    baseline with no measured baseline row stay (the report says they have nothing to compare with)."""
+    rows = list(rows)
+    newest: dict[tuple[str, str], ReportRow] = {}
+    for r in rows:
+        if r.method == BASELINE:
+            key = (r.target, r.sha256)
+            if key not in newest or r.measured_at > newest[key].measured_at:
+                newest[key] = r
+    kept = []
+    for r in rows:
+        base = newest.get((r.target, r.baseline_sha256))
+        if base is None or measurement_key(r) == measurement_key(base):
+            kept.append(r)
+    return kept
+
 
 
 def device_infos(db: ResultsDB, rows: Iterable[ReportRow]) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,7 @@ def study_rows(study: Study, db: ResultsDB) -> list[ReportRow]:
     baselines = tuple(row.sha256 for p in study.policies if (row := find_baseline(db, p)) is not None)
     if not baselines:
         return []
-    return ReportFilter(targets=study.targets, baselines=baselines).apply(collect_rows(db))
+    return ReportFilter(targets=study.targets, baselines=baselines, latest_only=True).apply(collect_rows(db))
 
 
 def write_study_report(study: Study, db: ResultsDB) -> list[Path]:

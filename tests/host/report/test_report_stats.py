@@ -211,6 +211,29 @@ def test_report_filter() -> None:
     assert len(ReportFilter(baselines=("m-baseline-None",)).apply(rows)) == 3
 
 
+def test_report_shows_the_newest_measurement_of_each_baseline() -> None:
+    """A baseline measured twice on one target (an interrupted deploy under an older protocol, then a full one):
+    by default only the newest measurement and the variants measured with it; the older one on request."""
+
+    def measured(r: ReportRow, key: str, at: str) -> ReportRow:
+        return dataclasses.replace(r, settings_key=key, measured_at=at)
+
+    old = [measured(row(), "rounds=6", "2026-11-30T17:40"), measured(row("l2", ratio=0.1), "rounds=6", "17:41")]
+    new = [measured(row(), "rounds=11", "2026-11-30T18:05"), measured(row("l2", ratio=0.1), "rounds=11", "x")]
+    elsewhere = [measured(row(target="pi"), "rounds=6", "2026-11-29T09:00")]  # another target: its own newest
+    rows = [*old, *new, *elsewhere]
+    shown = ReportFilter(latest_only=True).apply(rows)
+    assert shown == [*new, *elsewhere]
+    assert ReportFilter().apply(rows) == rows
+    # the newest is the baseline's newest, whatever the order the database handed the rows over in
+    assert ReportFilter(latest_only=True).apply(rows[::-1]) == [*new, *elsewhere][::-1]
+    # a variant whose baseline was never measured stays, to be reported as having nothing to compare with
+    orphan = measured(row("ptdq", baseline_sha="d" * 64), "rounds=11", "")
+    assert orphan in ReportFilter(latest_only=True).apply([*rows, orphan])
+    # what is shown compares within itself: the new l2 against the new baseline, each baseline with itself
+    assert [c.row.settings_key for c in compare_all(shown)] == ["rounds=11", "rounds=11", "rounds=6"]
+
+
 def test_latency_samples_of_a_job_whose_episodes_ran_in_parallel() -> None:
     calls = [str(20_000 + (i % 7) * 100) for i in range(1000)]  # int64 arrive as JSON strings
     batches = JobSummary({"latency_phase": {"calls": "1000", "inference_ns": calls}}).latency_phase_batches()

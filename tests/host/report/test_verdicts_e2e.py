@@ -4,7 +4,7 @@ What no simulation can show: that the protocol (paired rounds in one session, th
 validity rule) keeps a real machine's noise out of the verdicts. Nothing here asserts a duration: only what the
 protocol decides. The sizes are the smallest that still mean something: a 256-wide random HalfCheetah actor
 (the zoo's SAC is 256-256), episodes cut to a few dozen steps (the return verdict needs seeds, not length),
-five rounds (the default; a timing verdict needs three).
+the default rounds (host.measure.protocol.ROUNDS_DEFAULT).
 """
 
 from __future__ import annotations

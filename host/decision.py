@@ -4,12 +4,12 @@ Two questions, answered with different tools because the data differ:
 
 - **Is a variant faster (smaller, leaner) than its baseline?** The unit is the *round*: per round, one
   fresh worker per model measured in the same session, so drift between rounds hits both alike and
-  the per-round ratio ``variant / baseline`` cancels it. The test is Student's paired t on the log of
-  those ratios (exact for log-normal noise, and a ratio is what an engineer reads); its CI is
-  ``exp(mean ± t · se)``. As in Criterion.rs, the practical noise threshold (default ±5 %) is judged
-  by the whole CI: inside it, **within noise** whatever the p-value; wholly beyond it, the change must
-  also be significant after Holm's correction across the variants of one baseline; a CI across the
-  threshold is **undecided**, so a change that sits on the threshold is not called by a coin flip. Holm, not Benjamini–Hochberg: it bounds the
+  the per-round ratio ``variant / baseline`` cancels it. Whether it changed is Student's paired t on
+  the log of those ratios (exact for log-normal noise, and a ratio is what an engineer reads); how
+  much, with its 95 % CI, is their 20 % trimmed mean (Tukey–McLaughlin), so one wild round cannot
+  move a verdict. A change inside the practical noise threshold (default ±5 %, Criterion.rs's idea)
+  is **within noise** whatever its p-value; outside it the change must also be significant after
+  Holm's correction across the variants of one baseline. Holm, not Benjamini–Hochberg: it bounds the
   chance of *any* false "faster"/"slower" in a sweep (family-wise error), which is what a signed
   recommendation needs and what the null-sweep test checks; BH only bounds the share of false ones.
 - **Does a variant keep the return?** Episodes of a variant and its baseline share seeds, so they are
@@ -105,40 +105,56 @@ def verdict_word(objective: str, change: Change) -> str:
     return change.value
 
 
+TRIM = 0.2
+"""Share of rounds trimmed from each end of the sorted log ratios for the effect and its CI (Tukey–McLaughlin)."""
+
+
 @dataclass(frozen=True)
 class RatioTest:
-    """Paired t-test on log(variant / baseline) over rounds."""
+    """A variant's per-round log ratios to its baseline: a robust effect with its CI, and Student's p."""
 
     n: int
     ratio: float
-    """Geometric mean of the per-round ratios."""
+    """Geometric mean of the per-round ratios, 20 % trimmed at each end."""
     low: float
     high: float
-    """Two-sided 95 % CI of the ratio."""
+    """Two-sided 95 % CI of that ratio (trimmed t)."""
     p: float
-    """Two-sided p of "no change"."""
+    """Two-sided p of "no change": Student's paired t over every round."""
 
 
-def paired_ratio(variant: Sequence[float], baseline: Sequence[float]) -> RatioTest | None:
+def paired_ratio(variant: Sequence[float], baseline: Sequence[float], trim: float = TRIM) -> RatioTest | None:
     """The test on aligned per-round values; pairs with a non-positive or missing value are dropped.
 
-    None with fewer than two usable pairs. Constant log-ratios (zero spread) leave no doubt: p = 0 when
-    they differ from 0, else 1.
+    Two jobs, two tools. Whether there is a change at all (the p-value Holm corrects) is Student's paired t
+    on the log ratios of every round: exact for normal noise, so the family-wise error rate holds; the
+    trimmed t's tails are about twice too light at these sample sizes (simulated: 0.27 % instead of 0.15 %
+    below α/34), which Holm would turn into a 9 % false-call rate. How large the change is, and so which
+    side of the noise threshold it lies on, is the 20 % trimmed mean with Tukey and McLaughlin's CI
+    (winsorized variance, ``n − 2g − 1`` degrees of freedom, ``g = floor(trim · n)`` rounds dropped at each
+    end): one wild round in ten (seen here: a round at 1.34× among rounds at 0.98–1.02×, not flagged by the
+    validity checks) widens Student's CI sevenfold and turns a near-null variant "undecided", but does not
+    move the trimmed one. Under five rounds nothing is trimmed and both are Student's.
+
+    None with fewer than two usable pairs. Zero spread leaves no doubt: p = 0 when the change is not 0, else 1.
     """
     v = np.asarray(variant, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
     ok = np.isfinite(v) & np.isfinite(b) & (v > 0) & (b > 0)
-    d = np.log(v[ok]) - np.log(b[ok])
+    d = np.sort(np.log(v[ok]) - np.log(b[ok]))
     n = int(d.size)
     if n < 2:
         return None
     mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd == 0.0:
-        return RatioTest(n, math.exp(mean), math.exp(mean), math.exp(mean), 0.0 if mean != 0 else 1.0)
-    se = sd / math.sqrt(n)
-    p = 2 * t_sf(abs(mean) / se, n - 1)
-    half = t_quantile(0.975, n - 1) * se
-    return RatioTest(n, math.exp(mean), math.exp(mean - half), math.exp(mean + half), min(p, 1.0))
+    p = 1.0 if mean == 0 else 0.0
+    if sd > 0:
+        p = min(2 * t_sf(abs(mean) / (sd / math.sqrt(n)), n - 1), 1.0)
+    g = int(math.floor(trim * n))
+    kept = n - 2 * g
+    center = float(d[g : n - g].mean())
+    se = float(np.clip(d, d[g], d[n - g - 1]).std(ddof=1)) / ((kept / n) * math.sqrt(n))
+    half = t_quantile(0.975, kept - 1) * se if se > 0 else 0.0
+    return RatioTest(n, math.exp(center), math.exp(center - half), math.exp(center + half), p)
 
 
 def decide(
@@ -149,33 +165,33 @@ def decide(
 ) -> tuple[Change, str]:
     """The verdict on a ratio test, and why in words.
 
-    Criterion.rs's rule: a side of the threshold is taken only when the whole 95 % CI is on it.
-
     - fewer than ``min_rounds`` paired rounds: undecided;
-    - the CI inside ``1 ± threshold``: within noise, whatever the p-value;
-    - the CI wholly beyond the threshold and Holm-adjusted p < α: lower / higher;
-    - the CI across ``1 − threshold`` or ``1 + threshold``: undecided, the change sits on the threshold.
-      Calling it by its point estimate would be a coin flip: two deploys of a change measured at
-      5.0 % would disagree half the time;
-    - beyond the threshold but not significant: undecided.
+    - ``|ratio − 1| <= threshold``: within noise, whatever the p-value;
+    - beyond the threshold and Holm-adjusted p < α: lower / higher;
+    - beyond the threshold but not significant: undecided (a change that large is not excluded).
+
+    The side of the threshold is the (trimmed) point estimate's. Taking a side only when the whole CI is
+    there (Criterion.rs's rule) was tried and measured: it settles a change sitting exactly on the
+    threshold, but on this VM's real round noise (1-3 % per round, a wild round in ten) it made more
+    verdicts flip between two deploys, not fewer, and turned a near-null variant "undecided" in 3 of 10
+    deploys. So the why says when the CI reaches across the threshold: the reader sees the verdict is
+    on the edge.
     """
     n = 0 if test is None else test.n
     if test is None or n < min_rounds:
         return Change.undecided, f"{n} paired round{'s' if n != 1 else ''}; at least {min_rounds} needed"
     change = test.ratio - 1
     ci = f"[95 % CI {test.low - 1:+.1%}, {test.high - 1:+.1%}]"
-    inside = (1 - threshold <= test.low) and (test.high <= 1 + threshold)
-    if inside:
-        return Change.within_noise, f"{change:+.1%} {ci} is within the ±{threshold:.0%} noise threshold"
-    beyond = test.high < 1 - threshold or test.low > 1 + threshold
-    if not beyond:
-        return (
-            Change.undecided,
-            f"{change:+.1%} {ci} reaches across the ±{threshold:.0%} noise threshold ({n} rounds): "
-            "more rounds would decide",
-        )
+    edge = ""
+    if any(test.low < bound < test.high for bound in (1 - threshold, 1 + threshold)):
+        edge = f"; the CI reaches across the ±{threshold:.0%} threshold: on the edge"
+    if abs(change) <= threshold:
+        return Change.within_noise, f"{change:+.1%} {ci} is within the ±{threshold:.0%} noise threshold{edge}"
     if p_adjusted < ALPHA:
-        return Change.lower if change < 0 else Change.higher, f"{change:+.1%} {ci}, Holm-adjusted {fmt_p(p_adjusted)}"
+        return (
+            Change.lower if change < 0 else Change.higher,
+            f"{change:+.1%} {ci}, Holm-adjusted {fmt_p(p_adjusted)}{edge}",
+        )
     return (
         Change.undecided,
         f"{change:+.1%} {ci} but not significant after Holm's correction ({fmt_p(p_adjusted)}, {n} rounds): "

@@ -242,3 +242,21 @@ def test_latency_samples_of_a_job_whose_episodes_ran_in_parallel() -> None:
         JobSummary({"latency_phase": {"inference_ns": calls[:30]}}).latency_phase_batches() == []
     )  # too few to cut
     assert JobSummary({}).latency_phase_batches() == []
+
+
+def test_a_variant_timed_in_round_0_only_is_set_against_the_baselines_round_0() -> None:
+    """Later rounds are latency-only jobs whose model session is the worker's first (its memory figure includes
+    ONNX Runtime's start-up): a variant with round 0 only is compared with its baseline's round 0, not with the
+    median of the baseline's rounds (which read 0.06x memory for every such variant before)."""
+    base = dataclasses.replace(
+        row(p50s=[50.0, 40.0, 40.0, 40.0]),
+        round_model_mb=(2.0, 36.0, 36.0, 36.0),
+        model_rss_mb=36.0,
+        latency_p50_us=40.0,
+    )
+    variant = dataclasses.replace(
+        row("l2", ratio=0.5, p50s=[45.0]), round_model_mb=(1.0,), model_rss_mb=1.0, latency_p50_us=45.0
+    )
+    (c,) = [c for c in compare_all([base, variant]) if not c.is_baseline]
+    assert c.metrics["memory"].ratio == pytest.approx(0.5) and c.latency_ratio == pytest.approx(0.9)
+    assert c.latency.change.value == "undecided" and "round 0 only" in c.latency.why

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +51,22 @@ err_console = Console(stderr=True)
 LOG_NAME = "drlc-host.log"
 """Where library warnings (matplotlib, SB3, Gymnasium) and log records go instead of the terminal: the
 workspace's own log file."""
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a CI job's timeout, a container stop) unwind like Ctrl-C.
+
+    Python's default SIGTERM ends the process on the spot: no ``finally`` runs, so a local agent spawned
+    for ``--target local`` (and its workers) outlived the command. As KeyboardInterrupt, every command's
+    clean-up runs (the agent is stopped, checkpoints are kept) and it exits as interrupted. Only the main
+    thread may install a handler; elsewhere (a command run from a thread) nothing changes.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def print_error(message: str) -> None:

@@ -9,6 +9,7 @@ import typer
 from host import __version__
 
 from host.cli.clean_cmd import clean_command
+from host.cli.common import interrupt_on_sigterm
 from host.cli.compress_cmd import compress_command
 from host.cli.deploy_cmd import deploy_command
 from host.cli.import_cmd import import_command
@@ -44,6 +45,7 @@ def main(
     ] = False,
 ) -> None:
     """drlc-host: train or import deep-RL policies, compress them, profile them on devices, report."""
+    interrupt_on_sigterm()
 
 
 app.command("train", rich_help_panel="Make policies")(train_command)

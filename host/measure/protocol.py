@@ -17,12 +17,11 @@ MAX_STEPS_PER_EPISODE_DEFAULT: int = MeasurementSettings.max_steps_per_episode
 ROUNDS_DEFAULT = 11
 """Rounds of a deploy: round 0 runs the episodes; each later round is a fresh worker process per model, and a
 variant's later rounds time it against its baseline in that same process (paired latency, blocks alternating
-ABBA), so a variant's latency verdict rests on ten paired rounds. Ten, not five: a verdict takes a side of the
-noise threshold only when its whole 95 % CI is there (host.decision.decide), and with five rounds (4 degrees of
-freedom, t = 2.78, a spread estimated from five values) that CI is wide and unsteady enough that a change 2.5 %
-from the threshold flips between deploys; with ten (t = 2.26) it does not (tests/host/report/test_verdicts.py
-simulates both at the per-round noise measured here). pyperf runs 20 processes; drlc's later rounds are cheap
-latency-only jobs (tools/bench_rounds.py measures what they cost)."""
+ABBA), so a variant's latency verdict rests on ten paired rounds. Ten, not five: the trimmed CI of the effect
+(host.decision.paired_ratio) narrows about 2.4x (twice the rounds, and t = 2.57 on 5 degrees of freedom instead
+of 4.30 on 2: two rounds of ten trimmed at each end, one of five), and so does the band around the noise
+threshold in which a verdict can differ from one deploy to the next. pyperf runs 20 processes; drlc's later rounds are cheap latency-only
+jobs (tools/bench_rounds.py: 1.43x the single pass on SAC HalfCheetah's sweep, 1.27x with five)."""
 MAX_SPOILED_RETRIES_DEFAULT = 2
 """How often a round whose timing the validity rule spoiled is run again before it is kept, flagged."""
 ROUND_LATENCY_CALLS = 300

@@ -205,7 +205,8 @@ class MetricComparison:
 
     objective: str
     ratio: float
-    """Variant / baseline: geometric mean of per-round ratios when tested, else the plain ratio of the figures."""
+    """Variant / baseline: the 20 % trimmed geometric mean of per-round ratios when tested, else the plain ratio
+    of the figures."""
     low: float
     high: float
     """Two-sided 95 % CI of the ratio (NaN without a test)."""
@@ -355,7 +356,8 @@ def _raw_timing(row: ReportRow, base: ReportRow, values: str, plain: float) -> _
         # compare round 0 with round 0: a later round's job is another kind of job (latency only, and the
         # model's session is the worker's first, so its memory figure includes ONNX Runtime's start-up)
         first, theirs = _rounds(row, getattr(row, values)).get(0), _rounds(base, getattr(base, values)).get(0)
-        return _Raw(None, _ratio(first, theirs) if first and theirs else plain, ROUND_0_ONLY)
+        ratio0 = _ratio(first, theirs)
+        return _Raw(None, ratio0 if math.isfinite(ratio0) else plain, ROUND_0_ONLY)
     v, b = _rounds(row, getattr(row, values)), _rounds(base, getattr(base, values))
     common = sorted(set(v) & set(b))
     test = paired_ratio([v[r] for r in common], [b[r] for r in common])

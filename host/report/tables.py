@@ -270,7 +270,7 @@ def measurement_table(comparisons: Sequence[Comparison], target: str) -> Table:
         note=(
             "p50 [CI]: mean over episodes of each episode's median inference latency (or over batches of the "
             "latency phase, for jobs whose episodes ran in parallel), with its 95 % CI; × base: variant / baseline "
-            "per round (geometric mean); latency: the verdict over rounds of one session (paired t on log ratios, "
+            "per round (20 % trimmed geometric mean); latency: the verdict over rounds of one session (paired t on log ratios, "
             f"Holm-corrected, ±{NOISE_THRESHOLD:.0%} noise threshold unless set otherwise). keeps: shown by "
             "non-inferiority; study's rule: mean ≥ 90 % of the baseline's, no test."
         ),

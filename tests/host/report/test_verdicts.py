@@ -74,7 +74,7 @@ def test_holm_adjusted_p_rejects_what_holms_procedure_rejects() -> None:
     )  # NaN: not in the family
 
 
-def test_paired_ratio_is_the_paired_t_test_on_log_ratios() -> None:
+def test_paired_ratio_p_is_the_paired_t_test_on_log_ratios() -> None:
     rng = np.random.default_rng(1)
     for _ in range(20):
         b = rng.lognormal(3, 0.1, 6)
@@ -103,7 +103,9 @@ def test_one_wild_round_does_not_move_the_estimate() -> None:
     robust, plain = paired_ratio(b * faster, b), paired_ratio(b * faster, b, trim=0.0)
     assert robust is not None and plain is not None
     assert decide(plain, plain.p)[0] is Change.within_noise
-    assert decide(robust, robust.p)[0] is not Change.within_noise and robust.ratio < 0.94
+    # the estimate stays 7 % faster; Student's p (over every round, the wild one too) does not prove it
+    change, why = decide(robust, robust.p)
+    assert change is Change.undecided and robust.ratio < 0.94 and "wild ones too" in why
 
 
 def test_fieller_limits_invert_the_paired_t_test() -> None:

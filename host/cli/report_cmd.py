@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import textwrap
 from enum import Enum
 from pathlib import Path
@@ -15,6 +14,7 @@ from host.cli.common import (
     HomeOption,
     check_output_path,
     console,
+    err_console,
     no_results_hint,
     open_workspace,
     user_errors,
@@ -27,7 +27,7 @@ from host.report.html import render_html
 from host.report.json_report import job_records, render_json
 from host.report.markdown import render_markdown
 from host.report.noise import noise_lines
-from host.report.rows import ReportFilter, collect_rows, device_infos
+from host.report.rows import ReportFilter, ReportRow, collect_rows, device_infos
 from host.report.stats import Optimise
 from host.report.terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
 
@@ -141,11 +141,7 @@ def report_command(
             envs=tuple(env or ()),
             baselines=tuple(baseline or ()),
         )
-        rows = chosen.apply(everything)
-        newest = dataclasses.replace(chosen, latest_only=True).apply(everything)
-        hidden = len(rows) - len(newest)
-        if not all_measurements:
-            rows = newest
+        rows, hidden_line = _chosen_rows(chosen, everything, all_measurements)
         if not rows:
             raise ReportError(
                 "no results match the filters; measured: targets "
@@ -159,12 +155,7 @@ def report_command(
             raise ReportError(
                 f"--noise-threshold {noise_threshold} is not a fraction in [0, 1): give e.g. 0.05 for ±5 %"
             )
-        noisy = noise_lines(db, {r.target for r in rows})
-        if hidden and not all_measurements:
-            noisy.append(
-                f"{hidden} row{'s' if hidden != 1 else ''} from older measurements of these baselines (other "
-                "settings, runtime or protocol) not shown: --all-measurements shows them"
-            )
+        noisy = [*noise_lines(db, {r.target for r in rows}), *_hidden_note(hidden_line, fmt)]
         analysis = analyse(rows, optimise, noise_threshold)
         chosen_columns = parse_columns(columns, wide)
         if compare is not None:
@@ -205,6 +196,35 @@ def report_command(
         else:
             typer.echo(text, nl=not text.endswith("\n"))
         _gate(analysis, require_keeps or [])
+
+
+def _chosen_rows(
+    chosen: ReportFilter, everything: list[ReportRow], all_measurements: bool
+) -> tuple[list[ReportRow], str | None]:
+    """The filtered rows, newest measurement of each baseline only unless asked for all, and the line that
+    says how many were left out (None when none was)."""
+    rows = chosen.apply(everything)
+    if all_measurements:
+        return rows, None
+    newest = dataclasses.replace(chosen, latest_only=True).apply(everything)
+    hidden = len(rows) - len(newest)
+    if not hidden:
+        return newest, None
+    return newest, (
+        f"{hidden} row{'s' if hidden != 1 else ''} from older measurements of these baselines (other settings, "
+        "runtime or protocol) not shown: --all-measurements shows them"
+    )
+
+
+def _hidden_note(line: str | None, fmt: ReportFormat) -> list[str]:
+    """The left-out rows' line: the terminal and Markdown reports end with it; the other formats have no free
+    text, so it goes to stderr."""
+    if line is None:
+        return []
+    if fmt not in (ReportFormat.table, ReportFormat.md):
+        err_console.print(f"note: {line}", soft_wrap=True, highlight=False)
+        return []
+    return [line]
 
 
 GATE_FAILED = 3

@@ -362,22 +362,29 @@ def measurement_key(row: ReportRow) -> tuple[str, str, str]:
 
 
 def latest_measurements(rows: Iterable[ReportRow]) -> list[ReportRow]:
-    """Per (target, baseline), the rows measured the way its newest baseline measurement was; rows of a
-    baseline with no measured baseline row stay (the report says they have nothing to compare with)."""
+    """Per (target, baseline), the rows measured the way its newest baseline measurement was. A row is left out
+    only when its baseline was also measured its way, earlier: rows of a baseline never measured, or measured
+    some way only for the variant (a variant re-measured alone under new settings), stay, and the report says
+    they have nothing to compare with. Ties in time go to the later job."""
     rows = list(rows)
     newest: dict[tuple[str, str], ReportRow] = {}
+    measured: set[tuple[str, str, tuple[str, str, str]]] = set()
     for r in rows:
         if r.method == BASELINE:
             key = (r.target, r.sha256)
-            if key not in newest or r.measured_at > newest[key].measured_at:
+            measured.add((*key, measurement_key(r)))
+            if key not in newest or (r.measured_at, r.job_ids) > (
+                newest[key].measured_at,
+                newest[key].job_ids,
+            ):
                 newest[key] = r
     kept = []
     for r in rows:
         base = newest.get((r.target, r.baseline_sha256))
-        if base is None or measurement_key(r) == measurement_key(base):
+        own_way = (r.target, r.baseline_sha256, measurement_key(r))
+        if base is None or measurement_key(r) == measurement_key(base) or own_way not in measured:
             kept.append(r)
     return kept
-
 
 
 def device_infos(db: ResultsDB, rows: Iterable[ReportRow]) -> dict[str, dict[str, Any]]:

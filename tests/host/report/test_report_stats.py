@@ -218,8 +218,14 @@ def test_report_shows_the_newest_measurement_of_each_baseline() -> None:
     def measured(r: ReportRow, key: str, at: str) -> ReportRow:
         return dataclasses.replace(r, settings_key=key, measured_at=at)
 
-    old = [measured(row(), "rounds=6", "2026-11-30T17:40"), measured(row("l2", ratio=0.1), "rounds=6", "17:41")]
-    new = [measured(row(), "rounds=11", "2026-11-30T18:05"), measured(row("l2", ratio=0.1), "rounds=11", "x")]
+    old = [
+        measured(row(), "rounds=6", "2026-11-30T17:40:00"),
+        measured(row("l2", ratio=0.1), "rounds=6", "2026-11-30T17:41:00"),
+    ]
+    new = [
+        measured(row(), "rounds=11", "2026-11-30T18:05:00"),
+        measured(row("l2", ratio=0.1), "rounds=11", "2026-11-30T18:06:00"),
+    ]
     elsewhere = [measured(row(target="pi"), "rounds=6", "2026-11-29T09:00")]  # another target: its own newest
     rows = [*old, *new, *elsewhere]
     shown = ReportFilter(latest_only=True).apply(rows)
@@ -230,6 +236,9 @@ def test_report_shows_the_newest_measurement_of_each_baseline() -> None:
     # a variant whose baseline was never measured stays, to be reported as having nothing to compare with
     orphan = measured(row("ptdq", baseline_sha="d" * 64), "rounds=11", "")
     assert orphan in ReportFilter(latest_only=True).apply([*rows, orphan])
+    # so does a variant measured alone some newer way its baseline never was
+    alone = measured(row("l1", ratio=0.2), "rounds=12", "2026-11-30T19:00:00")
+    assert alone in ReportFilter(latest_only=True).apply([*rows, alone])
     # what is shown compares within itself: the new l2 against the new baseline, each baseline with itself
     assert [c.row.settings_key for c in compare_all(shown)] == ["rounds=11", "rounds=11", "rounds=6"]
 

@@ -58,7 +58,7 @@ def interrupt_on_sigterm() -> None:
 
     Python's default SIGTERM ends the process on the spot: no ``finally`` runs, so a local agent spawned
     for ``--target local`` (and its workers) outlived the command. As KeyboardInterrupt, every command's
-    clean-up runs (the agent is stopped, checkpoints are kept) and it exits as interrupted. Only the main
+    clean-up runs (the agent is stopped, checkpoints are kept) and it ends as Ctrl-C ends it. Only the main
     thread may install a handler; elsewhere (a command run from a thread) nothing changes.
     """
     if threading.current_thread() is threading.main_thread():

@@ -191,3 +191,25 @@ def test_the_verdict_line_says_why_the_baseline_is_kept(tmp_path: Path) -> None:
     assert headline(recommend(losers)) == (
         "keep the baseline: no variant is shown to keep 90% of the return (1 fall short, 0 undecided)"
     )
+
+
+def test_an_older_measurement_is_left_out_and_said(tmp_path: Path) -> None:
+    """A workspace whose baselines were measured twice under different settings (a real SQLite file): the report
+    shows the newest measurement once per policy and says how many rows it left out; --all-measurements shows
+    both, each compared with its own baseline."""
+    home = tmp_path / "home"
+    target = (Target("local", 45.0, False),)
+    with ResultsDB(Workspace.resolve(home).db_path) as db:
+        fill(db, n_policies=1, targets=target, n_episodes=5, n_rounds=3, session="s-old")
+        db.conn.execute(
+            "UPDATE jobs SET settings_key = settings_key || '|older-protocol', finished_at = '2020-01-01T00:00:00'"
+        )
+        db.conn.commit()
+        fill(db, n_policies=1, targets=target, n_episodes=5, n_rounds=3, session="s-new")
+    code, newest = report(home)
+    assert code == 0, newest
+    assert newest.count("on local: baseline return") == 1
+    assert "35 rows from older measurements of these baselines" in newest and "--all-measurements" in newest
+    code, everything = report(home, "--all-measurements")
+    assert code == 0, everything
+    assert everything.count("on local: baseline return") == 2 and "older measurements" not in everything

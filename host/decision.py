@@ -154,10 +154,9 @@ def paired_ratio(variant: Sequence[float], baseline: Sequence[float], trim: floa
     kept = n - 2 * g
     center = float(d[g : n - g].mean())
     se = float(np.clip(d, d[g], d[n - g - 1]).std(ddof=1)) / ((kept / n) * math.sqrt(n))
-    if (
-        se == 0.0 and sd > 0
-    ):  # the kept rounds agree exactly, the trimmed ones do not: no narrower than Student's
-        g, kept, center, se = 0, n, mean, sd / math.sqrt(n)
+    # the kept rounds agree exactly but the trimmed ones do not: no narrower than Student's
+    if se == 0.0 and sd > 0:
+        kept, center, se = n, mean, sd / math.sqrt(n)
     half = t_quantile(0.975, kept - 1) * se if se > 0 else 0.0
     return RatioTest(n, math.exp(center), math.exp(center - half), math.exp(center + half), p)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import textwrap
 from enum import Enum
 from pathlib import Path
@@ -27,7 +26,7 @@ from host.report.html import render_html
 from host.report.json_report import job_records, render_json
 from host.report.markdown import render_markdown
 from host.report.noise import noise_lines
-from host.report.rows import ReportFilter, ReportRow, collect_rows, device_infos
+from host.report.rows import ReportFilter, ReportRow, collect_rows, device_infos, latest_measurements
 from host.report.stats import Optimise
 from host.report.terminal import WIDTH, parse_columns, render_compare, render_terminal, terminal_width
 
@@ -206,7 +205,7 @@ def _chosen_rows(
     rows = chosen.apply(everything)
     if all_measurements:
         return rows, None
-    newest = dataclasses.replace(chosen, latest_only=True).apply(everything)
+    newest = latest_measurements(rows)
     hidden = len(rows) - len(newest)
     if not hidden:
         return newest, None

@@ -352,13 +352,12 @@ def _raw_timing(row: ReportRow, base: ReportRow, values: str, plain: float) -> _
     if paired:
         test = paired_ratio([p[0] for p in paired], [p[1] for p in paired])
         return _Raw(test, test.ratio if test else plain)
+    v, b = _rounds(row, getattr(row, values)), _rounds(base, getattr(base, values))
     if set(row.round_ids) <= {0} and set(base.round_ids) - {0}:
         # compare round 0 with round 0: a later round's job is another kind of job (latency only, and the
         # model's session is the worker's first, so its memory figure includes ONNX Runtime's start-up)
-        first, theirs = _rounds(row, getattr(row, values)).get(0), _rounds(base, getattr(base, values)).get(0)
-        ratio0 = _ratio(first, theirs)
+        ratio0 = _ratio(v.get(0), b.get(0))
         return _Raw(None, ratio0 if math.isfinite(ratio0) else plain, ROUND_0_ONLY)
-    v, b = _rounds(row, getattr(row, values)), _rounds(base, getattr(base, values))
     common = sorted(set(v) & set(b))
     test = paired_ratio([v[r] for r in common], [b[r] for r in common])
     return _Raw(test, test.ratio if test else plain)

@@ -207,6 +207,28 @@ def decide(
     )
 
 
+def unsettled(
+    change: Change, low: float, high: float, n: int, threshold: float = NOISE_THRESHOLD
+) -> str | None:
+    """Why more paired rounds could settle a timing verdict, or None when they would not change it.
+
+    Two cases: the verdict is *undecided* (beyond the threshold but not significant, or too few rounds), or
+    its CI reaches across ±threshold, so the point estimate, and with it the verdict, can land on the other
+    side in another deploy. Measured on SAC HalfCheetah's sweep: the same variant's ratio moves 0.5-1 % from
+    one deploy to the next, about what ten paired rounds' CI says, so the variants whose verdicts differed
+    between two deploys were exactly those within a CI of ±5 %. Rounds shrink that band as 1/sqrt(n).
+    Only a tested verdict (``n`` paired rounds, ``n > 0``) can be settled by more rounds: a variant timed in
+    round 0 alone, or not in its baseline's session, needs another kind of deploy."""
+    if n <= 0:
+        return None
+    if change is Change.undecided:
+        return "undecided"
+    crossed = [f"{bound - 1:+.0%}" for bound in (1 - threshold, 1 + threshold) if low < bound < high]
+    if crossed:
+        return f"CI crosses {' and '.join(crossed)}"
+    return None
+
+
 def decide_exact(ratio: float, threshold: float = NOISE_THRESHOLD) -> tuple[Change, str]:
     """A deterministic figure (file bytes): no test, only the threshold."""
     if not math.isfinite(ratio):

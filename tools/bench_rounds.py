@@ -55,20 +55,33 @@ def synthetic_models(home: Path, k: int) -> tuple[list, str]:
 
 
 def timed_deploy(
-    models: list, home: Path, rounds: int, n_episodes: int, later_rounds: str | None = None
+    models: list,
+    home: Path,
+    rounds: int,
+    n_episodes: int,
+    later_rounds: str | None = None,
+    max_rounds: int = 0,
 ) -> tuple[float, float, dict[str, float]]:
     """One forced deploy; returns (wall seconds, wall seconds of its round 0, seconds the measuring workers
     spent per kind of job). Round 0 ends with the last progress report of a round-0 job (every model runs
-    round 0 before any runs round 1)."""
+    round 0 before any runs round 1). ``max_rounds``: the unsettled variants' extra rounds, as the CLI runs
+    them (their cost is part of the protocol's)."""
     from device_agent.contract.validity import ValidityRule
     from host.measure.deploy import DeployConfig, deploy
     from host.measure.profiles import find_profile, load_profile
+    from host.report.stats import session_unsettled
     from host.store.results_db import ResultsDB
     from host.store.workspace import Workspace
 
     workspace = Workspace.resolve(home)
     profile = load_profile(find_profile("local", None))
-    cfg = DeployConfig(n_episodes=n_episodes, force=True, rounds=rounds, validity_rule=ValidityRule.never())
+    cfg = DeployConfig(
+        n_episodes=n_episodes,
+        force=True,
+        rounds=rounds,
+        max_rounds=max_rounds,
+        validity_rule=ValidityRule.never(),
+    )
     if later_rounds is not None:
         cfg = dataclasses.replace(cfg, later_rounds=later_rounds)
     round0_end = [0.0]
@@ -79,7 +92,9 @@ def timed_deploy(
 
     with ResultsDB(workspace.db_path) as db:
         t0 = time.perf_counter()
-        outcome = deploy(models, profile, workspace, db, cfg, progress)
+        outcome = deploy(
+            models, profile, workspace, db, cfg, progress, unsettled=lambda sid: session_unsettled(db, sid)
+        )
         wall = time.perf_counter() - t0
         round0 = round0_end[0] - t0
         if outcome.failed:
@@ -94,7 +109,7 @@ def timed_deploy(
 
 
 def main() -> None:
-    from host.measure.protocol import ROUNDS_DEFAULT
+    from host.measure.protocol import MAX_ROUNDS_DEFAULT, ROUNDS_DEFAULT
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,6 +117,12 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=ROOT / ".drlc-bench")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=ROUNDS_DEFAULT)
+    parser.add_argument(
+        "--max-rounds",
+        type=int,
+        default=MAX_ROUNDS_DEFAULT,
+        help="unsettled variants' rounds in all (0: off)",
+    )
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--synthetic", type=int, default=0, help="K random policies instead of the zoo sweep")
     parser.add_argument("--limit", type=int, default=0, help="only the first N models of the sweep")
@@ -126,7 +147,11 @@ def main() -> None:
         models, origin = prepare_sweep(home, args.random)
     if args.limit:
         models = models[: args.limit]
-    print(f"{len(models)} models ({origin}); rounds {args.rounds}; {args.episodes} episodes", flush=True)
+    print(
+        f"{len(models)} models ({origin}); rounds {args.rounds} (unsettled: up to {args.max_rounds}); "
+        f"{args.episodes} episodes",
+        flush=True,
+    )
     times: dict[str, list[float]] = {"single": [], "protocol": []}
     later_s: list[float] = []
     within: list[float] = []
@@ -134,7 +159,12 @@ def main() -> None:
         sides = ["single", "protocol"] if rep % 2 == 0 else ["protocol", "single"]
         for side in sides:
             wall, round0, in_jobs = timed_deploy(
-                models, home, 1 if side == "single" else args.rounds, args.episodes, args.later_rounds
+                models,
+                home,
+                1 if side == "single" else args.rounds,
+                args.episodes,
+                args.later_rounds,
+                args.max_rounds,
             )
             times[side].append(wall)
             if side == "protocol":

@@ -24,12 +24,13 @@ from host.cli.common import (
     user_errors,
 )
 from host.cli.deploy_progress import DeployProgress
-from host.measure.deploy import DeployConfig, deploy, episodes_for
+from host.measure.deploy import DeployConfig, DeployOutcome, deploy, episodes_for
 from host.errors import DeviceError, StoreError
 from host.measure.profiles import TargetProfile, find_profile, load_profile
 from host.measure.protocol import (
     LATER_ROUNDS_DEFAULT,
     LATER_ROUNDS_MODES,
+    MAX_ROUNDS_DEFAULT,
     MAX_SPOILED_RETRIES_DEFAULT,
     MAX_STEPS_PER_EPISODE_DEFAULT,
     N_EPISODES_DEFAULT,
@@ -38,6 +39,7 @@ from host.measure.protocol import (
     WARMUP_CALLS_DEFAULT,
 )
 from host.measure.until_decided import AUTO_EPISODES_CAP_DEFAULT
+from host.report.stats import session_unsettled
 
 LaterRounds = Enum("LaterRounds", {m: m for m in LATER_ROUNDS_MODES}, type=str)  # type: ignore[misc]
 """--later-rounds' choices: the protocol's vocabulary (host.measure.protocol.LATER_ROUNDS_MODES)."""
@@ -57,6 +59,19 @@ def check_reachable(profile: TargetProfile, timeout_s: float) -> None:
                 client.wait_ready(timeout_s=timeout_s)
             except AgentUnreachableError as exc:
                 raise DeviceError(profile.unreachable(exc.address)) from None
+
+
+def more_rounds_line(outcome: DeployOutcome, names: dict[str, str]) -> str | None:
+    """What ``--max-rounds`` did: which variants got more paired rounds, and which are still unsettled
+    (``names``: sha256 -> model name)."""
+    if not outcome.more_rounds:
+        return None
+    got = ", ".join(f"{names.get(s, s[:12])} ({n})" for s, n in sorted(outcome.more_rounds.items()))
+    line = f"more rounds for {len(outcome.more_rounds)} unsettled variant(s) (rounds in all): {got}"
+    if outcome.unsettled:
+        left = ", ".join(f"{names.get(s, s[:12])}: {why}" for s, why in sorted(outcome.unsettled.items()))
+        line += f"; still unsettled at --max-rounds: {left}"
+    return line
 
 
 def parse_episodes(episodes: str | None, max_episodes: int) -> tuple[int | None, int]:
@@ -151,6 +166,14 @@ def deploy_command(
             min=1,
         ),
     ] = ROUNDS_DEFAULT,
+    max_rounds: Annotated[
+        int,
+        typer.Option(
+            help="then more paired rounds, up to this many in all, for the variants whose latency verdict is "
+            "unsettled (its CI crosses the ±5 % noise threshold, or undecided); --rounds or less: none",
+            min=1,
+        ),
+    ] = MAX_ROUNDS_DEFAULT,
     round_calls: Annotated[
         int, typer.Option(help="timed in-loop calls of each later (latency-only) round", min=1)
     ] = ROUND_LATENCY_CALLS,
@@ -213,6 +236,7 @@ def deploy_command(
             quality_workers=workers,
             latency_calls=latency_calls,
             rounds=rounds,
+            max_rounds=max_rounds,
             round_latency_calls=round_calls,
             later_rounds=later_rounds.value,
             order_seed=order_seed,
@@ -225,7 +249,15 @@ def deploy_command(
         view = DeployProgress(console, chosen, episodes_for(profile, cfg), db, profile.name)
         try:
             with view:
-                outcome = deploy(chosen, profile, workspace, db, cfg, view.update)
+                outcome = deploy(
+                    chosen,
+                    profile,
+                    workspace,
+                    db,
+                    cfg,
+                    view.update,
+                    unsettled=lambda session_id: session_unsettled(db, session_id),
+                )
         except AgentUnreachableError as exc:
             if profile.spawn_local:
                 raise
@@ -247,6 +279,8 @@ def deploy_command(
                 highlight=False,
                 soft_wrap=True,
             )
+        if (more := more_rounds_line(outcome, {m.sha256: m.name for m in chosen})) is not None:
+            console.print(more, highlight=False, soft_wrap=True)
         if outcome.extended:
             console.print(
                 f"--episodes auto: {len(outcome.extended)} model(s) got more seeded episodes "

@@ -42,6 +42,7 @@ from host.measure.protocol import (
     LATER_ROUNDS_CANDIDATES,
     LATER_ROUNDS_DEFAULT,
     MAX_SPOILED_RETRIES_DEFAULT,
+    MORE_ROUNDS_STEP,
     ROUND_LATENCY_CALLS,
     MAX_STEPS_PER_EPISODE_DEFAULT,
     N_EPISODES_DEFAULT,
@@ -96,6 +97,10 @@ class DeployConfig:
     later_rounds: str = LATER_ROUNDS_DEFAULT
     """Which models the later rounds time (``LATER_ROUNDS_MODES``): ``candidates`` leaves out the variants
     shown after round 0 to fall short on return; ``all`` times every model."""
+    max_rounds: int = 0
+    """After the ``rounds``, more paired rounds for the variants whose latency verdict is unsettled, up to this
+    many rounds in all (:data:`~host.measure.protocol.MAX_ROUNDS_DEFAULT`, which the CLI and studies use); 0 or
+    ``rounds`` and less: off. Needs :func:`deploy`'s ``unsettled``."""
 
 
 @dataclass
@@ -114,9 +119,13 @@ class DeployOutcome:
     kept_spoiled: list[tuple[str, int]] = field(default_factory=list)
     """(sha256, round) still spoiled after every retry: flagged, never used as a latency sample."""
     extended: dict[str, int] = field(default_factory=dict)
+    """``--episodes auto``: sha256 -> episodes it has in all after the extra seeded episodes it was given."""
+    more_rounds: dict[str, int] = field(default_factory=dict)
+    """``max_rounds``: sha256 -> rounds it has in all, for each variant that got more paired rounds."""
+    unsettled: dict[str, str] = field(default_factory=dict)
+    """``max_rounds``: sha256 -> why, for each variant still unsettled when its rounds reached the cap."""
     short: list[str] = field(default_factory=list)
     """Variants shown after round 0 to fall short on return, left out of the later rounds (``candidates``)."""
-    """``--episodes auto``: sha256 -> episodes it has in all after the extra seeded episodes it was given."""
 
     def noisy_line(self) -> str | None:
         """One line when the device was noisy during this deploy, else None: counts, and the kinds of reason."""
@@ -198,13 +207,16 @@ def settings_key(
     rounds: int = 1,
     round_calls: int = ROUND_LATENCY_CALLS,
     later_rounds: str = LATER_ROUNDS_DEFAULT,
+    max_rounds: int = 0,
 ) -> str:
     """Jobs with equal keys measure the same thing; the key decides what is already done and which jobs are
     compared. Everything that changes what is measured is in it: every setting sent (quality_workers and
     latency_calls included: they decide what latency is computed from), the number of rounds and, with more
-    than one, the calls of a later round and which models it times."""
-    later = f"|round_calls={round_calls}|paired" + (
-        "" if later_rounds == LATER_ROUNDS_ALL else f"|later={later_rounds}"
+    than one, the calls of a later round, which models it times and how far unsettled variants go."""
+    later = (
+        f"|round_calls={round_calls}|paired"
+        + ("" if later_rounds == LATER_ROUNDS_ALL else f"|later={later_rounds}")
+        + (f"|max_rounds={max_rounds}" if max_rounds > rounds else "")
     )
     protocol = f"|rounds={rounds}" + (later if rounds > 1 else "")
     payload = settings.SerializeToString(deterministic=True) + protocol.encode()
@@ -213,7 +225,9 @@ def settings_key(
 
 def deploy_key(profile: TargetProfile, cfg: DeployConfig) -> str:
     """The settings key of a deploy of ``cfg`` to ``profile``."""
-    return settings_key(profile_settings(profile, cfg), cfg.rounds, cfg.round_latency_calls, cfg.later_rounds)
+    return settings_key(
+        profile_settings(profile, cfg), cfg.rounds, cfg.round_latency_calls, cfg.later_rounds, cfg.max_rounds
+    )
 
 
 @contextmanager
@@ -487,7 +501,38 @@ class _SessionRun:
                 self.outcome.spoiled.append((sha, r, "; ".join(reasons)))
                 if _round_done(self.jobs[(sha, r)], self.cfg):
                     self.outcome.kept_spoiled.append((sha, r))
-        self.progress(model, self.settings[0].n_episodes + r, self.total)
+        if r < self.cfg.rounds:  # the extra rounds of unsettled variants are beyond the planned total
+            self.progress(model, self.settings[0].n_episodes + r, self.total)
+
+    def more_rounds(self, unsettled: Callable[[str], dict[str, str]], by_sha: dict[str, ModelRow]) -> None:
+        """``max_rounds``: paired rounds ``rounds``, ``rounds + 1``, ... for the variants whose latency verdict
+        is unsettled, judged again every ``MORE_ROUNDS_STEP`` rounds, until none is or the cap. Each extra
+        round is a fresh worker per variant (timing it against its baseline, as every later round does), the
+        variants in a seeded shuffle; a continued session runs only the (model, round) jobs not done yet. Only
+        a variant whose baseline is in the session and did not fail can be paired, so only such are run."""
+        rng = random.Random(f"{self.session.order_seed}:more-rounds")
+        r = self.cfg.rounds
+        while True:
+            why = {
+                sha: reason
+                for sha, reason in unsettled(self.session.session_id).items()
+                if sha in by_sha
+                and sha not in self.outcome.short
+                and self.partner(by_sha[sha], self.cfg.rounds) is not None  # a variant with its baseline here
+                and sha not in self.outcome.failed
+            }
+            if r >= self.cfg.max_rounds or not why:
+                self.outcome.unsettled = why
+                return
+            end = min(r + MORE_ROUNDS_STEP, self.cfg.max_rounds)
+            for k in range(r, end):
+                order = sorted(why)
+                rng.shuffle(order)
+                for sha in order:
+                    if sha not in self.outcome.failed:
+                        self.run_round(by_sha[sha], k)
+                        self.outcome.more_rounds[sha] = k + 1
+            r = end
 
     def session_returns(self) -> dict[str, dict[int, float]]:
         """sha256 -> {seed: return} over every succeeded job of this session (a seed counted once)."""
@@ -542,6 +587,24 @@ EXTRA_LATENCY_CALLS = 10
 """Timed calls of an extra-episodes job's latency phase: its timing is never used, so as few as the agent takes."""
 
 
+def _more_rounds_on(
+    cfg: DeployConfig, unsettled: Callable[[str], dict[str, str]] | None
+) -> Callable[[str], dict[str, str]] | None:
+    """The judge of unsettled variants when ``cfg`` asks for more rounds, else None; a config no deploy can run
+    is refused here, before anything is sent."""
+    if cfg.rounds < 1:
+        raise ValueError(f"rounds={cfg.rounds}: a deploy needs at least 1 round")
+    if cfg.max_rounds >= EXTRA_ROUND_BASE:
+        raise ValueError(f"max_rounds={cfg.max_rounds}: at most {EXTRA_ROUND_BASE - 1} rounds")
+    if not cfg.max_rounds > cfg.rounds > 1:
+        return None
+    if unsettled is None:
+        raise ValueError(
+            "max_rounds asks for more rounds: pass unsettled, the judge of the session's variants"
+        )
+    return unsettled
+
+
 def deploy(
     models: list[ModelRow],
     profile: TargetProfile,
@@ -550,14 +613,18 @@ def deploy(
     cfg: DeployConfig,
     progress: ProgressFn | None = None,
     rule: Callable[[str], list[str]] | None = None,
+    unsettled: Callable[[str], dict[str, str]] | None = None,
 ) -> DeployOutcome:
-    """Run (or continue) one session: ``cfg.rounds`` rounds over ``models``, each round in its recorded order.
+    """Run (or continue) one session: ``cfg.rounds`` rounds over ``models``, each round in its recorded order,
+    then (``cfg.max_rounds``) more paired rounds for the variants whose latency verdict is unsettled.
 
     :param rule: given a finished job's id, why its timing is spoiled (default: ``judge`` with
         ``cfg.validity_rule``); tests pass their own to spoil by construction
+    :param unsettled: given the session's id, the variants whose latency verdict more rounds could settle
+        (sha256 -> why): the report's judgement (host.report.stats.session_unsettled), which this package
+        cannot import; needed when ``cfg.max_rounds`` asks for more rounds
     """
-    if cfg.rounds < 1:
-        raise ValueError(f"rounds={cfg.rounds}: a deploy needs at least 1 round")
+    more = _more_rounds_on(cfg, unsettled)
     first = profile_settings(profile, cfg)
     key = deploy_key(profile, cfg)
     by_sha = {m.sha256: m for m in models}
@@ -597,6 +664,8 @@ def deploy(
             for sha in order:
                 if sha not in outcome.failed and (r == 0 or sha not in outcome.short):
                     run.run_round(by_sha[sha], r)
+        if more is not None:
+            run.more_rounds(more, by_sha)
         if cfg.auto_episodes_cap > 0:
             run.extend_until_decided(by_sha)
         for sha in by_sha:

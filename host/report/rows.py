@@ -150,10 +150,13 @@ def return_stats(returns: tuple[float, ...]) -> ReturnStats:
     return ReturnStats(m.n, m.mean, std, m.mean - half, m.mean + half)
 
 
-def _episodes_by_job(db: ResultsDB) -> dict[str, tuple[list[int], list[float], list[float]]]:
-    """(seeds, returns, p50 latencies in µs) of every job's episodes, in episode order: one query for all jobs."""
+def _episodes_by_job(
+    db: ResultsDB, session_id: str | None = None
+) -> dict[str, tuple[list[int], list[float], list[float]]]:
+    """(seeds, returns, p50 latencies in µs) of every job's episodes (of one session, when given), in episode
+    order: one query for all jobs."""
     out: dict[str, tuple[list[int], list[float], list[float]]] = {}
-    for job_id, seed, ret, p50 in db.succeeded_episodes():
+    for job_id, seed, ret, p50 in db.succeeded_episodes(session_id):
         seeds, returns, latencies = out.setdefault(job_id, ([], [], []))
         seeds.append(seed)
         returns.append(ret)
@@ -201,13 +204,11 @@ def collect_rows(db: ResultsDB, session_id: str | None = None) -> list[ReportRow
     timing figures per round come from the rounds that validity checks did not spoil. A few bulk queries, so
     10 000 jobs take about a second. ``session_id``: that session's rows only (as if it were the latest), for
     comparing the verdicts of two sessions."""
-    episodes = _episodes_by_job(db)
+    episodes = _episodes_by_job(db, session_id)
     manifests = db.manifest_dicts()
     metrics = _metrics_by_model(manifests)
     groups: dict[tuple[str, str, str], list[Any]] = {}
-    for job in db.profile_jobs():
-        if session_id is not None and job["session_id"] != session_id:
-            continue
+    for job in db.profile_jobs(session_id):
         groups.setdefault((job["model_sha256"], job["target_fingerprint"], job["settings_key"]), []).append(
             job
         )

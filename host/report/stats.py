@@ -37,11 +37,13 @@ from host.decision import (
     holm,
     non_inferiority,
     paired_ratio,
+    unsettled,
     verdict_word,
 )
 from host.compress.methods import METHOD_ORDER, UNKNOWN_ORDER
-from host.report.rows import Moments, ReportRow, moments
+from host.report.rows import Moments, ReportRow, collect_rows, moments
 from host.report.summary import meter_order
+from host.store.results_db import ResultsDB
 
 
 class Verdict(str, Enum):
@@ -541,6 +543,27 @@ def compare_all(rows: Iterable[ReportRow], threshold: float = NOISE_THRESHOLD) -
         for row, c in zip(family, _compare_group(family, bases[key], threshold), strict=True):
             done[id(row)] = c
     return [done[id(r)] for r in rows if id(r) in done]
+
+
+def unsettled_latency(
+    comparisons: Iterable[Comparison], threshold: float = NOISE_THRESHOLD
+) -> dict[str, str]:
+    """sha256 -> why, for every variant whose latency verdict more paired rounds could settle
+    (:func:`host.decision.unsettled`): what a deploy's extra rounds time (``--max-rounds``)."""
+    out: dict[str, str] = {}
+    for c in comparisons:
+        t = c.latency
+        why = None if c.is_baseline else unsettled(t.change, t.low, t.high, t.n, threshold)
+        if why is not None:
+            out[c.row.sha256] = f"{why} after {t.n} paired rounds"
+    return out
+
+
+def session_unsettled(db: ResultsDB, session_id: str, threshold: float = NOISE_THRESHOLD) -> dict[str, str]:
+    """:func:`unsettled_latency` over one deploy session's rows, judged as the report judges them: the deploy
+    asks this between its extra rounds (host.measure.deploy cannot import the report, so the CLI and the study
+    hand it this function)."""
+    return unsettled_latency(compare_all(collect_rows(db, session_id), threshold), threshold)
 
 
 def group(comparisons: Iterable[Comparison]) -> dict[tuple[str, str], list[Comparison]]:

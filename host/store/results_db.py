@@ -477,12 +477,16 @@ class ResultsDB:
             out += self.conn.execute(f"SELECT * FROM jobs WHERE job_id IN ({marks})", chunk)
         return out
 
-    def succeeded_episodes(self) -> Iterator[tuple[str, int, float, int | None]]:
-        """(job id, seed, return, inference p50 in ns) of every episode of every succeeded job, ordered by job
-        and episode index: one query for a whole report."""
+    def succeeded_episodes(
+        self, session_id: str | None = None
+    ) -> Iterator[tuple[str, int, float, int | None]]:
+        """(job id, seed, return, inference p50 in ns) of every episode of every succeeded job (of one session,
+        when given), ordered by job and episode index: one query for a whole report."""
+        where, args = ("AND j.session_id = ?", (session_id,)) if session_id is not None else ("", ())
         for job_id, seed, ret, p50 in self.conn.execute(
             "SELECT e.job_id, e.seed, e.episode_return, e.inference_p50_ns FROM episodes e"
-            " JOIN jobs j ON j.job_id = e.job_id WHERE j.state = 'succeeded' ORDER BY e.job_id, e.idx"
+            f" JOIN jobs j ON j.job_id = e.job_id WHERE j.state = 'succeeded' {where} ORDER BY e.job_id, e.idx",
+            args,
         ):
             yield job_id, int(seed), ret, p50
 
@@ -617,15 +621,18 @@ class ResultsDB:
     def count_episodes(self, job_id: str) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM episodes WHERE job_id=?", (job_id,)).fetchone()[0])
 
-    def profile_jobs(self) -> list[sqlite3.Row]:
-        """Every succeeded job (every round of every session), joined with its model: a report groups them."""
+    def profile_jobs(self, session_id: str | None = None) -> list[sqlite3.Row]:
+        """Every succeeded job (every round of every session, or of one session), joined with its model: a
+        report groups them."""
+        where, args = ("AND j.session_id = ?", (session_id,)) if session_id is not None else ("", ())
         return list(
             self.conn.execute(
-                """SELECT j.*, m.name AS model_name, m.algo, m.env_id, m.method, m.method_params, m.parent_sha256,
+                f"""SELECT j.*, m.name AS model_name, m.algo, m.env_id, m.method, m.method_params, m.parent_sha256,
                           m.file_bytes, m.n_params
                    FROM jobs j JOIN models m ON m.sha256 = j.model_sha256
-                   WHERE j.state = 'succeeded'
-                   ORDER BY j.target, m.algo, m.env_id, m.name, j.finished_at, j.round"""
+                   WHERE j.state = 'succeeded' {where}
+                   ORDER BY j.target, m.algo, m.env_id, m.name, j.finished_at, j.round""",
+                args,
             )
         )
 

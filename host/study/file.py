@@ -29,6 +29,7 @@ from host.compress.sweep import PAPER_RATIOS, SweepConfig
 from host.measure.config_errors import describe
 from host.errors import DrlcError
 from host.measure.protocol import (
+    MAX_ROUNDS_DEFAULT,
     MAX_SPOILED_RETRIES_DEFAULT,
     N_EPISODES_DEFAULT,
     ROUNDS_DEFAULT,
@@ -141,6 +142,12 @@ class StudyFile(BaseModel):
         f"warmup_calls, else {WARMUP_CALLS_DEFAULT}",
     )
     rounds: int = Field(default=ROUNDS_DEFAULT, ge=1, description="latency rounds per model and target")
+    max_rounds: int = Field(
+        default=MAX_ROUNDS_DEFAULT,
+        ge=1,
+        description="then more paired rounds, up to this many in all, for variants whose latency verdict is "
+        "unsettled; rounds or less: none",
+    )
     spoiled_retries: int = Field(
         default=MAX_SPOILED_RETRIES_DEFAULT, ge=0, description="re-runs of a round the validity rule spoiled"
     )
@@ -192,6 +199,7 @@ class Study:
     sweep: SweepConfig
     description: str = ""
     rounds: int = ROUNDS_DEFAULT
+    max_rounds: int = MAX_ROUNDS_DEFAULT
     spoiled_retries: int = MAX_SPOILED_RETRIES_DEFAULT
 
 
@@ -292,6 +300,7 @@ def load_study(path: Path) -> Study:
         seed=spec.seed,
         warmup_calls=spec.warmup_calls,
         rounds=spec.rounds,
+        max_rounds=spec.max_rounds,
         spoiled_retries=spec.spoiled_retries,
         report_dir=report_dir,
         optimise=spec.optimise,

@@ -126,6 +126,7 @@ def deploy_config(study: Study) -> DeployConfig:
         seed=study.seed,
         warmup_calls=study.warmup_calls,
         rounds=study.rounds,
+        max_rounds=study.max_rounds,
         max_spoiled_retries=study.spoiled_retries,
         # a study reports every variant's latency verdict (the paper's tables), and counts a model as done when
         # it has every round: its later rounds time every model

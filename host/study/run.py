@@ -31,6 +31,7 @@ from typing import Any
 from device_agent.contract.vocabulary import BASELINE
 from host.compress.sweep import PlannedVariant, run_sweep
 from host.compress.variant import Baseline, Variant
+from host.report.stats import session_unsettled
 from host.measure.deploy import DeployOutcome, connect, deploy
 from host.errors import DrlcError
 from host.policies.importer import import_checkpoint
@@ -160,6 +161,7 @@ def _deploy_target(
             lambda model, done, total: on_event(
                 "job", {"target": profile.name, "model": model, "done": done, "total": total}
             ),
+            unsettled=lambda session_id: session_unsettled(db, session_id),
         )
 
 

@@ -270,3 +270,65 @@ def test_later_rounds_time_the_candidates_by_default_and_everyone_on_request(tmp
             (everyone.session_id,),
         ).fetchall()
         assert sorted(n for _, n in counts) == [3] * len(models)
+
+
+def test_unsettled_variants_get_more_paired_rounds_until_settled_or_the_cap(tmp_path, agent) -> None:
+    """--max-rounds on a real agent: after the rounds, only the variants the judge names get more rounds,
+    MORE_ROUNDS_STEP at a time, each a fresh job timed against its baseline in its worker, until the judge no
+    longer names them or the cap; the settings key says how far, and asking for more rounds without a judge is
+    refused before anything runs."""
+    from host.measure.deploy import deploy_key
+    from host.measure.protocol import MORE_ROUNDS_STEP
+
+    workspace, db, models = variant_family(tmp_path, (4, 3, 5))
+    base, settles, stays = models
+    asked: list[dict[str, int]] = []
+
+    def judge(session_id: str) -> dict[str, str]:
+        have = dict(
+            db.conn.execute(
+                "SELECT model_sha256, COUNT(DISTINCT round) FROM jobs WHERE session_id=? AND state='succeeded'"
+                " GROUP BY model_sha256",
+                (session_id,),
+            ).fetchall()
+        )
+        asked.append(have)
+        out = {stays.sha256: "CI crosses -5% after some rounds", base.sha256: "never a baseline"}
+        if have[settles.sha256] < 5:
+            out[settles.sha256] = "undecided"
+        return out
+
+    more = cfg(rounds=3, max_rounds=9, later_rounds="all")
+    with db:
+        with pytest.raises(ValueError, match="unsettled"):
+            deploy(models, loopback(agent), workspace, db, more)
+        assert db.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+        outcome = deploy(models, loopback(agent), workspace, db, more, unsettled=judge)
+        assert not outcome.failed, outcome.failed
+        rounds = {
+            sha: sorted(
+                r
+                for (r,) in db.conn.execute(
+                    "SELECT DISTINCT round FROM jobs WHERE session_id=? AND model_sha256=?",
+                    (outcome.session_id, sha),
+                )
+            )
+            for sha in (base.sha256, settles.sha256, stays.sha256)
+        }
+        assert rounds[base.sha256] == [0, 1, 2]  # a baseline is timed in its variants' workers
+        assert rounds[settles.sha256] == list(range(3 + MORE_ROUNDS_STEP))  # settled at the first look after
+        assert rounds[stays.sha256] == list(range(9))  # to the cap
+        assert len(asked) == 3 and asked[0][stays.sha256] == 3
+        assert outcome.more_rounds == {settles.sha256: 3 + MORE_ROUNDS_STEP, stays.sha256: 9}
+        assert set(outcome.unsettled) == {stays.sha256}
+        paired = [
+            json.loads(s)["paired"]["reference_sha256"]
+            for (s,) in db.conn.execute(
+                "SELECT summary FROM jobs WHERE session_id=? AND round >= 3", (outcome.session_id,)
+            )
+        ]
+        assert paired and set(paired) == {base.sha256}
+    profile = loopback(agent)
+    plain = deploy_key(profile, cfg(rounds=3, later_rounds="all"))
+    assert deploy_key(profile, more) != plain
+    assert deploy_key(profile, cfg(rounds=3, max_rounds=3, later_rounds="all")) == plain

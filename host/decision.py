@@ -214,9 +214,9 @@ def unsettled(
 
     Two cases: the verdict is *undecided* (beyond the threshold but not significant, or too few rounds), or
     its CI reaches across ±threshold, so the point estimate, and with it the verdict, can land on the other
-    side in another deploy. Measured on SAC HalfCheetah's sweep: the same variant's ratio moves 0.5-1 % from
-    one deploy to the next, about what ten paired rounds' CI says, so the variants whose verdicts differed
-    between two deploys were exactly those within a CI of ±5 %. Rounds shrink that band as 1/sqrt(n).
+    side in another deploy. Measured on SAC HalfCheetah's sweep (eight deploys, ten paired rounds each): the
+    same variant's ratio moved 0.3-1.8 % from one deploy to the next, about what its CI said, so the
+    variants whose verdicts differed between two deploys were exactly those within a CI of ±5 %. Rounds shrink that band as 1/sqrt(n).
     Only a tested verdict (``n`` paired rounds, ``n > 0``) can be settled by more rounds: a variant timed in
     round 0 alone, or not in its baseline's session, needs another kind of deploy."""
     if n <= 0:

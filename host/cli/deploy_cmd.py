@@ -27,7 +27,9 @@ from host.cli.deploy_progress import DeployProgress
 from host.measure.deploy import DeployConfig, DeployOutcome, deploy, episodes_for
 from host.errors import DeviceError, StoreError
 from host.measure.profiles import TargetProfile, find_profile, load_profile
+from host.decision import NOISE_THRESHOLD
 from host.measure.protocol import (
+    EXTRA_ROUND_BASE,
     LATER_ROUNDS_DEFAULT,
     LATER_ROUNDS_MODES,
     MAX_ROUNDS_DEFAULT,
@@ -170,8 +172,10 @@ def deploy_command(
         int,
         typer.Option(
             help="then more paired rounds, up to this many in all, for the variants whose latency verdict is "
-            "unsettled (its CI crosses the ±5 % noise threshold, or undecided); --rounds or less: none",
+            f"unsettled (its CI crosses the ±{NOISE_THRESHOLD:.0%} noise threshold, or undecided); --rounds or "
+            "less: none",
             min=1,
+            max=EXTRA_ROUND_BASE - 1,
         ),
     ] = MAX_ROUNDS_DEFAULT,
     round_calls: Annotated[

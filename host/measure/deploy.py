@@ -529,9 +529,16 @@ class _SessionRun:
                 order = sorted(why)
                 rng.shuffle(order)
                 for sha in order:
-                    if sha not in self.outcome.failed:
+                    if sha not in self.outcome.failed and not _round_done(
+                        self.jobs.get((sha, k), []), self.cfg
+                    ):
                         self.run_round(by_sha[sha], k)
-                        self.outcome.more_rounds[sha] = k + 1
+                        # rounds it has in all (a variant named again after a pause has gaps in its numbers)
+                        self.outcome.more_rounds[sha] = sum(
+                            1
+                            for (s, n), jobs in self.jobs.items()
+                            if s == sha and n < EXTRA_ROUND_BASE and jobs
+                        )
             r = end
 
     def session_returns(self) -> dict[str, dict[int, float]]:

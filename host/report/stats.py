@@ -555,7 +555,7 @@ def unsettled_latency(
         t = c.latency
         why = None if c.is_baseline else unsettled(t.change, t.low, t.high, t.n, threshold)
         if why is not None:
-            out[c.row.sha256] = f"{why} after {t.n} paired rounds"
+            out[c.row.sha256] = f"{why} after {t.n} rounds"
     return out
 
 

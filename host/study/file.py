@@ -28,7 +28,9 @@ from device_agent.contract.vocabulary import ALGORITHMS, COMPRESSION_METHODS, IN
 from host.compress.sweep import PAPER_RATIOS, SweepConfig
 from host.measure.config_errors import describe
 from host.errors import DrlcError
+from host.decision import NOISE_THRESHOLD
 from host.measure.protocol import (
+    EXTRA_ROUND_BASE,
     MAX_ROUNDS_DEFAULT,
     MAX_SPOILED_RETRIES_DEFAULT,
     N_EPISODES_DEFAULT,
@@ -145,8 +147,9 @@ class StudyFile(BaseModel):
     max_rounds: int = Field(
         default=MAX_ROUNDS_DEFAULT,
         ge=1,
+        lt=EXTRA_ROUND_BASE,
         description="then more paired rounds, up to this many in all, for variants whose latency verdict is "
-        "unsettled; rounds or less: none",
+        f"unsettled (its CI crosses ±{NOISE_THRESHOLD:.0%}, or undecided); rounds or less: none",
     )
     spoiled_retries: int = Field(
         default=MAX_SPOILED_RETRIES_DEFAULT, ge=0, description="re-runs of a round the validity rule spoiled"

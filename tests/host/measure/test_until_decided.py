@@ -86,7 +86,19 @@ def test_episodes_auto_on_a_real_agent_extends_an_undecided_variant(zoo_dir: Pat
         (base,) = db.models()
     made = runner.invoke(app, ["compress", base.sha256[:12], "--method", "l1", "--ratio", "0.1"])
     assert made.exit_code == 0, made.output
-    args = ["deploy", "--target", "local", "--rounds", "3", "--no-validity", "--warmup-calls", "20"]
+    # --max-rounds 3: no extra latency rounds (L1 10 % sits on the latency threshold here, and would get them)
+    args = [
+        "deploy",
+        "--target",
+        "local",
+        "--rounds",
+        "3",
+        "--max-rounds",
+        "3",
+        "--no-validity",
+        "--warmup-calls",
+        "20",
+    ]
     cap = 30
     result = runner.invoke(app, [*args, "--episodes", "auto", "--max-episodes", str(cap)])
     assert result.exit_code == 0, result.output

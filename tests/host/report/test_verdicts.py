@@ -310,13 +310,39 @@ def test_more_rounds_keep_null_sweeps_at_the_stated_rate() -> None:
     get more rounds): a sweep with any faster/slower stays within Holm's 5 % (3 standard errors of slack)."""
     rng = np.random.default_rng(51)
     sims = 400
-    false = 0
+    false = extra = 0
     for _ in range(sims):
-        verdicts, _ = deploy_verdicts(
+        verdicts, added = deploy_verdicts(
             rng, np.ones(N_VARIANTS), np.full(N_VARIANTS, 0.03), MAX_ROUNDS_DEFAULT, offset=0.0
         )
         false += any(v in (Change.lower, Change.higher) for v in verdicts)
+        extra += added
+    assert extra / sims >= 10  # the stopping rule is exercised: nulls' CIs do reach ±5 % and get rounds
     assert false / sims <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / sims)
+
+
+def test_the_deploys_judge_names_only_a_sessions_unsettled_variants(tmp_path: Path) -> None:
+    """session_unsettled, the judge a deploy is handed, on a real results database: two synthetic sessions of
+    the same 34-variant sweep. It names variants only (never the baseline), each one the report calls
+    undecided or whose CI crosses ±5 %, and every variant it leaves out is decided and clear of the
+    threshold; it reads its own session alone (the other one, another seed, changes nothing)."""
+    from host.report.stats import session_unsettled
+
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        fill(db, n_policies=1, targets=(Target("local", 45.0, False),), n_rounds=4, seed=3, session="s-one")
+        alone = session_unsettled(db, "s-one")
+        fill(db, n_policies=1, targets=(Target("local", 45.0, False),), n_rounds=4, seed=4, session="s-two")
+        assert session_unsettled(db, "s-one") == alone
+        comparisons = [c for c in compare_all(collect_rows(db, "s-one")) if not c.is_baseline]
+    by_sha = {c.row.sha256: c.latency for c in comparisons}
+    assert 0 < len(alone) < len(by_sha)  # the synthetic sweep has both kinds
+    for sha, t in by_sha.items():
+        crosses = any(t.low < b < t.high for b in (0.95, 1.05))
+        if sha in alone:
+            assert t.change is Change.undecided or crosses, (t.ratio, t.low, t.high, t.change)
+            assert alone[sha].endswith(f"after {t.n} rounds")
+        else:
+            assert t.change is not Change.undecided and not crosses
 
 
 def test_a_change_inside_the_threshold_is_within_noise_whatever_its_p() -> None:

@@ -512,6 +512,7 @@ class _SessionRun:
         a variant whose baseline is in the session and did not fail can be paired, so only such are run."""
         rng = random.Random(f"{self.session.order_seed}:more-rounds")
         r = self.cfg.rounds
+        ran: set[str] = set()
         while True:
             why = {
                 sha: reason
@@ -523,6 +524,13 @@ class _SessionRun:
             }
             if r >= self.cfg.max_rounds or not why:
                 self.outcome.unsettled = why
+                # rounds each has in all (a variant named again after a pause has gaps in its numbers)
+                self.outcome.more_rounds = {
+                    sha: sum(
+                        1 for (s, n), jobs in self.jobs.items() if s == sha and n < EXTRA_ROUND_BASE and jobs
+                    )
+                    for sha in ran
+                }
                 return
             end = min(r + MORE_ROUNDS_STEP, self.cfg.max_rounds)
             for k in range(r, end):
@@ -533,12 +541,7 @@ class _SessionRun:
                         self.jobs.get((sha, k), []), self.cfg
                     ):
                         self.run_round(by_sha[sha], k)
-                        # rounds it has in all (a variant named again after a pause has gaps in its numbers)
-                        self.outcome.more_rounds[sha] = sum(
-                            1
-                            for (s, n), jobs in self.jobs.items()
-                            if s == sha and n < EXTRA_ROUND_BASE and jobs
-                        )
+                        ran.add(sha)
             r = end
 
     def session_returns(self) -> dict[str, dict[int, float]]:
